@@ -1,0 +1,52 @@
+"""The `syndicate` command: one entry point, one module per sub-command.
+
+    syndicate run       [-c engine.toml] [--name N]      the supervisor (engine/core/supervisor.py)
+    syndicate ctl       [--name N] ROLE|all ACTION       signals by pid     (engine/control_cli.py)
+    syndicate status    [--name N] [--json] [--watch]    reads shared memory (engine/control_cli.py)
+    syndicate snapshot  PATH info|ls|show|export|copy|verify   offline LMDB  (engine/snapshot.py)
+    syndicate bench     ring|switch|store|decide [...]   benchmarks         (engine/bench/<name>.py)
+    syndicate devnet    up|down|traffic [...]            local anvil chains (scripts/devnet.py)
+
+Sub-commands other than `run` are imported lazily, so `syndicate status` starts fast and a
+broken optional module never stops the supervisor from starting.  Every sub-command module
+exposes `main(argv: list[str]) -> int`; exit code 2 always means "bad input, nothing done".
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+# name -> (module, one-line help).  `bench` and `snapshot` parse their own arguments.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("engine.core.supervisor", "start the supervisor and every role in engine.toml"),
+    "ctl": ("engine.control_cli", "signal a role (or all): pause, resume, checkpoint, restart"),
+    "status": ("engine.control_cli", "show every role's state, read from shared memory"),
+    "snapshot": ("engine.snapshot", "read an LMDB state directory offline"),
+    "bench": ("engine.bench", "benchmarks: ring, switch, store, decide"),
+    "devnet": ("scripts.devnet", "local three-chain anvil devnet with Uniswap pools"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: syndicate COMMAND [ARGS...]", "", "commands:"]
+    lines += [f"  {name:<9} {text}" for name, (_, text) in COMMANDS.items()]
+    lines += ["", "`syndicate COMMAND --help` describes each one."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"syndicate: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    entry = getattr(module, f"main_{name}", None) or module.main
+    return int(entry(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""Fixtures shared by every test area."""
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data, the real on-chain logs; a user's clone has none, so skip with a reason."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"needs the project's shared data at {SHARED_DATA} (absent in a plain clone)")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def unique_name() -> str:
+    """An engine/segment name no other test (or engine) uses."""
+    return f"t{os.getpid()}{uuid.uuid4().hex[:8]}"
