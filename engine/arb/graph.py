@@ -1,0 +1,123 @@
+"""One chain's pool graph: tokens are nodes, pools are edges, and the cycles through each pool.
+
+    pools      address -> V2Pool | V3Pool     (state; replaced whole on every Sync/Swap)
+    by_token   token -> addresses             (topology; changes only when a pool is added)
+    cycles     address -> [Cycle, ...]        (every simple cycle of 2..max_hops pools through
+                                               that pool, both directions; built on first use and
+                                               dropped when the topology changes)
+
+A `Cycle` is a tuple of legs `(pool_address, token_in)`.  Its first leg sells the cycle's profit
+token: a base token (WETH, a stable, the native wrapper...) when the cycle has one, so profits
+come out in something with a price.  State updates (`update`) never touch the cycle cache: an
+event costs one dict store, and the search looks the cycles up.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Union
+
+from engine.arb.types import Hop, Route
+from engine.arb.v2 import V2Pool
+from engine.arb.v3 import V3Pool
+
+Pool = Union[V2Pool, V3Pool]
+Leg = tuple[str, str]          # (pool address, token sold into it)
+Cycle = tuple[Leg, ...]
+
+
+class PoolGraph:
+    def __init__(self, pools: Iterable[Pool] = (), max_hops: int = 3,
+                 base_tokens: Iterable[str] = ()) -> None:
+        if max_hops < 2:
+            raise ValueError(f"max_hops must be >= 2 (got {max_hops})")
+        self.max_hops = max_hops
+        self.base_tokens = tuple(base_tokens)  # earlier = preferred profit token
+        self.pools: dict[str, Pool] = {}
+        self.by_token: dict[str, set[str]] = {}
+        self._cycles: dict[str, tuple[Cycle, ...]] = {}
+        for p in pools:
+            self.add(p)
+
+    def __len__(self) -> int:
+        return len(self.pools)
+
+    def __contains__(self, address: str) -> bool:
+        return address in self.pools
+
+    def __getitem__(self, address: str) -> Pool:
+        return self.pools[address]
+
+    def add(self, pool: Pool) -> None:
+        """A new pool (or a new state of a known one)."""
+        known = pool.address in self.pools
+        self.pools[pool.address] = pool
+        if not known:
+            for t in pool.tokens:
+                self.by_token.setdefault(t, set()).add(pool.address)
+            self._cycles.clear()
+
+    def update(self, pool: Pool) -> Pool | None:
+        """Replace a known pool's state; returns the previous state (None if it was unknown)."""
+        prev = self.pools.get(pool.address)
+        if prev is None:
+            self.add(pool)
+        else:
+            self.pools[pool.address] = pool
+        return prev
+
+    def pools_between(self, a: str, b: str) -> list[str]:
+        return sorted(self.by_token.get(a, set()) & self.by_token.get(b, set()))
+
+    def cycles_through(self, address: str) -> tuple[Cycle, ...]:
+        c = self._cycles.get(address)
+        if c is None:
+            c = self._cycles[address] = self._find_cycles(address)
+        return c
+
+    def _find_cycles(self, address: str) -> tuple[Cycle, ...]:
+        pool = self.pools[address]
+        found: set[Cycle] = set()
+        for start in pool.tokens:
+            end = pool.other(start)
+            # legs after the first: a simple path from `end` back to `start`
+            stack: list[tuple[str, tuple[Leg, ...], frozenset[str], frozenset[str]]] = [
+                (end, ((address, start),), frozenset((address,)), frozenset((start, end)))]
+            while stack:
+                token, legs, used_pools, used_tokens = stack.pop()
+                if len(legs) >= self.max_hops:
+                    continue
+                here = self.by_token.get(token, set())
+                if len(legs) == self.max_hops - 1:
+                    # the last leg must close the cycle: only pools of (token, start) qualify,
+                    # which keeps hub tokens (300 pools on WETH) from making this quadratic
+                    here = here & self.by_token.get(start, set())
+                for nxt_addr in here:
+                    if nxt_addr in used_pools:
+                        continue
+                    nxt = self.pools[nxt_addr].other(token)
+                    leg = (nxt_addr, token)
+                    if nxt == start:
+                        found.add(self._rotate(legs + (leg,)))
+                    elif nxt not in used_tokens:
+                        stack.append((nxt, legs + (leg,), used_pools | {nxt_addr},
+                                      used_tokens | {nxt}))
+        return tuple(sorted(found, key=lambda c: (len(c), c)))
+
+    def _rotate(self, legs: tuple[Leg, ...]) -> Cycle:
+        """Start the cycle at its most preferred base token (else keep the event pool first)."""
+        for base in self.base_tokens:
+            for i, (_, token_in) in enumerate(legs):
+                if token_in == base:
+                    return legs[i:] + legs[:i]
+        return legs
+
+    def route(self, cycle: Cycle) -> Route:
+        hops = []
+        for addr, token_in in cycle:
+            p = self.pools[addr]
+            hops.append(Hop(pool=addr, kind=p.kind, token_in=token_in, token_out=p.other(token_in),
+                            fee=p.fee, dex=p.dex))
+        return Route(tuple(hops))
+
+    def statistics(self) -> dict:
+        return {"pools": len(self.pools), "tokens": len(self.by_token),
+                "cached_cycle_sets": len(self._cycles), "max_hops": self.max_hops}

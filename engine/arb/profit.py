@@ -1,0 +1,290 @@
+"""Profit net of every fee: route output − input − loan fee − gas, all in the profit token.
+
+    profit = out − repay − gas_in_token
+    repay  = amount_in + loan fee           (Aave premium, V3 pool.flash fee, Balancer fee: 0)
+           = getAmountIn(borrowed) on the first pair's pre-swap reserves
+                                            (Uniswap V2 flash swap: the first hop *is* the loan)
+    gas    = units × price as the chain charges it (GasModel), converted into the profit token
+             at the price of the chain's own pools (no oracle, no I/O)
+
+The chain layer measures what this module cannot (base fee, priority fee, OP-stack L1 fee,
+eth_estimateGas) and hands the numbers in; nothing here fetches.  Every amount is an exact
+integer; fees and gas round against us (up), so a gap smaller than the fees never shows a profit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from engine.arb.graph import Pool, PoolGraph
+from engine.arb.types import Loan, LoanSource, PoolKind, Route
+from engine.arb.v2 import V2Pool, get_amount_in
+from engine.arb.v3 import Q96
+
+GWEI = 10**9
+
+
+# ------------------------------------------------------------------------------------- loans
+@dataclass(frozen=True)
+class LoanOffer:
+    """A lender the executor can borrow `token` from.  fee_ppm: parts per million of the amount
+    (Aave V3 5 bps = 500, a V3 pool's fee tier for pool.flash, Balancer 0)."""
+    source: LoanSource
+    lender: str
+    token: str
+    fee_ppm: int = 0
+    max_amount: int | None = None
+
+
+def loan_fee(source: LoanSource, amount: int, fee_ppm: int) -> int:
+    """The fee each lender charges, rounded as the lender rounds it."""
+    if source is LoanSource.AAVE:
+        # Aave PercentageMath.percentMul (bps over 1e4, rounds half up): premium = amount.percentMul(5)
+        bps, rem = divmod(fee_ppm, 100)
+        if rem:
+            return -(-amount * fee_ppm // 1_000_000)  # a non-bps premium: round up
+        return (amount * bps + 5_000) // 10_000
+    if source is LoanSource.UNISWAP_V3:
+        # UniswapV3Pool.flash: FullMath.mulDivRoundingUp(amount, fee, 1e6)
+        return -(-amount * fee_ppm // 1_000_000)
+    if source is LoanSource.BALANCER:
+        # Vault: FixedPoint.mulUp(amount, flashLoanFeePercentage); 0 today
+        return -(-amount * fee_ppm // 1_000_000)
+    if source is LoanSource.UNISWAP_V2:
+        # borrowing and repaying the *same* token of a pair: (amount + fee)*997 >= amount*1000
+        d, f = 1_000_000, fee_ppm or 3_000
+        return -(-amount * d // (d - f)) - amount
+    raise ValueError(f"unknown loan source {source}")
+
+
+@dataclass
+class LoanBook:
+    """The lenders available on one chain.  A route whose first hop is a V2 pair can always be
+    a flash swap on that pair (no fee beyond the hop's own swap fee), unless disabled."""
+    offers: list[LoanOffer] = field(default_factory=list)
+    v2_flash_swap: bool = True
+
+    def options(self, route: Route) -> list[LoanOffer]:
+        pools = {h.pool for h in route.hops}
+        out = []
+        first = route.hops[0]
+        if self.v2_flash_swap and first.kind is PoolKind.V2:
+            out.append(LoanOffer(LoanSource.UNISWAP_V2, first.pool, first.token_out, 0))
+        for o in self.offers:
+            # a V3/V2 lender locked by its own flash cannot be swapped in by the route
+            if o.token == route.token and o.lender not in pools:
+                out.append(o)
+        return out
+
+
+# ---------------------------------------------------------------------------------------- gas
+@dataclass(frozen=True)
+class GasModel:
+    """What a transaction costs on one chain; inputs come from the chain layer.
+
+    style   "arbitrum": eth_estimateGas already counts the L1 part in gas units; the sequencer
+                        charges the base fee (priority is ignored) — never add an L1 fee.
+            "op-stack": L2 execution gas × price + GasPriceOracle.getL1Fee(tx) (the oracle at
+                        0x420000000000000000000000000000000000000F), passed in as l1_fee_wei.
+            "polygon":  the priority fee is at least the network minimum (25 gwei, 30 since
+                        2023); bids below it are not mined.
+            "ethereum": plain EIP-1559.
+    """
+    chain: str
+    style: str
+    native_token: str               # the wrapped native token, for conversion into the profit token
+    base_fee_wei: int
+    priority_fee_wei: int = 0
+    min_priority_fee_wei: int = 0
+    l1_fee_wei: int = 0
+    base_fee_headroom: int = 2      # max_fee = headroom × base + priority (two blocks of +12.5 %... and more)
+
+    def __post_init__(self) -> None:
+        if self.style not in ("arbitrum", "op-stack", "polygon", "ethereum"):
+            raise ValueError(f"unknown gas style {self.style!r}")
+        if self.style != "op-stack" and self.l1_fee_wei:
+            raise ValueError(f"{self.chain}: an L1 fee applies only to OP-stack chains"
+                             + (" (Arbitrum's eth_estimateGas already includes the L1 part)"
+                                if self.style == "arbitrum" else ""))
+
+    @classmethod
+    def arbitrum(cls, native_token: str, base_fee_wei: int, chain: str = "arbitrum") -> "GasModel":
+        return cls(chain, "arbitrum", native_token, base_fee_wei)
+
+    @classmethod
+    def op_stack(cls, native_token: str, base_fee_wei: int, priority_fee_wei: int, l1_fee_wei: int,
+                 chain: str = "base") -> "GasModel":
+        return cls(chain, "op-stack", native_token, base_fee_wei, priority_fee_wei, 0, l1_fee_wei)
+
+    @classmethod
+    def polygon(cls, native_token: str, base_fee_wei: int, priority_fee_wei: int = 0,
+                min_priority_fee_wei: int = 30 * GWEI, chain: str = "polygon") -> "GasModel":
+        return cls(chain, "polygon", native_token, base_fee_wei, priority_fee_wei, min_priority_fee_wei)
+
+    @property
+    def priority(self) -> int:
+        if self.style == "arbitrum":
+            return 0
+        return max(self.priority_fee_wei, self.min_priority_fee_wei)
+
+    def bid(self) -> tuple[int, int]:
+        """(max_fee_per_gas, max_priority_fee_per_gas) for the transaction."""
+        prio = self.priority
+        return self.base_fee_headroom * self.base_fee_wei + prio, prio
+
+    def cost_wei(self, gas_units: int) -> int:
+        """Expected cost: the effective price is base + priority (at most max_fee)."""
+        cost = gas_units * (self.base_fee_wei + self.priority)
+        if self.style == "op-stack":
+            cost += self.l1_fee_wei
+        return cost
+
+    def worst_cost_wei(self, gas_units: int) -> int:
+        """Cost if the base fee rises to the bid's ceiling (used for the contract's min profit)."""
+        cost = gas_units * self.bid()[0]
+        if self.style == "op-stack":
+            cost += self.l1_fee_wei
+        return cost
+
+
+# static gas estimates (used until the chain layer supplies eth_estimateGas); measured on anvil:
+# a V2 flash-swap two-hop arbitrage used 151 662 gas
+GAS_BASE = 45_000
+GAS_PER_V2_HOP = 55_000
+GAS_PER_V3_HOP = 85_000
+GAS_PER_TICK_CROSSED = 22_000
+GAS_LOAN = {LoanSource.UNISWAP_V2: 0, LoanSource.UNISWAP_V3: 30_000, LoanSource.AAVE: 60_000,
+            LoanSource.BALANCER: 45_000}
+
+
+def estimate_gas(route: Route, loan_source: LoanSource, ticks_crossed: int = 0) -> int:
+    units = GAS_BASE + GAS_LOAN[loan_source] + GAS_PER_TICK_CROSSED * ticks_crossed
+    for h in route.hops:
+        units += GAS_PER_V2_HOP if h.kind is PoolKind.V2 else GAS_PER_V3_HOP
+    return units
+
+
+# ------------------------------------------------------------------------- price from the pools
+def _pool_rate(pool: Pool, token_in: str) -> tuple[int, int]:
+    """Mid price of token_in in the other token as an exact ratio (num, den), before fees."""
+    if isinstance(pool, V2Pool):
+        r_in, r_out = pool.reserves_for(token_in)
+        return r_out, r_in
+    s2 = pool.sqrt_price_x96 * pool.sqrt_price_x96   # token1 per token0 × 2^192
+    return (s2, Q96 * Q96) if token_in == pool.token0 else (Q96 * Q96, s2)
+
+
+def _depth(pool: Pool, token: str) -> int:
+    """How much of `token` backs the price (reserves, or V3 virtual reserves), for ranking."""
+    if isinstance(pool, V2Pool):
+        return pool.reserves_for(token)[0]
+    if token == pool.token0:
+        return pool.liquidity * Q96 // max(pool.sqrt_price_x96, 1)
+    return pool.liquidity * pool.sqrt_price_x96 // Q96
+
+
+def convert(graph: PoolGraph, amount: int, token_from: str, token_to: str,
+            round_up: bool = True) -> int | None:
+    """`amount` of token_from valued in token_to at the deepest pool's mid price, directly or via
+    one intermediate token; None when no path exists.  Rounds up by default (gas is a cost)."""
+    if token_from == token_to or amount == 0:
+        return amount
+    best = _best_rate(graph, token_from, token_to)
+    if best is None:
+        best = _two_hop_rate(graph, token_from, token_to)
+        if best is None:
+            return None
+    num, den = best
+    return -(-amount * num // den) if round_up else amount * num // den
+
+
+def _best_rate(graph: PoolGraph, a: str, b: str) -> tuple[int, int] | None:
+    addrs = graph.pools_between(a, b)
+    if not addrs:
+        return None
+    pool = max((graph.pools[x] for x in addrs), key=lambda p: _depth(p, a))
+    return _pool_rate(pool, a)
+
+
+def _two_hop_rate(graph: PoolGraph, a: str, b: str) -> tuple[int, int] | None:
+    best, best_depth = None, -1
+    for addr in graph.by_token.get(a, ()):
+        mid = graph.pools[addr].other(a)
+        second = _best_rate(graph, mid, b)
+        if second is None:
+            continue
+        d = _depth(graph.pools[addr], a)
+        if d > best_depth:
+            first = _pool_rate(graph.pools[addr], a)
+            best, best_depth = (first[0] * second[0], first[1] * second[1]), d
+    return best
+
+
+# ---------------------------------------------------------------------------- exact evaluation
+def route_amounts(graph: PoolGraph, route: Route, amount_in: int) -> list[int]:
+    """Exact output of every hop for `amount_in` (each pool's own contract math)."""
+    amounts = [amount_in]
+    a = amount_in
+    pools = graph.pools
+    for h in route.hops:
+        a = pools[h.pool].quote(h.token_in, a)
+        if a <= 0:
+            raise ValueError(f"hop through {h.pool} returns nothing for {amounts[-1]}")
+        amounts.append(a)
+    return amounts
+
+
+@dataclass(frozen=True)
+class Profit:
+    """Every term of one route at one input amount, in the profit token (route.token)."""
+    amount_in: int
+    amounts: tuple[int, ...]          # input, then each hop's output
+    loan: Loan
+    repay: int                        # what goes back to the lender, in route.token
+    gas_units: int
+    gas_cost_wei: int
+    gas_cost_token: int               # gas valued in route.token (rounded up)
+    gross: int                        # out − repay (what the contract keeps)
+    net: int                          # gross − gas_cost_token
+
+    @property
+    def amount_out(self) -> int:
+        return self.amounts[-1]
+
+
+def repayment(graph: PoolGraph, route: Route, offer: LoanOffer, amount_in: int,
+              first_out: int) -> tuple[Loan, int]:
+    """The loan for `amount_in` and what repaying it costs in route.token."""
+    if offer.source is LoanSource.UNISWAP_V2 and offer.lender == route.hops[0].pool:
+        # flash swap: take the first hop's output now, repay getAmountIn of it in the input token
+        pair = graph.pools[offer.lender]
+        r_in, r_out = pair.reserves_for(route.token)
+        repay = get_amount_in(first_out, r_in, r_out, pair.fee_bps, pair.fee_denominator)
+        return Loan(offer.source, offer.lender, offer.token, first_out, 0), repay
+    fee = loan_fee(offer.source, amount_in, offer.fee_ppm)
+    return Loan(offer.source, offer.lender, offer.token, amount_in, fee), amount_in + fee
+
+
+def evaluate(graph: PoolGraph, route: Route, amount_in: int, offer: LoanOffer, gas: GasModel,
+             gas_units: int | None = None, ticks_crossed: int = 0) -> Profit:
+    """Exact profit of `route` at `amount_in` borrowed from `offer`, net of the loan and gas."""
+    amounts = route_amounts(graph, route, amount_in)
+    loan, repay = repayment(graph, route, offer, amount_in, amounts[1])
+    units = gas_units if gas_units is not None else estimate_gas(route, offer.source, ticks_crossed)
+    cost_wei = gas.cost_wei(units)
+    cost_token = convert(graph, cost_wei, gas.native_token, route.token)
+    if cost_token is None:
+        raise ValueError(f"no pool prices {route.token} against the native token {gas.native_token}")
+    gross = amounts[-1] - repay
+    return Profit(amount_in, tuple(amounts), loan, repay, units, cost_wei, cost_token, gross,
+                  gross - cost_token)
+
+
+def gas_in_token(graph: PoolGraph, gas: GasModel, gas_wei: int, token: str) -> int | None:
+    return convert(graph, gas_wei, gas.native_token, token)
+
+
+__all__: Sequence[str] = (
+    "LoanOffer", "LoanBook", "loan_fee", "GasModel", "estimate_gas", "convert", "route_amounts",
+    "Profit", "repayment", "evaluate", "gas_in_token",
+)
