@@ -577,7 +577,7 @@ class RingReader:
         self.index = index
         self._line = (_READERS_OFF + LINE * index) // 8
         w = ring._w
-        published = ring._published.load_acquire()
+        published = w[_W_PUBLISHED]
         if start == "latest":
             cursor = published
         elif start == "oldest":
@@ -588,11 +588,15 @@ class RingReader:
         self._generation = _fork_generation[0]
         w[self._line + _R_CURSOR] = cursor
         w[self._line + _R_PID] = os.getpid()
-        self._load_published = ring._published.load_acquire
-        self._touch_claim = ring._claimed.touch
+        # words of our own: their scratch buffers make them single-thread objects
+        self._atomics = (_Atomic64(ring._mm, _W_PUBLISHED * 8), _Atomic64(ring._mm, _W_CLAIMED * 8))
+        self._load_published = self._atomics[0].load_acquire
+        self._touch_claim = self._atomics[1].touch
 
     def _close(self) -> None:
         self._load_published = self._touch_claim = None
+        for a in self._atomics:
+            a.release()
 
     @property
     def cursor(self) -> int:
