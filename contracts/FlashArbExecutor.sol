@@ -8,9 +8,11 @@ pragma solidity ^0.8.28;
 ///
 /// Loan sources, each through the lender's real interface:
 ///   0 UNISWAP_V2  pair.swap(..., data) -> uniswapV2Call. If the lender is the route's first pool
-///                 the loan *is* the first hop (classic flash swap: receive hop 0's output first,
-///                 pay its input last, no extra fee); otherwise the pair lends the route token and
-///                 is repaid amount + fee in the same token (the pair's K check enforces the fee).
+///                 the loan *is* the first hop (classic flash swap): borrow `amount` of hop 0's
+///                 output token, run hops 1..n-1, repay getAmountIn(amount) on the pair's pre-swap
+///                 reserves in hop 0's input token; no fee beyond the swap fee. Otherwise the
+///                 pair lends the route token and is repaid amount + fee in it (its K check
+///                 enforces the fee).
 ///   1 UNISWAP_V3  pool.flash -> uniswapV3FlashCallback (fee = the pool's, reported by the pool)
 ///   2 BALANCER    Vault.flashLoan -> receiveFlashLoan (fee reported by the vault, 0 today)
 ///   3 AAVE        Pool.flashLoanSimple -> executeOperation (premium reported by the pool)
@@ -43,7 +45,8 @@ contract FlashArbExecutor {
     struct Loan {
         uint8 source;
         address lender;
-        address token;   // must equal the route's first tokenIn and last tokenOut
+        address token;   // the borrowed token: the route's token, or hop 0's tokenOut for a V2
+                         // flash swap on hop 0's own pair
         uint256 amount;
         uint256 fee;     // V2 lender not in the route: repay amount + fee; ignored otherwise
     }
@@ -55,9 +58,12 @@ contract FlashArbExecutor {
     address transient expectedLender;
     address transient expectedPool;
     uint256 transient routeOut; // the route's final amount, set inside the loan callback
+    uint256 transient repaid;   // what went back to the lender, in the route's token
 
-    event Executed(address indexed token, uint8 indexed source, address lender, uint256 amountIn,
-                   uint256 amountOut, uint256 loanFee, uint256 profit);
+    /// token: the route's (profit) token; borrowed: loan.amount of loan.token; repaid and
+    /// amountOut in the route's token; profit = what the owner received.
+    event Executed(address indexed token, uint8 indexed source, address lender, uint256 borrowed,
+                   uint256 repaid, uint256 amountOut, uint256 profit);
     event AllowedSet(address indexed who, bool allowed);
 
     error NotAuthorized();
@@ -67,6 +73,7 @@ contract FlashArbExecutor {
     error LoanFailed();
     error TransferFailed();
     error PartialFill();
+    error RouteShort(uint256 have, uint256 due); // the route produced less than the loan costs
 
     constructor() {
         owner = msg.sender;
@@ -89,13 +96,15 @@ contract FlashArbExecutor {
     {
         if (msg.sender != owner && !allowed[msg.sender]) revert NotAuthorized();
         uint256 n = hops.length;
-        if (n == 0 || hops[0].tokenIn != loan.token || hops[n - 1].tokenOut != loan.token) {
-            revert BadRoute();
-        }
+        if (n == 0) revert BadRoute();
+        address token = hops[0].tokenIn;
+        if (hops[n - 1].tokenOut != token) revert BadRoute();
         for (uint256 i = 1; i < n; ++i) {
             if (hops[i].tokenIn != hops[i - 1].tokenOut) revert BadRoute();
         }
-        uint256 start = _balance(loan.token);
+        bool flashSwap = loan.source == LOAN_UNISWAP_V2 && loan.lender == hops[0].pool;
+        if (loan.token != (flashSwap ? hops[0].tokenOut : token)) revert BadRoute();
+        uint256 start = _balance(token);
         bytes memory data = abi.encode(hops, loan);
 
         expectedLender = loan.lender;
@@ -118,28 +127,23 @@ contract FlashArbExecutor {
         }
         expectedLender = address(0);
 
-        uint256 end = _balance(loan.token);
+        uint256 end = _balance(token);
         // A lender that took more than the route produced leaves us below the start: revert.
         if (end < start) revert InsufficientProfit(0, minProfit);
         profit = end - start;
         if (profit < minProfit) revert InsufficientProfit(profit, minProfit);
-        uint256 out = routeOut;
+        if (end > 0) _transfer(token, owner, end);
+        emit Executed(token, loan.source, loan.lender, loan.amount, repaid, routeOut, profit);
         routeOut = 0;
-        if (end > 0) _transfer(loan.token, owner, end);
-        // loan fee = what the route produced, minus what was borrowed, minus the profit
-        emit Executed(loan.token, loan.source, loan.lender, loan.amount, out,
-                      out - loan.amount - profit, profit);
+        repaid = 0;
     }
 
     function _borrowV2(Hop calldata first, Loan calldata loan, bytes memory data) internal {
         IUniswapV2Pair pair = IUniswapV2Pair(loan.lender);
         if (loan.lender == first.pool) {
             // The loan is hop 0 itself: take its output now, pay its input in the callback.
-            (uint112 r0, uint112 r1,) = pair.getReserves();
             bool zeroForOne = first.tokenIn < first.tokenOut;
-            (uint256 rIn, uint256 rOut) = zeroForOne ? (uint256(r0), uint256(r1)) : (uint256(r1), uint256(r0));
-            uint256 out = _v2AmountOut(loan.amount, rIn, rOut, first.fee);
-            pair.swap(zeroForOne ? 0 : out, zeroForOne ? out : 0, address(this), data);
+            pair.swap(zeroForOne ? 0 : loan.amount, zeroForOne ? loan.amount : 0, address(this), data);
         } else {
             bool isToken0 = pair.token0() == loan.token;
             pair.swap(isToken0 ? loan.amount : 0, isToken0 ? 0 : loan.amount, address(this), data);
@@ -152,14 +156,21 @@ contract FlashArbExecutor {
         _checkLender(sender);
         (Hop[] memory hops, Loan memory loan) = abi.decode(data, (Hop[], Loan));
         if (loan.source != LOAN_UNISWAP_V2) revert BadCallback();
+        if (amount0 + amount1 != loan.amount) revert BadCallback();
         if (loan.lender == hops[0].pool) {
-            // hop 0 already happened (its output is amount0 + amount1); pay its input at the end
-            uint256 out = _runHops(hops, 1, amount0 + amount1);
-            routeOut = out;
-            _transfer(loan.token, msg.sender, loan.amount);
+            // Hop 0's output is here; its input is due. The pair updates its reserves only after
+            // this callback, so getReserves() still gives the pre-swap reserves it checks K on.
+            Hop memory h = hops[0];
+            (uint112 r0, uint112 r1,) = IUniswapV2Pair(msg.sender).getReserves();
+            (uint256 rIn, uint256 rOut) = h.tokenIn < h.tokenOut ? (uint256(r0), uint256(r1)) : (uint256(r1), uint256(r0));
+            uint256 due = rIn * loan.amount * 10000 / ((rOut - loan.amount) * (10000 - h.fee)) + 1;
+            routeOut = _runHops(hops, 1, loan.amount);
+            repaid = due;
+            _repay(h.tokenIn, msg.sender, due);
         } else {
             routeOut = _runHops(hops, 0, loan.amount);
-            _transfer(loan.token, msg.sender, loan.amount + loan.fee);
+            repaid = loan.amount + loan.fee;
+            _repay(loan.token, msg.sender, loan.amount + loan.fee);
         }
     }
 
@@ -168,7 +179,8 @@ contract FlashArbExecutor {
         (Hop[] memory hops, Loan memory loan) = abi.decode(data, (Hop[], Loan));
         if (loan.source != LOAN_UNISWAP_V3) revert BadCallback();
         routeOut = _runHops(hops, 0, loan.amount);
-        _transfer(loan.token, msg.sender, loan.amount + fee0 + fee1);
+        repaid = loan.amount + fee0 + fee1;
+        _repay(loan.token, msg.sender, loan.amount + fee0 + fee1);
     }
 
     function receiveFlashLoan(
@@ -182,8 +194,9 @@ contract FlashArbExecutor {
         if (loan.source != LOAN_BALANCER || tokens.length != 1 || tokens[0] != loan.token
             || amounts[0] != loan.amount) revert BadCallback();
         routeOut = _runHops(hops, 0, loan.amount);
+        repaid = loan.amount + feeAmounts[0];
         // Balancer checks the vault's balance after this returns: repay by transfer.
-        _transfer(loan.token, msg.sender, loan.amount + feeAmounts[0]);
+        _repay(loan.token, msg.sender, loan.amount + feeAmounts[0]);
     }
 
     function executeOperation(
@@ -197,8 +210,11 @@ contract FlashArbExecutor {
         (Hop[] memory hops, Loan memory loan) = abi.decode(params, (Hop[], Loan));
         if (loan.source != LOAN_AAVE || asset != loan.token || amount != loan.amount) revert BadCallback();
         routeOut = _runHops(hops, 0, loan.amount);
+        repaid = amount + premium;
         // Aave pulls amount + premium with transferFrom after this returns.
-        _approve(asset, msg.sender, amount + premium);
+        uint256 due = amount + premium;
+        if (_balance(asset) < due) revert RouteShort(_balance(asset), due);
+        _approve(asset, msg.sender, due);
         return true;
     }
 
@@ -269,6 +285,12 @@ contract FlashArbExecutor {
     function _transfer(address token, address to, uint256 amount) internal {
         (bool ok, bytes memory ret) = token.call(abi.encodeWithSelector(IERC20.transfer.selector, to, amount));
         if (!ok || (ret.length != 0 && !abi.decode(ret, (bool)))) revert TransferFailed();
+    }
+
+    function _repay(address token, address lender, uint256 due) internal {
+        uint256 have = _balance(token);
+        if (have < due) revert RouteShort(have, due);
+        _transfer(token, lender, due);
     }
 
     function _approve(address token, address spender, uint256 amount) internal {

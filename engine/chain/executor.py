@@ -1,0 +1,251 @@
+"""The Python side of contracts/FlashArbExecutor.sol: calldata, simulation, sending, outcome.
+
+    Action (engine/arb/types.py)
+      │ encode_execute()            calldata for execute(hops, loan, minProfit)
+      ▼
+    Executor.simulate(action)       eth_call from the sender: the profit it would make, or the
+      │                             decoded revert (InsufficientProfit(...), Error(string), ...)
+      ▼
+    Executor.send(action)           paper mode (the default): nothing is sent, the simulation is
+      │                             the outcome.  Live: signed by a Signer and broadcast
+      ▼
+    Executor.outcome(receipt)       the Executed event: borrowed, repaid, amount out, profit
+
+Signers: `NodeSigner(address)` lets the node sign (anvil's unlocked dev accounts: devnet and
+tests only); `KeySigner.from_env(VAR)` reads a private key from the environment, never from a
+file or engine.toml, and never prints it.  Without a signer, `send` refuses unless paper.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from eth_abi import decode as abi_decode
+from eth_utils import function_abi_to_4byte_selector, keccak
+
+from engine.arb.types import Action, Loan, LoanSource, PoolKind, Route
+from engine.chain.contracts import deploy, load
+
+KEY_ENV = "SYNDICATE_EXECUTOR_KEY"
+LOAN_CODE = {LoanSource.UNISWAP_V2: 0, LoanSource.UNISWAP_V3: 1, LoanSource.BALANCER: 2,
+             LoanSource.AAVE: 3}
+KIND_CODE = {PoolKind.V2: 0, PoolKind.V3: 1}
+_SOURCE_BY_CODE = {v: k for k, v in LOAN_CODE.items()}
+
+
+# ---- calldata -------------------------------------------------------------------------------
+
+def hops_arg(route: Route) -> list[tuple]:
+    """The contract's Hop[]: (pool, tokenIn, tokenOut, kind, fee).  V2 fee in basis points."""
+    return [(h.pool, h.token_in, h.token_out, KIND_CODE[PoolKind(h.kind)],
+             h.fee if PoolKind(h.kind) is PoolKind.V2 else 0) for h in route.hops]
+
+
+def loan_arg(loan: Loan) -> tuple:
+    return (LOAN_CODE[LoanSource(loan.source)], loan.lender, loan.token, loan.amount, loan.fee)
+
+
+def _contract(w3, address: str | None = None):
+    return load("FlashArbExecutor").contract(w3, address)
+
+
+def encode_execute(action: Action) -> bytes:
+    """Calldata of execute(hops, loan, minProfit) for `action`."""
+    from web3 import Web3
+    c = _contract(Web3(), "0x" + "00" * 20)
+    data = c.encode_abi("execute", args=[hops_arg(action.route), loan_arg(action.loan), action.min_profit])
+    return bytes.fromhex(data.removeprefix("0x"))
+
+
+# ---- reverts --------------------------------------------------------------------------------
+
+def _error_table() -> dict[bytes, tuple[str, list[str]]]:
+    table = {}
+    for item in load("FlashArbExecutor").abi:
+        if item["type"] == "error":
+            types = [i["type"] for i in item["inputs"]]
+            table[function_abi_to_4byte_selector(item)] = (item["name"], types)
+    table[keccak(text="Error(string)")[:4]] = ("Error", ["string"])
+    table[keccak(text="Panic(uint256)")[:4]] = ("Panic", ["uint256"])
+    return table
+
+
+def decode_revert(data: bytes | str | None) -> str:
+    """A revert's return data as text: 'InsufficientProfit(12, 100)', 'Error(UniswapV2: K)'."""
+    if data is None:
+        return "reverted without data"
+    if isinstance(data, str):
+        data = bytes.fromhex(data.removeprefix("0x"))
+    if len(data) < 4:
+        return "reverted without data" if not data else f"revert 0x{data.hex()}"
+    entry = _error_table().get(data[:4])
+    if entry is None:
+        return f"revert 0x{data.hex()}"
+    name, types = entry
+    try:
+        values = abi_decode(types, data[4:]) if types else ()
+    except Exception:  # malformed payload: show the raw bytes rather than fail
+        return f"{name}(0x{data[4:].hex()})"
+    return f"{name}({', '.join(str(v) for v in values)})"
+
+
+def _revert_data(exc: Exception) -> bytes | None:
+    """Dig the revert payload out of whatever web3 raised."""
+    for cand in (getattr(exc, "data", None), *(getattr(exc, "args", ()) or ())):
+        if isinstance(cand, dict):
+            cand = cand.get("data")
+        if isinstance(cand, (bytes, bytearray)):
+            return bytes(cand)
+        if isinstance(cand, str) and cand.startswith("0x"):
+            try:
+                return bytes.fromhex(cand[2:])
+            except ValueError:
+                continue
+    return None
+
+
+# ---- signers --------------------------------------------------------------------------------
+
+class NodeSigner:
+    """The node signs (eth_sendTransaction): anvil's unlocked accounts, devnet and tests only."""
+
+    def __init__(self, address: str):
+        self.address = address
+
+    def send(self, w3, tx: dict) -> bytes:
+        return bytes(w3.eth.send_transaction({**tx, "from": self.address}))
+
+
+class KeySigner:
+    """A local private key.  Build it with `from_env`; the key is never logged or repr'd."""
+
+    def __init__(self, key: str):
+        from eth_account import Account
+        self._account = Account.from_key(key)
+        self.address = self._account.address
+
+    @classmethod
+    def from_env(cls, var: str = KEY_ENV) -> "KeySigner":
+        key = os.environ.get(var)
+        if not key:
+            raise LookupError(f"live sending needs a private key in the environment variable {var}")
+        return cls(key)
+
+    def __repr__(self) -> str:
+        return f"KeySigner({self.address})"
+
+    def send(self, w3, tx: dict) -> bytes:
+        tx = {**tx, "from": self.address}
+        tx.setdefault("nonce", w3.eth.get_transaction_count(self.address, "pending"))
+        tx.setdefault("chainId", w3.eth.chain_id)
+        signed = self._account.sign_transaction(tx)
+        return bytes(w3.eth.send_raw_transaction(signed.raw_transaction))
+
+
+# ---- the executor ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Simulation:
+    ok: bool
+    profit: int            # what the owner would receive (0 when not ok)
+    error: str = ""        # decoded revert when not ok
+    gas: int | None = None # eth_estimateGas when ok and asked for
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one execute transaction did, from its receipt."""
+    tx: str
+    status: int
+    profit: int             # in the route's token; 0 when reverted
+    token: str = ""
+    source: LoanSource | None = None
+    lender: str = ""
+    borrowed: int = 0
+    repaid: int = 0
+    amount_out: int = 0
+    gas_used: int = 0
+    gas_cost_wei: int = 0
+    paper: bool = False
+    error: str = ""
+
+
+class Executor:
+    """A deployed FlashArbExecutor on one chain.  `signer=None` is paper mode: nothing is sent."""
+
+    def __init__(self, w3, address: str, *, caller: str | None = None, signer=None):
+        self.w3 = w3
+        self.address = w3.to_checksum_address(address)
+        self.contract = _contract(w3, self.address)
+        self.signer = signer
+        # eth_call's `from`: the signer's address, else the given caller (e.g. the owner)
+        self.caller = signer.address if signer is not None else caller
+
+    @classmethod
+    def deploy(cls, w3, owner: str, *, signer=None) -> "Executor":
+        """Deploy from an account the node signs for (devnet); `owner` becomes the owner."""
+        c = deploy(w3, "FlashArbExecutor", sender=owner)
+        return cls(w3, c.address, caller=owner, signer=signer)
+
+    @property
+    def paper(self) -> bool:
+        return self.signer is None
+
+    def _tx(self, action: Action) -> dict[str, Any]:
+        return {"to": self.address, "data": "0x" + encode_execute(action).hex(),
+                **({"from": self.caller} if self.caller else {})}
+
+    def simulate(self, action: Action, *, estimate_gas: bool = False,
+                 block: str | int = "latest") -> Simulation:
+        """eth_call the action; the contract returns its profit or reverts with the reason."""
+        tx = self._tx(action)
+        try:
+            raw = self.w3.eth.call(tx, block)
+        except Exception as exc:  # web3 raises several types for a revert; decode them alike
+            data = _revert_data(exc)
+            return Simulation(False, 0, decode_revert(data) if data is not None else str(exc))
+        (profit,) = abi_decode(["uint256"], bytes(raw))
+        gas = self.w3.eth.estimate_gas(tx, block) if estimate_gas else None
+        return Simulation(True, profit, "", gas)
+
+    def send(self, action: Action, *, now: float | None = None) -> Outcome:
+        """Paper mode: simulate only.  Live: send if the deadline has not passed, wait, decode."""
+        if (now if now is not None else time.time()) > action.deadline:
+            return Outcome("", 0, 0, paper=self.paper, error="deadline passed: not sent")
+        if self.paper:
+            sim = self.simulate(action)
+            return Outcome("", 1 if sim.ok else 0, sim.profit, token=action.route.token,
+                           source=LoanSource(action.loan.source), lender=action.loan.lender,
+                           paper=True, error=sim.error)
+        tx = self._tx(action)
+        tx.update(gas=action.gas_limit, maxFeePerGas=action.max_fee_per_gas,
+                  maxPriorityFeePerGas=action.max_priority_fee_per_gas)
+        tx_hash = self.signer.send(self.w3, tx)
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120, poll_latency=0.05)
+        return self.outcome(receipt)
+
+    def outcome(self, receipt) -> Outcome:
+        """Decode an execute transaction's receipt (web3 8: errors=DISCARD skips other events)."""
+        from web3.logs import DISCARD
+        tx = "0x" + bytes(receipt["transactionHash"]).hex()
+        gas_used = receipt["gasUsed"]
+        cost = gas_used * receipt.get("effectiveGasPrice", 0)
+        if receipt["status"] != 1:
+            return Outcome(tx, 0, 0, gas_used=gas_used, gas_cost_wei=cost, error="reverted")
+        events = self.contract.events.Executed().process_receipt(receipt, errors=DISCARD)
+        events = [e for e in events if e["address"] == self.address]
+        if not events:
+            return Outcome(tx, 1, 0, gas_used=gas_used, gas_cost_wei=cost, error="no Executed event")
+        a = events[-1]["args"]
+        return Outcome(tx, 1, a["profit"], token=a["token"], source=_SOURCE_BY_CODE[a["source"]],
+                       lender=a["lender"], borrowed=a["borrowed"], repaid=a["repaid"],
+                       amount_out=a["amountOut"], gas_used=gas_used, gas_cost_wei=cost)
+
+    def set_allowed(self, who: str, ok: bool = True, *, sender: str) -> None:
+        """Allow-list a sender (owner only; `sender` must be the owner, node-signed)."""
+        h = self.contract.functions.setAllowed(who, ok).transact({"from": sender})
+        r = self.w3.eth.wait_for_transaction_receipt(h, poll_latency=0.01)
+        if r["status"] != 1:
+            raise RuntimeError("setAllowed reverted (not the owner?)")

@@ -1,0 +1,332 @@
+"""FlashArbExecutor on the devnet: real Uniswap V2/V3 bytecode, the real Balancer Vault.
+
+Every profit is predicted with engine/arb's exact integer math (v2.get_amount_out /
+get_amount_in, v3.V3Pool read from the chain, profit.loan_fee) and must match the chain to the
+wei.  Gas is never asserted.
+"""
+from __future__ import annotations
+
+import pytest
+
+from engine.arb.profit import loan_fee
+from engine.arb.types import Action, Hop, Loan, LoanSource, PoolKind, Route
+from engine.arb.v2 import V2Pool, get_amount_in, get_amount_out
+from engine.arb.v3 import V3Pool
+from engine.chain.contracts import load
+from engine.chain.executor import Executor, NodeSigner
+
+GAS = 2_000_000
+
+
+# ---- reading pool state (what the engine's pool-state code will do from events) ------------
+
+def v2_reserves(c, pool: dict, token_in: str) -> tuple[int, int]:
+    r0, r1, _ = load("UniswapV2Pair").contract(c.w3, pool["address"]).functions.getReserves().call()
+    return (r0, r1) if token_in == pool["token0"] else (r1, r0)
+
+
+def v3_pool(c, pool: dict, words: int = 30) -> V3Pool:
+    p = load("UniswapV3Pool").contract(c.w3, pool["address"])
+    sqrt_p, tick, *_ = p.functions.slot0().call()
+    spacing = p.functions.tickSpacing().call()
+    ticks = {}
+    w0 = (tick // spacing) >> 8
+    for w in range(w0 - words, w0 + words + 1):
+        bits = p.functions.tickBitmap(w).call()
+        while bits:
+            low = bits & -bits
+            t = ((w << 8) + low.bit_length() - 1) * spacing
+            ticks[t] = p.functions.ticks(t).call()[1]  # liquidityNet
+            bits ^= low
+    return V3Pool(pool["address"], pool["token0"], pool["token1"], pool["fee"], spacing, sqrt_p,
+                  p.functions.liquidity().call(), tick, ticks)
+
+
+def hop(c, pool: dict, token_in_symbol: str) -> Hop:
+    t_in = c.token(token_in_symbol)
+    t_out = pool["token1"] if t_in == pool["token0"] else pool["token0"]
+    return Hop(pool["address"], PoolKind(pool["kind"]), t_in, t_out, pool["fee"], pool["dex"])
+
+
+def models(c, route: Route) -> list:
+    """engine/arb pool models of the route's pools, read from the chain now."""
+    pools = {p["address"]: p for p in c.m["pools"]}
+    out = []
+    for h in route.hops:
+        p = pools[h.pool]
+        if h.kind is PoolKind.V2:
+            r0, r1, _ = load("UniswapV2Pair").contract(c.w3, p["address"]).functions.getReserves().call()
+            out.append(V2Pool(p["address"], p["token0"], p["token1"], r0, r1, h.fee))
+        else:
+            out.append(v3_pool(c, p))
+    return out
+
+
+def route_out(c, route: Route, amount: int, start: int = 0, state: list | None = None) -> int:
+    """Exact output of route.hops[start:] for `amount` in, on the chain's current state."""
+    state = state or models(c, route)
+    for h, m in list(zip(route.hops, state))[start:]:
+        amount = m.amount_out(h.token_in, amount)
+    return amount
+
+
+def optimum(c, route: Route, lo: int, hi: int) -> int:
+    """The input that maximises out - in (one chain read, then pure math)."""
+    state = models(c, route)
+    return best(lambda a: route_out(c, route, a, state=state) - a, lo, hi)
+
+
+def best(f, lo: int, hi: int) -> int:
+    """Argmax of a unimodal integer function (ternary search, then a short scan)."""
+    while hi - lo > 32:
+        m1, m2 = lo + (hi - lo) // 3, hi - (hi - lo) // 3
+        if f(m1) < f(m2):
+            lo = m1
+        else:
+            hi = m2
+    return max(range(lo, hi + 1), key=f)
+
+
+def action(c, route: Route, loan: Loan, min_profit: int = 1, amount_in: int = 0) -> Action:
+    return Action(chain=c.name, route=route, amount_in=amount_in or loan.amount, expected_out=0,
+                  loan=loan, min_profit=min_profit, expected_profit=0, gas_limit=GAS,
+                  max_fee_per_gas=10**11, max_priority_fee_per_gas=10**9, deadline=2**62)
+
+
+def live(c) -> Executor:
+    return Executor(c.w3, c.executor.address, signer=NodeSigner(c.owner))
+
+
+def run_and_check(c, route: Route, loan: Loan, expected: int):
+    """Simulate, send, and require profit == expected to the wei, paid to the owner."""
+    assert expected > 0
+    token = route.token
+    before = c.balance(token, c.owner)
+    sim = c.executor.simulate(action(c, route, loan))
+    assert sim.ok, sim.error
+    assert sim.profit == expected
+    out = live(c).send(action(c, route, loan, min_profit=expected))
+    assert out.status == 1, out
+    assert out.profit == expected
+    assert c.balance(token, c.owner) - before == expected
+    assert c.balance(token, c.executor.address) == 0
+    assert out.source is LoanSource(loan.source) and out.lender == loan.lender
+    print(f"\n{loan.source.value:<11} {len(route.hops)} hops: profit {expected}, gas {out.gas_used}")
+    return out
+
+
+# ---- a price gap between two V2 DEXes -------------------------------------------------------
+
+@pytest.fixture
+def v2_gap(arb):
+    """Sell 300 WETH into uniswap_v2 WETH/USDC: WETH is cheap there, dear on sushiswap_v2."""
+    c = arb
+    uni, sushi = c.pool("uniswap_v2", "WETH", "USDC"), c.pool("sushiswap_v2", "WETH", "USDC")
+    c.swap(uni, "WETH", 300 * 10**18)
+    route = Route((hop(c, uni, "USDC"), hop(c, sushi, "WETH")))
+    amount = optimum(c, route, 10**6, 2_000_000 * 10**6)
+    return c, route, amount
+
+
+def test_two_hop_v2_flash_swap_on_first_pair_matches_exact_math(v2_gap):
+    c, route, amount = v2_gap
+    first = route.hops[0]
+    r_in, r_out = v2_reserves(c, c.pool("uniswap_v2", "WETH", "USDC"), first.token_in)
+    borrowed = get_amount_out(amount, r_in, r_out)  # WETH out of the first pair
+    repay = get_amount_in(borrowed, r_in, r_out)     # USDC paid back to it
+    out = route_out(c, route, borrowed, start=1)
+    loan = Loan(LoanSource.UNISWAP_V2, first.pool, first.token_out, borrowed, 0)
+    res = run_and_check(c, route, loan, out - repay)
+    assert res.borrowed == borrowed and res.repaid == repay and res.amount_out == out
+
+
+@pytest.mark.parametrize("source", [LoanSource.UNISWAP_V2, LoanSource.UNISWAP_V3,
+                                    LoanSource.BALANCER, LoanSource.AAVE])
+def test_two_hop_v2_route_with_each_lender(v2_gap, source):
+    c, route, amount = v2_gap
+    usdc = c.token("USDC")
+    if source is LoanSource.UNISWAP_V2:  # a pair outside the route lends USDC, 0.3 %
+        lender, ppm = c.pool("uniswap_v2", "USDC", "USDT")["address"], 3000
+    elif source is LoanSource.UNISWAP_V3:  # pool.flash on the 0.01 % USDC/USDT pool
+        lender, ppm = c.pool("uniswap_v3", "USDC", "USDT", 100)["address"], 100
+    elif source is LoanSource.BALANCER:  # the real Vault: flash-loan fee percentage 0
+        lender, ppm = c.m["lenders"]["balancer"]["address"], 0
+    else:
+        lender, ppm = c.m["lenders"]["aave"]["address"], 500
+    fee = loan_fee(source, amount, ppm)
+    lender_before = c.balance(usdc, lender)
+    out = route_out(c, route, amount)
+    res = run_and_check(c, route, Loan(source, lender, usdc, amount, fee), out - amount - fee)
+    assert res.repaid == amount + fee
+    if source is not LoanSource.UNISWAP_V2:
+        assert c.balance(usdc, lender) - lender_before == fee
+
+
+def test_balancer_vault_is_the_real_bytecode_with_zero_fee(arb):
+    c = arb
+    vault = load("Vault").contract(c.w3, c.m["lenders"]["balancer"]["address"])
+    code = c.w3.eth.get_code(vault.address)
+    assert len(code) > 20_000  # the real Vault, not a stand-in
+    collector = load("Vault").contract(c.w3, vault.address).functions.getProtocolFeesCollector().call()
+    abi = [{"name": "getFlashLoanFeePercentage", "type": "function", "inputs": [],
+            "outputs": [{"type": "uint256", "name": ""}], "stateMutability": "view"}]
+    assert c.w3.eth.contract(address=collector, abi=abi).functions.getFlashLoanFeePercentage().call() == 0
+
+
+# ---- V2 <-> V3 and a three-hop cycle --------------------------------------------------------
+
+def test_v2_v3_route_matches_exact_math(arb):
+    c = arb
+    v3 = c.pool("uniswap_v3", "WETH", "USDC", 500)
+    v2 = c.pool("uniswap_v2", "WETH", "USDC")
+    c.swap(v3, "WETH", 2_500 * 10**18)  # WETH cheap on V3 now (past the narrow range)
+    route = Route((hop(c, v3, "USDC"), hop(c, v2, "WETH")))
+    state = v3_pool(c, v3)
+    amount = optimum(c, route, 10**6, 1_500_000 * 10**6)
+    lender = c.m["lenders"]["balancer"]["address"]
+    expected = route_out(c, route, amount) - amount
+    assert state.tick == v3_pool(c, v3).tick
+    run_and_check(c, route, Loan(LoanSource.BALANCER, lender, c.token("USDC"), amount, 0), expected)
+
+
+def test_v3_swap_crossing_ticks_matches_the_model(arb):
+    """The model must follow the pool across initialised ticks (the big swap crosses several)."""
+    c = arb
+    v3 = c.pool("uniswap_v3", "WETH", "USDC", 500)
+    before = v3_pool(c, v3)
+    amount = 3_000 * 10**18
+    predicted = before.swap(c.token("WETH") == v3["token0"], amount)
+    assert predicted.ticks_crossed >= 1
+    usdc = c.token("USDC")
+    got_before = c.balance(usdc, c.deployer)
+    c.swap(v3, "WETH", amount)
+    got = c.balance(usdc, c.deployer) - got_before
+    assert got == -(predicted.amount1 if usdc == v3["token1"] else predicted.amount0)
+    after = v3_pool(c, v3)
+    assert (after.sqrt_price_x96, after.liquidity, after.tick) == \
+        (predicted.pool.sqrt_price_x96, predicted.pool.liquidity, predicted.pool.tick)
+
+
+def test_three_hop_cycle_matches_exact_math(arb):
+    c = arb
+    wu = c.pool("uniswap_v2", "WETH", "USDT")
+    c.swap(wu, "WETH", 250 * 10**18)  # WETH cheap in USDT on uniswap_v2
+    route = Route((hop(c, wu, "USDT"),
+                   hop(c, c.pool("uniswap_v3", "WETH", "USDC", 500), "WETH"),
+                   hop(c, c.pool("sushiswap_v2", "USDC", "USDT"), "USDC")))
+    assert route.is_cycle and route.token == c.token("USDT")
+    amount = optimum(c, route, 10**6, 1_000_000 * 10**6)
+    # flash swap on the first pair: the loan is hop 0
+    r_in, r_out = v2_reserves(c, wu, c.token("USDT"))
+    borrowed = get_amount_out(amount, r_in, r_out)
+    expected = route_out(c, route, borrowed, start=1) - get_amount_in(borrowed, r_in, r_out)
+    loan = Loan(LoanSource.UNISWAP_V2, wu["address"], c.token("WETH"), borrowed, 0)
+    run_and_check(c, route, loan, expected)
+    # the same gap is gone now: the same order again is unprofitable and reverts
+    assert not c.executor.simulate(action(c, route, loan)).ok
+
+
+# ---- failures cost only gas ------------------------------------------------------------------
+
+def _tokens_of(c, who):
+    return {s: c.balance(t["address"], who) for s, t in c.m["tokens"].items()}
+
+
+def test_unprofitable_route_reverts_and_costs_only_gas(arb):
+    c = arb
+    uni, sushi = c.pool("uniswap_v2", "WETH", "USDC"), c.pool("sushiswap_v2", "WETH", "USDC")
+    route = Route((hop(c, uni, "USDC"), hop(c, sushi, "WETH")))  # no gap: fees eat it
+    loan = Loan(LoanSource.BALANCER, c.m["lenders"]["balancer"]["address"], c.token("USDC"),
+                10_000 * 10**6, 0)
+    sim = c.executor.simulate(action(c, route, loan, min_profit=0))
+    assert not sim.ok and sim.error.startswith("RouteShort("), sim.error
+    eth_before, tokens_before = c.w3.eth.get_balance(c.owner), _tokens_of(c, c.owner)
+    res = live(c).send(action(c, route, loan, min_profit=0))
+    assert res.status == 0 and res.profit == 0
+    assert c.w3.eth.get_balance(c.owner) == eth_before - res.gas_cost_wei
+    assert res.gas_cost_wei > 0
+    assert _tokens_of(c, c.owner) == tokens_before
+
+
+def test_min_profit_above_the_gap_reverts(v2_gap):
+    c, route, amount = v2_gap
+    lender = c.m["lenders"]["balancer"]["address"]
+    loan = Loan(LoanSource.BALANCER, lender, c.token("USDC"), amount, 0)
+    expected = route_out(c, route, amount) - amount
+    sim = c.executor.simulate(action(c, route, loan, min_profit=expected + 1))
+    assert not sim.ok and sim.error == f"InsufficientProfit({expected}, {expected + 1})"
+    assert c.executor.simulate(action(c, route, loan, min_profit=expected)).profit == expected
+
+
+# ---- who may call ---------------------------------------------------------------------------
+
+def test_stranger_cannot_execute_and_allow_list_works(v2_gap):
+    c, route, amount = v2_gap
+    loan = Loan(LoanSource.BALANCER, c.m["lenders"]["balancer"]["address"], c.token("USDC"), amount, 0)
+    expected = route_out(c, route, amount) - amount
+    stranger = Executor(c.w3, c.executor.address, caller=c.stranger)
+    assert stranger.simulate(action(c, route, loan)).error == "NotAuthorized()"
+    res = Executor(c.w3, c.executor.address, signer=NodeSigner(c.stranger)).send(action(c, route, loan))
+    assert res.status == 0
+    # only the owner may allow-list
+    with pytest.raises(Exception):
+        c.executor.set_allowed(c.stranger, True, sender=c.stranger)
+    c.executor.set_allowed(c.allowed, True, sender=c.owner)
+    owner_before = c.balance(c.token("USDC"), c.owner)
+    res = Executor(c.w3, c.executor.address, signer=NodeSigner(c.allowed)).send(action(c, route, loan))
+    assert res.status == 1 and res.profit == expected
+    # the profit goes to the owner, never to the allow-listed sender
+    assert c.balance(c.token("USDC"), c.owner) - owner_before == expected
+    assert c.balance(c.token("USDC"), c.allowed) == 0
+
+
+@pytest.mark.parametrize("fn,args", [
+    ("uniswapV2Call", lambda c, ex: [ex, 10**18, 0, b"\x00" * 64]),
+    ("uniswapV3SwapCallback", lambda c, ex: [10**18, -(10**9), b"\x00" * 32]),
+    ("uniswapV3FlashCallback", lambda c, ex: [0, 0, b""]),
+    ("receiveFlashLoan", lambda c, ex: [[c.token("USDC")], [10**6], [0], b""]),
+    ("executeOperation", lambda c, ex: [c.token("USDC"), 10**6, 0, ex, b""]),
+])
+@pytest.mark.parametrize("who", ["owner", "stranger"])
+def test_forged_callback_reverts(arb, fn, args, who):
+    """Nobody may call a callback outside a loan this contract started, not even the owner."""
+    c = arb
+    ex = c.executor.address
+    sender = c.owner if who == "owner" else c.stranger
+    call = getattr(c.executor.contract.functions, fn)(*args(c, ex))
+    with pytest.raises(Exception) as err:
+        call.call({"from": sender})
+    assert "0x" in str(err.value) or "revert" in str(err.value).lower()
+    h = call.transact({"from": sender, "gas": 300_000})
+    assert c.w3.eth.wait_for_transaction_receipt(h)["status"] == 0
+
+
+def test_forged_callback_from_a_real_pool_during_someone_elses_swap_reverts(arb):
+    """A V2 flash swap that names the executor as its callee (anyone can do that) must fail:
+    the executor is not expecting any pair at that moment."""
+    c = arb
+    pair = load("UniswapV2Pair").contract(c.w3, c.pool("uniswap_v2", "WETH", "USDC")["address"])
+    fn = pair.functions.swap(10**6, 10**6, c.executor.address, b"\x01" * 64)
+    h = fn.transact({"from": c.stranger, "gas": 500_000})
+    assert c.w3.eth.wait_for_transaction_receipt(h)["status"] == 0
+
+
+def test_paper_mode_sends_nothing(v2_gap):
+    c, route, amount = v2_gap
+    loan = Loan(LoanSource.BALANCER, c.m["lenders"]["balancer"]["address"], c.token("USDC"), amount, 0)
+    block = c.w3.eth.block_number
+    res = c.executor.send(action(c, route, loan))  # no signer: paper
+    assert res.paper and res.status == 1 and res.profit == route_out(c, route, amount) - amount
+    assert c.w3.eth.block_number == block
+
+
+def test_key_signer_reads_the_key_from_the_environment_only(arb, monkeypatch):
+    from engine.chain.executor import KEY_ENV, KeySigner
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    with pytest.raises(LookupError, match=KEY_ENV):
+        KeySigner.from_env()
+    # anvil's well-known dev key for account 1 (the executor's owner): test-only
+    key = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
+    monkeypatch.setenv(KEY_ENV, key)
+    s = KeySigner.from_env()
+    assert s.address == arb.owner and key[2:] not in repr(s)
