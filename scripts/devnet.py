@@ -1,7 +1,7 @@
 """A local three-chain devnet: one anvil per chain id, real Uniswap contracts, seeded pools.
 
     syndicate devnet up [--chains arbitrum,base,polygon] [--manifest PATH] [--base-port N]
-                        [--seed N] [--traffic RATE]
+                        [--seed N] [--traffic RATE] [--no-cache]
         Starts one anvil per chain on 127.0.0.1 (ports base-port, base-port+1, ... or free
         ones), deploys everything, writes the manifest (default var/devnet/manifest.json) and
         stays in the foreground.  Ctrl-C, SIGTERM or SIGHUP stops every anvil; so does
@@ -61,8 +61,12 @@ thread that started it, even if that process is SIGKILLed) and in its own sessio
 the context manager, an atexit hook and the CLI's signal handling stop it on every other path.
 Start a Devnet from a thread that outlives it (normally the main thread).
 
-Startup: deploying one chain takes about a second (see `Devnet.timings`); chains deploy in
-parallel threads after their anvils are up.
+Startup: deploying a chain takes 2-4 s here (web3 round trips, chains in parallel threads);
+loading the same state into a fresh anvil (anvil_dumpState / anvil_loadState) takes 0.1 s.  So
+the first start of a given (chain, seed, code) writes var/devnet/cache/<key>.{state,json} and
+later starts load it; the key hashes this file, engine/chain/contracts.py, every artifact
+deployed and the anvil version, so any change redeploys.  `cache=False` (CLI: --no-cache)
+always deploys; SYNDICATE_DEVNET_CACHE=DIR moves the cache.
 """
 from __future__ import annotations
 
@@ -90,6 +94,9 @@ from typing import Any, Iterable
 ROOT = Path(__file__).resolve().parent.parent
 ANVIL = ROOT / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
 DEFAULT_MANIFEST = ROOT / "var" / "devnet" / "manifest.json"
+CACHE_DIR = Path(os.environ.get("SYNDICATE_DEVNET_CACHE", ROOT / "var" / "devnet" / "cache"))
+_DEPLOYED = ("WETH9", "DevToken", "DevPeriphery", "UniswapV2Factory", "UniswapV2Pair",
+             "UniswapV3Factory", "UniswapV3Pool", "Authorizer", "Vault", "AaveStyleFlashLender")
 MAX_UINT256 = (1 << 256) - 1
 Q96 = 1 << 96
 DEPLOYER_INDEX, TRADER_INDEX = 0, 9
@@ -369,6 +376,43 @@ def _deploy_chain(name: str, url: str, seed: int) -> dict:
     }
 
 
+def _cache_key(name: str, seed: int) -> str:
+    import hashlib
+    from engine.chain.contracts import load
+    h = hashlib.sha256(f"{name}:{seed}:".encode())
+    h.update(Path(__file__).read_bytes())
+    h.update((ROOT / "engine" / "chain" / "contracts.py").read_bytes())
+    for art in _DEPLOYED:
+        h.update(Path(load(art).source).read_bytes())
+    h.update((ANVIL.parent.parent / "package.json").read_bytes())  # the anvil version
+    return f"{name}-{seed}-{h.hexdigest()[:16]}"
+
+
+def _prepare_chain(name: str, url: str, seed: int, cache: bool) -> tuple[dict, str]:
+    """Deploy on a fresh anvil, or load the cached state of an identical deployment."""
+    if not cache:
+        return _deploy_chain(name, url, seed), "deployed"
+    key = _cache_key(name, seed)
+    state_file, manifest_file = CACHE_DIR / f"{key}.state", CACHE_DIR / f"{key}.json"
+    if state_file.is_file() and manifest_file.is_file():
+        try:
+            if _rpc(url, "anvil_loadState", [state_file.read_text()], timeout=60) is True:
+                return json.loads(manifest_file.read_text()), "cached"
+        except (OSError, ValueError, RuntimeError):
+            pass  # a damaged cache entry: deploy afresh and overwrite it
+    deployed = _deploy_chain(name, url, seed)
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    for stale in CACHE_DIR.glob(f"{name}-{seed}-*"):  # entries of older code
+        if not stale.name.startswith(key):
+            stale.unlink(missing_ok=True)
+    state = _rpc(url, "anvil_dumpState", [], timeout=60)
+    for path, text in ((state_file, state), (manifest_file, json.dumps(deployed))):
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)  # concurrent starts: whole files only
+    return deployed, "deployed"
+
+
 # ---- the devnet ---------------------------------------------------------------------------
 
 _LIVE: "set[Devnet]" = set()
@@ -387,11 +431,12 @@ class Devnet:
         self.anvils: dict[str, Anvil] = {}
         self.manifest: dict[str, Any] = {"version": 1, "chains": {}}
         self.timings: dict[str, float] = {}
+        self.how: dict[str, str] = {}   # per chain: "deployed" or "cached"
         self._w3: dict[str, Any] = {}
 
     @classmethod
     def start(cls, chains: Iterable[str] = ("arbitrum", "base", "polygon"), *,
-              base_port: int | None = None, seed: int = 0) -> "Devnet":
+              base_port: int | None = None, seed: int = 0, cache: bool = True) -> "Devnet":
         chains = tuple(chains)
         unknown = [c for c in chains if c not in CHAINS]
         if unknown or not chains:
@@ -411,8 +456,11 @@ class Devnet:
             net.timings["anvil_ready"] = time.monotonic() - t0
             t1 = time.monotonic()
             with ThreadPoolExecutor(len(chains)) as pool:
-                futures = {n: pool.submit(_deploy_chain, n, net.anvils[n].url, seed) for n in chains}
-                deployed = {n: f.result() for n, f in futures.items()}
+                futures = {n: pool.submit(_prepare_chain, n, net.anvils[n].url, seed, cache)
+                           for n in chains}
+                done = {n: f.result() for n, f in futures.items()}
+            deployed = {n: d for n, (d, _) in done.items()}
+            net.how = {n: how for n, (_, how) in done.items()}
             net.timings["deploy"] = time.monotonic() - t1
             net.manifest.update(seed=seed, pid=os.getpid())
             for name in chains:
@@ -601,6 +649,7 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--manifest", default=str(DEFAULT_MANIFEST))
     up.add_argument("--base-port", type=int, default=None)
     up.add_argument("--seed", type=int, default=0)
+    up.add_argument("--no-cache", action="store_true", help="deploy even if a cached state exists")
     up.add_argument("--traffic", type=float, default=0.0, metavar="RATE",
                     help="also run the traffic generator at RATE swaps/s")
     tr = sub.add_parser("traffic", help="random swaps against a running devnet")
@@ -627,14 +676,15 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         old = {s: signal.signal(s, _raise_stop) for s in (signal.SIGTERM, signal.SIGHUP)}
         try:
-            with Devnet.start(chains, base_port=args.base_port, seed=args.seed) as net:
+            with Devnet.start(chains, base_port=args.base_port, seed=args.seed,
+                              cache=not args.no_cache) as net:
                 path = net.write_manifest(args.manifest)
                 for name in net.chains:
                     c = net.manifest["chains"][name]
                     print(f"{name:<9} chain {c['chain_id']:<6} {c['rpc_url']}  "
                           f"{len(c['tokens'])} tokens, {len(c['pools'])} pools", flush=True)
-                print(f"manifest {path}  (ready in {sum(net.timings.values()):.1f} s; "
-                      f"Ctrl-C stops)", flush=True)
+                print(f"manifest {path}  (ready in {sum(net.timings.values()):.1f} s, "
+                      f"{', '.join(f'{n} {h}' for n, h in net.how.items())}; Ctrl-C stops)", flush=True)
                 try:
                     if args.traffic > 0:
                         Traffic(net.manifest, rate=args.traffic, seed=args.seed).run(on_swap=_print_swap)

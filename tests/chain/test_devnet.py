@@ -1,0 +1,212 @@
+"""The devnet: what it deploys, the manifest, the traffic generator, and that no anvil outlives
+its owner on any exit path (normal, exception, SIGTERM, SIGINT, SIGKILL of the parent)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.chain.contracts import load, toolchain_missing
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+PY = sys.executable
+
+needs_toolchain = pytest.mark.skipif(bool(toolchain_missing()), reason=toolchain_missing() or "")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is dead for our purpose (its parent may reap it a moment later)
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def wait_dead(pids, timeout=10.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = [p for p in pids if alive(p)]
+        if not left:
+            return []
+        time.sleep(0.05)
+    return [p for p in pids if alive(p)]
+
+
+# ---- what is deployed ------------------------------------------------------------------------
+
+def test_manifest_describes_three_chains(devnet, tmp_path):
+    m = devnet.manifest
+    assert {n: c["chain_id"] for n, c in m["chains"].items()} == \
+        {"arbitrum": 42161, "base": 8453, "polygon": 137}
+    for name, c in m["chains"].items():
+        w3 = devnet.w3(name)
+        assert w3.eth.chain_id == c["chain_id"]
+        assert c["rpc_url"] == devnet.rpc_url(name) and c["ws_url"] == devnet.ws_url(name)
+        assert c["rpc_url"].startswith("http://127.0.0.1:") and c["ws_url"].startswith("ws://127.0.0.1:")
+        # tokens carry their real decimals, on chain too
+        assert c["tokens"]["USDC" if "USDC" in c["tokens"] else "USDC.e"]["decimals"] == 6
+        assert c["tokens"]["WETH"]["decimals"] == 18
+        for sym, t in c["tokens"].items():
+            assert load("DevToken").contract(w3, t["address"]).functions.decimals().call() == t["decimals"]
+        v2 = [d for d in c["dexes"] if d["kind"] == "v2"]
+        v3 = [d for d in c["dexes"] if d["kind"] == "v3"]
+        assert len(v2) >= 2 and len({d["factory"] for d in v2}) == len(v2) and len(v3) == 1
+        assert all(d["fee"] == 30 for d in v2)
+        fees = {p["fee"] for p in c["pools"] if p["kind"] == "v3"}
+        assert len(fees) >= 2
+        for p in c["pools"]:
+            assert int(p["token0"], 16) < int(p["token1"], 16)
+            assert len(w3.eth.get_code(p["address"])) > 0
+            if p["kind"] == "v3":
+                pool = load("UniswapV3Pool").contract(w3, p["address"])
+                assert pool.functions.fee().call() == p["fee"]
+                assert pool.functions.tickSpacing().call() == p["tick_spacing"]
+                assert pool.functions.liquidity().call() > 0
+            else:
+                r0, r1, _ = load("UniswapV2Pair").contract(w3, p["address"]).functions.getReserves().call()
+                assert r0 > 0 and r1 > 0
+    path = devnet.write_manifest(tmp_path / "m.json")
+    assert json.loads(path.read_text()) == json.loads(json.dumps(m))
+
+
+def test_pairs_come_from_the_real_v2_bytecode(devnet):
+    """The pair address is CREATE2 with the real init-code hash 0x96e8ac42…845f."""
+    from eth_utils import keccak, to_checksum_address
+    c = devnet.manifest["chains"]["base"]
+    init = keccak(hexstr=load("UniswapV2Pair").bytecode)
+    assert init.hex() == "96e8ac4277198ff8b6f785478aa9a39f403cb768dd02cbee326c3e7da348845f"
+    for p in c["pools"]:
+        if p["kind"] != "v2":
+            continue
+        factory = next(d["factory"] for d in c["dexes"] if d["name"] == p["dex"])
+        salt = keccak(bytes.fromhex(p["token0"][2:]) + bytes.fromhex(p["token1"][2:]))
+        addr = keccak(b"\xff" + bytes.fromhex(factory[2:]) + salt + init)[12:]
+        assert to_checksum_address(addr) == p["address"]
+
+
+def test_prices_are_realistic(devnet):
+    c = devnet.manifest["chains"]["polygon"]
+    w3 = devnet.w3("polygon")
+    for p in c["pools"]:
+        if p["kind"] != "v2":
+            continue
+        r0, r1, _ = load("UniswapV2Pair").contract(w3, p["address"]).functions.getReserves().call()
+        t0, t1 = c["tokens"][p["symbol0"]], c["tokens"][p["symbol1"]]
+        price = (r1 / 10 ** t1["decimals"]) / (r0 / 10 ** t0["decimals"])  # token1 per token0
+        assert price == pytest.approx(t0["usd"] / t1["usd"], rel=2e-3)
+
+
+# ---- traffic --------------------------------------------------------------------------------
+
+def test_traffic_makes_small_and_big_swaps(devnet, arb):
+    from scripts.devnet import Traffic
+    t = Traffic(devnet.manifest, rate=50, big_every=4, seed=3, chains=["arbitrum", "polygon"])
+    big = [t.step(big=True) for _ in range(12)]
+    assert all(abs(r.price_move) >= 0.005 for r in big), [r.price_move for r in big]
+    small = [t.step(big=False) for _ in range(12)]
+    assert all(abs(r.price_move) < 0.005 for r in small)
+    assert {r.chain for r in big + small} == {"arbitrum", "polygon"}
+    n = t.run(duration=1.0)
+    assert 5 <= n <= 200  # about 50/s, on a loaded machine
+
+
+# ---- no anvil outlives its owner --------------------------------------------------------------
+
+CHILD = textwrap.dedent("""
+    import json, os, sys, time
+    sys.path.insert(0, {root!r})
+    from scripts.devnet import Devnet
+    net = Devnet.start(("base",))
+    print(json.dumps([a.proc.pid for a in net.anvils.values()]), flush=True)
+    mode = sys.argv[1]
+    if mode == "raise":
+        with net:
+            raise RuntimeError("boom")
+    if mode == "exit":
+        sys.exit(0)            # no stop(): the atexit hook must do it
+    time.sleep(60)             # killed from outside
+""")
+
+
+@needs_toolchain
+@pytest.mark.parametrize("mode", ["raise", "exit", "SIGKILL"])
+def test_anvil_dies_with_its_owner(mode, tmp_path):
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.format(root=str(ROOT)))
+    proc = subprocess.Popen([PY, str(script), mode], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        pids = json.loads(proc.stdout.readline())
+        assert pids and all(alive(p) for p in pids) or mode != "SIGKILL"
+        if mode == "SIGKILL":
+            proc.kill()  # no finally, no atexit: PR_SET_PDEATHSIG must do it
+        proc.wait(30)
+        assert wait_dead(pids) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@needs_toolchain
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_cli_up_stops_every_anvil_on_signal(sig, tmp_path):
+    manifest = tmp_path / "devnet.json"
+    proc = subprocess.Popen([PY, "-m", "engine.cli", "devnet", "up", "--chains", "arbitrum,polygon",
+                             "--manifest", str(manifest)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not manifest.exists():
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline, "devnet up did not write its manifest"
+            time.sleep(0.1)
+        m = json.loads(manifest.read_text())
+        pids = [c["anvil_pid"] for c in m["chains"].values()]
+        assert m["pid"] == proc.pid and all(alive(p) for p in pids)
+        proc.send_signal(sig)
+        assert proc.wait(30) == 0
+        assert wait_dead(pids) == []
+        assert not manifest.exists()  # it named ports that are gone
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_cli_rejects_bad_input():
+    from scripts.devnet import main
+    assert main(["up", "--chains", "arbitrum,mars"]) == 2
+    assert main(["traffic", "--manifest", "/nonexistent/manifest.json"]) == 2
+    assert main(["bogus"]) == 2
+
+
+@needs_toolchain
+def test_cached_start_equals_a_fresh_deployment(tmp_path, monkeypatch):
+    """The state cache is only a shortcut: a fresh deployment gives the same chain."""
+    import scripts.devnet as d
+    monkeypatch.setattr(d, "CACHE_DIR", tmp_path)
+    with d.Devnet.start(("base",), seed=7) as fresh:
+        assert fresh.how == {"base": "deployed"} and list(tmp_path.glob("base-7-*.state"))
+    with d.Devnet.start(("base",), seed=7) as cached, d.Devnet.start(("base",), seed=7, cache=False) as again:
+        assert cached.how == {"base": "cached"} and again.how == {"base": "deployed"}
+        a, b = cached.manifest["chains"]["base"], again.manifest["chains"]["base"]
+        strip = ("port", "rpc_url", "ws_url", "anvil_pid")
+        assert {k: v for k, v in a.items() if k not in strip} == {k: v for k, v in b.items() if k not in strip}
+        for p in a["pools"]:
+            for net in (cached, again):
+                assert len(net.w3("base").eth.get_code(p["address"])) > 0
+            if p["kind"] == "v2":
+                pair = [load("UniswapV2Pair").contract(n.w3("base"), p["address"]) for n in (cached, again)]
+                assert pair[0].functions.getReserves().call()[:2] == pair[1].functions.getReserves().call()[:2]
