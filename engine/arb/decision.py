@@ -171,7 +171,7 @@ class Decider:
         if sim.gas_used is not None:
             action = self.build_action(opp, graph, gas_units=sim.gas_used, event_id=event_id)
         net = min(opp.net, sim_net)
-        confidence = agreement(opp.net, sim_net)
+        confidence = agreement(opp.profit.gross, sim.profit)
         checks["confidence"] = confidence
         if confidence < cfg.min_confidence:
             return refuse(f"confidence {confidence} < {cfg.min_confidence}", sim, confidence)

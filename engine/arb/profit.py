@@ -1,9 +1,13 @@
 """Profit net of every fee: route output − input − loan fee − gas, all in the profit token.
 
     profit = out − repay − gas_in_token
-    repay  = amount_in + loan fee           (Aave premium, V3 pool.flash fee, Balancer fee: 0)
-           = getAmountIn(borrowed) on the first pair's pre-swap reserves
-                                            (Uniswap V2 flash swap: the first hop *is* the loan)
+    repay  = amount_in + loan fee           (Aave premium, V3 pool.flash fee, Balancer fee: 0,
+                                             a V2 pair lending its own token: ceil(a·1000/997) − a)
+           = amount_in                      (Uniswap V2 flash swap on the route's first pair: the
+                                             loan *is* hop 0 — receive getAmountOut(amount_in)
+                                             first, pay amount_in last, which is >= getAmountIn
+                                             of that output on the pre-swap reserves, so the
+                                             pair's K check passes; the 0.3 % is hop 0's fee)
     gas    = units × price as the chain charges it (GasModel), converted into the profit token
              at the price of the chain's own pools (no oracle, no I/O)
 
@@ -18,7 +22,7 @@ from typing import Sequence
 
 from engine.arb.graph import Pool, PoolGraph
 from engine.arb.types import Loan, LoanSource, PoolKind, Route
-from engine.arb.v2 import V2Pool, get_amount_in
+from engine.arb.v2 import V2Pool
 from engine.arb.v3 import Q96
 
 GWEI = 10**9
@@ -69,7 +73,7 @@ class LoanBook:
         out = []
         first = route.hops[0]
         if self.v2_flash_swap and first.kind is PoolKind.V2:
-            out.append(LoanOffer(LoanSource.UNISWAP_V2, first.pool, first.token_out, 0))
+            out.append(LoanOffer(LoanSource.UNISWAP_V2, first.pool, route.token, 0))
         for o in self.offers:
             # a V3/V2 lender locked by its own flash cannot be swapped in by the route
             if o.token == route.token and o.lender not in pools:
@@ -252,15 +256,15 @@ class Profit:
         return self.amounts[-1]
 
 
-def repayment(graph: PoolGraph, route: Route, offer: LoanOffer, amount_in: int,
-              first_out: int) -> tuple[Loan, int]:
-    """The loan for `amount_in` and what repaying it costs in route.token."""
-    if offer.source is LoanSource.UNISWAP_V2 and offer.lender == route.hops[0].pool:
-        # flash swap: take the first hop's output now, repay getAmountIn of it in the input token
-        pair = graph.pools[offer.lender]
-        r_in, r_out = pair.reserves_for(route.token)
-        repay = get_amount_in(first_out, r_in, r_out, pair.fee_bps, pair.fee_denominator)
-        return Loan(offer.source, offer.lender, offer.token, first_out, 0), repay
+def is_flash_swap(route: Route, offer: LoanOffer) -> bool:
+    """A V2 flash swap on the route's first pair: the loan is hop 0 itself, no extra fee."""
+    return offer.source is LoanSource.UNISWAP_V2 and offer.lender == route.hops[0].pool
+
+
+def repayment(route: Route, offer: LoanOffer, amount_in: int) -> tuple[Loan, int]:
+    """The loan for `amount_in` (as the executor takes it) and what goes back to the lender."""
+    if is_flash_swap(route, offer):
+        return Loan(offer.source, offer.lender, route.token, amount_in, 0), amount_in
     fee = loan_fee(offer.source, amount_in, offer.fee_ppm)
     return Loan(offer.source, offer.lender, offer.token, amount_in, fee), amount_in + fee
 
@@ -269,7 +273,7 @@ def evaluate(graph: PoolGraph, route: Route, amount_in: int, offer: LoanOffer, g
              gas_units: int | None = None, ticks_crossed: int = 0) -> Profit:
     """Exact profit of `route` at `amount_in` borrowed from `offer`, net of the loan and gas."""
     amounts = route_amounts(graph, route, amount_in)
-    loan, repay = repayment(graph, route, offer, amount_in, amounts[1])
+    loan, repay = repayment(route, offer, amount_in)
     units = gas_units if gas_units is not None else estimate_gas(route, offer.source, ticks_crossed)
     cost_wei = gas.cost_wei(units)
     cost_token = convert(graph, cost_wei, gas.native_token, route.token)
@@ -286,5 +290,5 @@ def gas_in_token(graph: PoolGraph, gas: GasModel, gas_wei: int, token: str) -> i
 
 __all__: Sequence[str] = (
     "LoanOffer", "LoanBook", "loan_fee", "GasModel", "estimate_gas", "convert", "route_amounts",
-    "Profit", "repayment", "evaluate", "gas_in_token",
+    "Profit", "repayment", "is_flash_swap", "evaluate", "gas_in_token",
 )

@@ -28,9 +28,10 @@ from fractions import Fraction
 from typing import Iterable
 
 from engine.arb.graph import Cycle, PoolGraph
-from engine.arb.profit import GasModel, LoanBook, LoanOffer, Profit, evaluate, loan_fee
+from engine.arb.profit import (GasModel, LoanBook, LoanOffer, Profit, evaluate, is_flash_swap,
+                               loan_fee)
 from engine.arb.types import Route
-from engine.arb.v2 import InsufficientLiquidity, V2Pool, get_amount_in
+from engine.arb.v2 import InsufficientLiquidity, V2Pool
 from engine.arb.v3 import Q96, V3MathError
 
 INV_PHI = (math.sqrt(5) - 1) / 2
@@ -61,7 +62,8 @@ class SearchConfig:
     max_exact: int = 8          # cycles optimised on exact math per event (best estimates first)
     min_net_profit: int = 1     # in the profit token's smallest unit
     rel_tol: float = 1e-6       # golden-section stops at this fraction of the bracket's centre
-    max_amount_fraction: float = 0.5  # never try more than this share of the first pool's depth
+    max_amount_multiple: float = 4.0  # golden search never tries more than this × the first
+                                      # pool's (virtual) input reserve
 
 
 @dataclass
@@ -159,48 +161,37 @@ class OpportunitySearch:
         graph = self.graph
         pools = [graph.pools[h.pool] for h in route.hops]
         tokens = [h.token_in for h in route.hops]
-        flash_pair = None
-        if offer.lender == route.hops[0].pool and isinstance(pools[0], V2Pool):
-            flash_pair = pools[0].reserves_for(route.token) + (pools[0].fee_bps, pools[0].fee_denominator)
+        flash = is_flash_swap(route, offer)
         counter = [0]
 
         def f(x: int) -> int:
             """Exact out − repay at input x (the contract's view, before gas)."""
             counter[0] += 1
             a = x
-            first = None
             try:
                 for p, t in zip(pools, tokens):
                     a = p.quote(t, a)
-                    if first is None:
-                        first = a
                     if a <= 0:
                         return -x
             except (InsufficientLiquidity, V3MathError):
                 return -x
-            if flash_pair is not None:
-                r_in, r_out, fee, den = flash_pair
-                return a - get_amount_in(first, r_in, r_out, fee, den)
-            return a - x - loan_fee(offer.source, x, offer.fee_ppm)
+            return a - x - (0 if flash else loan_fee(offer.source, x, offer.fee_ppm))
         return f, counter
 
     def _optimise(self, cycle: Cycle, route: Route, offer: LoanOffer, trigger: str,
                   legs: tuple) -> Opportunity | None:
         f, counter = self._objective(route, offer)
-        cap = int(legs[0][0] * self.config.max_amount_fraction)
-        if cap < 1:
-            return None
         if all(leg[4] for leg in legs):
             x0 = _closed_form_exact(legs, offer.fee_ppm)
             if x0 is None:
                 return None
-            x0 = min(x0, cap)
             x, best = _neighbourhood(f, x0, 3)
             method = "closed-form"
         else:
             e0, e1 = _compose(legs)
             phi = offer.fee_ppm / 1_000_000
             est = max(1, int(math.sqrt(e0 * e1 / (1 + phi)) - e0))
+            cap = max(4, int(legs[0][0] * self.config.max_amount_multiple))
             x, best = _golden_max(f, max(1, est // 4), min(cap, est * 4), cap,
                                   self.config.rel_tol)
             x, best = _neighbourhood(f, x, 2, (x, best))
