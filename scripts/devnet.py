@@ -33,8 +33,9 @@ What each chain gets (all deployed by anvil's dev account 0, the "deployer"):
                 wide) so that big swaps cross initialised ticks; liquidity is added through
                 DevPeriphery.mintV3 (a V3 pool mints only through a paying callback)
     lenders     the real Balancer V2 Vault (+ Authorizer) from @balancer-labs/v2-deployments,
-                funded by transfer; an AaveStyleFlashLender (5 bps premium, Aave's interface; see
-                contracts/README.md for why not the real Aave Pool)
+                funded by transfer (flash-loan fee 0); the real Aave V3 market from @aave/core-v3
+                (Pool with its linked libraries, configurator, a reserve per token, supplied
+                through Pool.supply, flash-loan premium 5 bps)
     accounts    deployer (dev account 0) and trader (dev account 9) hold every token and have
                 approved DevPeriphery; dev accounts 1-8 are left for tests
 
@@ -51,9 +52,10 @@ Manifest (JSON, addresses checksummed, amounts as integers):
         "pools": [{"address", "dex", "kind": "v2"|"v3", "token0", "token1", "symbol0",
                    "symbol1", "fee" (v2: bps, v3: hundredths of a bip), "tick_spacing" (v3)}],
         "lenders": {"balancer": {"address", "kind": "balancer-v2-vault", "real_bytecode": true},
-                    "aave": {"address", "kind": "aave-v3-style", "real_bytecode": false,
-                             "premium_bps": 5}},
-        "contracts": {"periphery", "weth", "balancer_authorizer"},
+                    "aave": {"address" (the Pool proxy), "kind": "aave-v3-pool",
+                             "real_bytecode": true, "premium_bps": 5}},
+        "contracts": {"periphery", "weth", "balancer_authorizer", "aave_addresses_provider",
+                      "aave_pool_configurator", "aave_acl_manager"},
         "accounts": {"deployer", "trader"}}}}
 
 Lifetime: every anvil is started with PR_SET_PDEATHSIG=SIGKILL (so it dies with the Python
@@ -96,7 +98,11 @@ ANVIL = ROOT / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "a
 DEFAULT_MANIFEST = ROOT / "var" / "devnet" / "manifest.json"
 CACHE_DIR = Path(os.environ.get("SYNDICATE_DEVNET_CACHE", ROOT / "var" / "devnet" / "cache"))
 _DEPLOYED = ("WETH9", "DevToken", "DevPeriphery", "UniswapV2Factory", "UniswapV2Pair",
-             "UniswapV3Factory", "UniswapV3Pool", "Authorizer", "Vault", "AaveStyleFlashLender")
+             "UniswapV3Factory", "UniswapV3Pool", "Authorizer", "Vault", "PoolAddressesProvider",
+             "ACLManager", "Pool", "PoolConfigurator", "AToken", "StableDebtToken",
+             "VariableDebtToken", "DefaultReserveInterestRateStrategy", "BorrowLogic", "BridgeLogic",
+             "EModeLogic", "FlashLoanLogic", "LiquidationLogic", "PoolLogic", "SupplyLogic",
+             "ConfiguratorLogic")
 MAX_UINT256 = (1 << 256) - 1
 Q96 = 1 << 96
 DEPLOYER_INDEX, TRADER_INDEX = 0, 9
@@ -353,8 +359,8 @@ def _deploy_chain(name: str, url: str, seed: int) -> dict:
     authorizer = deploy(w3, "Authorizer", me, sender=me)
     vault = deploy(w3, "Vault", authorizer.address, tokens["WETH"]["address"] if "WETH" in tokens
                    else tokens[spec.tokens[0][0]]["address"], 0, 0, sender=me)
-    aave = deploy(w3, "AaveStyleFlashLender", sender=me)
-    for lender in (vault.address, aave.address):
+    aave_pool, aave_market = _deploy_aave(w3, me, tokens, contracts)
+    for lender in (vault.address,):
         for symbol, c in contracts.items():
             amt = raw_amount(symbol, tokens[symbol]["decimals"], 20_000_000)
             _send(w3, c.functions.transfer(lender, amt), me)
@@ -367,11 +373,11 @@ def _deploy_chain(name: str, url: str, seed: int) -> dict:
         "lenders": {
             "balancer": {"address": vault.address, "kind": "balancer-v2-vault", "real_bytecode": True,
                          "fee_bps": 0},
-            "aave": {"address": aave.address, "kind": "aave-v3-style", "real_bytecode": False,
+            "aave": {"address": aave_pool, "kind": "aave-v3-pool", "real_bytecode": True,
                      "premium_bps": 5},
         },
         "contracts": {"periphery": periphery.address, "weth": tokens.get("WETH", {}).get("address"),
-                      "balancer_authorizer": authorizer.address},
+                      "balancer_authorizer": authorizer.address, **aave_market},
         "accounts": {"deployer": me, "trader": trader},
     }
 
@@ -411,6 +417,56 @@ def _prepare_chain(name: str, url: str, seed: int, cache: bool) -> tuple[dict, s
         tmp.write_text(text)
         os.replace(tmp, path)  # concurrent starts: whole files only
     return deployed, "deployed"
+
+
+RAY = 10 ** 27
+
+
+def _deploy_aave(w3, me: str, tokens: dict, contracts: dict) -> tuple[str, dict]:
+    """The real Aave V3 market (@aave/core-v3 1.19.3 artifacts), wired as aave-v3-deploy does:
+    addresses provider, ACL manager, Pool behind its proxy (7 linked logic libraries),
+    PoolConfigurator, a reserve per token (AToken/debt-token proxies, a rate strategy), flash
+    loans enabled, premium 5 bps, and liquidity supplied through Pool.supply.  No price oracle:
+    supplying and flashLoanSimple do not read one (borrowing would).  Returns the Pool address
+    and the market's other addresses."""
+    from engine.chain.contracts import deploy, load
+
+    provider = deploy(w3, "PoolAddressesProvider", "syndicate-devnet", me, sender=me)
+    _send(w3, provider.functions.setACLAdmin(me), me)
+    acl = deploy(w3, "ACLManager", provider.address, sender=me)
+    _send(w3, provider.functions.setACLManager(acl.address), me)
+    _send(w3, acl.functions.addPoolAdmin(me), me)
+    libs = {name: deploy(w3, name, sender=me).address
+            for name in ("BorrowLogic", "BridgeLogic", "EModeLogic", "LiquidationLogic", "PoolLogic",
+                         "SupplyLogic", "ConfiguratorLogic")}
+    libs["FlashLoanLogic"] = deploy(w3, load("FlashLoanLogic").link(libs), sender=me).address
+    pool_impl = deploy(w3, load("Pool").link(libs), provider.address, sender=me)
+    _send(w3, provider.functions.setPoolImpl(pool_impl.address), me)
+    pool = load("Pool").contract(w3, provider.functions.getPool().call())
+    conf_impl = deploy(w3, load("PoolConfigurator").link(libs), sender=me)
+    _send(w3, provider.functions.setPoolConfiguratorImpl(conf_impl.address), me)
+    conf = load("PoolConfigurator").contract(w3, provider.functions.getPoolConfigurator().call())
+    a_impl = deploy(w3, "AToken", pool.address, sender=me)
+    s_impl = deploy(w3, "StableDebtToken", pool.address, sender=me)
+    v_impl = deploy(w3, "VariableDebtToken", pool.address, sender=me)
+    strategy = deploy(w3, "DefaultReserveInterestRateStrategy", provider.address, RAY * 9 // 10, 0,
+                      RAY * 4 // 100, RAY * 6 // 10, RAY // 200, RAY * 6 // 10, RAY // 100,
+                      RAY * 8 // 100, RAY // 5, sender=me)
+    inputs = [(a_impl.address, s_impl.address, v_impl.address, t["decimals"], strategy.address,
+               t["address"], me, "0x" + "00" * 20, f"Aave {sym}", f"a{sym}", f"Aave variable debt {sym}",
+               f"variableDebt{sym}", f"Aave stable debt {sym}", f"stableDebt{sym}", b"")
+              for sym, t in tokens.items()]
+    _send(w3, conf.functions.initReserves(inputs), me)
+    for t in tokens.values():
+        _send(w3, conf.functions.setReserveFlashLoaning(t["address"], True), me)
+    _send(w3, conf.functions.updateFlashloanPremiumTotal(5), me)
+    _send(w3, conf.functions.updateFlashloanPremiumToProtocol(0), me)
+    for sym, c in contracts.items():
+        amount = raw_amount(sym, tokens[sym]["decimals"], 20_000_000)
+        _send(w3, c.functions.approve(pool.address, amount), me)
+        _send(w3, pool.functions.supply(c.address, amount, me, 0), me)
+    return pool.address, {"aave_addresses_provider": provider.address,
+                          "aave_pool_configurator": conf.address, "aave_acl_manager": acl.address}
 
 
 # ---- the devnet ---------------------------------------------------------------------------

@@ -7,6 +7,8 @@ Where the bytecode comes from:
                 node_modules/@uniswap/v2-periphery/build   WETH9, UniswapV2Router02
                 node_modules/@uniswap/v3-core/artifacts    UniswapV3Factory, UniswapV3Pool (0x prefix)
     balancer    node_modules/@balancer-labs/v2-deployments/dist/tasks   Vault, Authorizer
+    aave        node_modules/@aave/core-v3/artifacts    Pool (+ 7 linked logic libraries),
+                PoolAddressesProvider, ACLManager, PoolConfigurator, AToken, debt tokens, ...
 
 Nothing is recompiled here: the Uniswap and Balancer bytecode is the bytes those projects
 published (their init-code hashes are the real ones).  Deployment uses whatever account the
@@ -36,6 +38,14 @@ _BALANCER = {
     "Vault": "@balancer-labs/v2-deployments/dist/tasks/20210418-vault/artifact/Vault.json",
     "Authorizer": "@balancer-labs/v2-deployments/dist/tasks/20210418-authorizer/artifact/Authorizer.json",
 }
+_AAVE_DIR = "@aave/core-v3/artifacts/contracts/protocol/"
+_AAVE = {name: f"{_AAVE_DIR}{sub}/{name}.sol/{name}.json" for sub, names in {
+    "pool": ("Pool", "PoolConfigurator", "DefaultReserveInterestRateStrategy"),
+    "configuration": ("PoolAddressesProvider", "ACLManager"),
+    "tokenization": ("AToken", "StableDebtToken", "VariableDebtToken"),
+    "libraries/logic": ("BorrowLogic", "BridgeLogic", "EModeLogic", "FlashLoanLogic",
+                        "LiquidationLogic", "PoolLogic", "SupplyLogic", "ConfiguratorLogic"),
+}.items() for name in names}
 
 
 class ArtifactMissing(FileNotFoundError):
@@ -48,6 +58,19 @@ class Artifact:
     abi: list[dict[str, Any]]
     bytecode: str          # creation code, 0x-prefixed hex
     source: str            # where it was read from, for messages
+    links: tuple = ()      # ((library name, ((start, length), ...)), ...): placeholders to fill
+
+    def link(self, libraries: dict[str, str]) -> "Artifact":
+        """The creation code with each library placeholder replaced by its deployed address."""
+        code = bytearray(bytes.fromhex(self.bytecode[2:].replace("_", "0").replace("$", "0"))) \
+            if self.links else bytearray(bytes.fromhex(self.bytecode[2:]))
+        for lib, spans in self.links:
+            if lib not in libraries:
+                raise KeyError(f"{self.name} needs library {lib}")
+            addr = bytes.fromhex(libraries[lib].removeprefix("0x"))
+            for start, length in spans:
+                code[start:start + length] = addr
+        return Artifact(self.name, self.abi, "0x" + code.hex(), self.source)
 
     def contract(self, w3, address: str | None = None):
         """A web3 contract object (a factory when address is None)."""
@@ -66,7 +89,9 @@ def _read(path: Path, name: str) -> Artifact:
         code = code["object"]
     if not code.startswith("0x"):
         code = "0x" + code  # @uniswap/v2-core and v2-periphery artifacts have no prefix
-    return Artifact(name, data["abi"], code, str(path))
+    links = tuple((lib, tuple((r["start"], r["length"]) for r in refs))
+                  for libs in (data.get("linkReferences") or {}).values() for lib, refs in libs.items())
+    return Artifact(name, data["abi"], code, str(path), links)
 
 
 @lru_cache(maxsize=None)
@@ -76,6 +101,8 @@ def load(name: str) -> Artifact:
         return _read(NODE_MODULES / _UNISWAP[name], name)
     if name in _BALANCER:
         return _read(NODE_MODULES / _BALANCER[name], name)
+    if name in _AAVE:
+        return _read(NODE_MODULES / _AAVE[name], name)
     return _read(BUILD / f"{name}.json", name)
 
 
@@ -84,7 +111,7 @@ def toolchain_missing() -> str | None:
     anvil = NODE_MODULES / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
     if not anvil.is_file():
         return f"anvil is not installed ({anvil}): run `npm ci` in {ROOT}"
-    for rel in list(_UNISWAP.values()) + list(_BALANCER.values()):
+    for rel in list(_UNISWAP.values()) + list(_BALANCER.values()) + list(_AAVE.values()):
         if not (NODE_MODULES / rel).is_file():
             return f"{NODE_MODULES / rel} is missing: run `npm ci` in {ROOT}"
     if not (BUILD / "FlashArbExecutor.json").is_file():
@@ -99,6 +126,8 @@ def deploy(w3, name_or_artifact: str | Artifact, *args, sender: str, gas: int | 
     deployment with a private key is deliberately not offered here.
     """
     art = load(name_or_artifact) if isinstance(name_or_artifact, str) else name_or_artifact
+    if art.links and "__" in art.bytecode:
+        raise ValueError(f"{art.name} has unlinked libraries: deploy them and use .link()")
     tx: dict[str, Any] = {"from": sender}
     if gas is not None:
         tx["gas"] = gas

@@ -154,12 +154,29 @@ def test_two_hop_v2_route_with_each_lender(v2_gap, source):
     else:
         lender, ppm = c.m["lenders"]["aave"]["address"], 500
     fee = loan_fee(source, amount, ppm)
-    lender_before = c.balance(usdc, lender)
+    # Aave keeps the underlying in the reserve's aToken, the others in the lender itself
+    holder = aave_atoken(c, usdc) if source is LoanSource.AAVE else lender
+    holder_before = c.balance(usdc, holder)
     out = route_out(c, route, amount)
     res = run_and_check(c, route, Loan(source, lender, usdc, amount, fee), out - amount - fee)
     assert res.repaid == amount + fee
     if source is not LoanSource.UNISWAP_V2:
-        assert c.balance(usdc, lender) - lender_before == fee
+        assert c.balance(usdc, holder) - holder_before == fee
+
+
+def aave_atoken(c, asset: str) -> str:
+    pool = load("Pool").contract(c.w3, c.m["lenders"]["aave"]["address"])
+    return pool.functions.getReserveData(asset).call()[8]  # ReserveData.aTokenAddress
+
+
+def test_aave_pool_is_the_real_market_with_5_bps(arb):
+    c = arb
+    pool = load("Pool").contract(c.w3, c.m["lenders"]["aave"]["address"])
+    assert pool.functions.FLASHLOAN_PREMIUM_TOTAL().call() == 5
+    assert pool.functions.FLASHLOAN_PREMIUM_TO_PROTOCOL().call() == 0
+    usdc = c.token("USDC")
+    assert c.balance(usdc, aave_atoken(c, usdc)) > 0
+    assert set(pool.functions.getReservesList().call()) == {t["address"] for t in c.m["tokens"].values()}
 
 
 def test_balancer_vault_is_the_real_bytecode_with_zero_fee(arb):
