@@ -133,12 +133,13 @@ ROLE_SCHEMA: dict[str, tuple[Any, Any, Any]] = {
     "max_concurrent": (int, None, _pos),
     "slice_budget_us": (int, None, _pos),
     "subscribe": (bool, True, None),
+    "inbox": (str, "none", _choice("none", "interrupt", "poll")),
     "options": (dict, {}, None),
     "tasks": (dict, {}, None),
 }
 TASK_SCHEMA: dict[str, tuple[Any, Any, Any]] = {
     "enabled": (bool, True, None),
-    "interval": (NUM, None, _pos),
+    "interval": (NUM, None, _nonneg),
     "priority": (str, None, _choice(*PRIORITIES)),
     "options": (dict, {}, None),
 }
@@ -156,12 +157,9 @@ class RoleConfig:
     max_concurrent: int = 5
     slice_budget_us: int = 200
     subscribe: bool = True
+    inbox: str = "none"
     options: dict = field(default_factory=dict, hash=False, compare=True)
     tasks: dict = field(default_factory=dict, hash=False, compare=True)
-
-    @property
-    def is_monitor(self) -> bool:
-        return bool(self.options.get("monitor"))
 
 
 @dataclass(frozen=True)
@@ -331,7 +329,7 @@ def from_dict(raw: dict, *, path: Path = Path("engine.toml"), text: str = "") ->
             memory_hard=parse_size(t["memory_hard"]),
             max_concurrent=t["max_concurrent"] or sections["tasks"]["max_concurrent"],
             slice_budget_us=t["slice_budget_us"] or sections["tasks"]["slice_budget_us"],
-            subscribe=t["subscribe"], options=t["options"], tasks=tasks)
+            subscribe=t["subscribe"], inbox=t["inbox"], options=t["options"], tasks=tasks)
     if not any(r.enabled for r in roles.values()):
         raise ck.fail(None, "roles", "every role is disabled: nothing to run")
     base = path.parent if path.name else Path.cwd()

@@ -156,6 +156,8 @@ class TaskManager:
         self.shedding = False
         self.overruns = 0
         self.slices = 0
+        self.busy_ns = 0                    # all tasks' work, for the role's efficiency
+        self._preempted: _Entry | None = None
         self.current: str = ""
         self._turn = 0
 
@@ -240,6 +242,9 @@ class TaskManager:
                     e.wait = None
 
     def _pick(self) -> _Entry | None:
+        p, self._preempted = self._preempted, None
+        if p is not None and p.gen is not None and p.wait is None and self._eligible(p):
+            return p  # resume exactly the task an interrupt stopped
         best, best_key = None, None
         for e in self.entries.values():
             if e.gen is None or e.wait is not None or not self._eligible(e):
@@ -280,7 +285,10 @@ class TaskManager:
                 if y is not None:
                     e.wait = y
                     break
-                if interrupt[0] or t >= deadline:
+                if interrupt[0]:
+                    self._preempted = e
+                    break
+                if t >= deadline:
                     break
         except StopIteration:
             end = self.clock()
@@ -295,10 +303,15 @@ class TaskManager:
             e.next_due = self.clock() + e.task.interval
             if self.on_error:
                 self.on_error(e.task, exc)
-        e.stats.busy_ns += clock_ns() - t0
+        spent = clock_ns() - t0
+        e.stats.busy_ns += spent
+        self.busy_ns += spent
         return True
 
     def _schedule_next(self, e: _Entry, end: float) -> None:
+        if e.task.interval <= 0:   # continuous: the next run starts at once
+            e.next_due = end
+            return
         nxt = e.run_started + e.task.interval
         if end > nxt:  # the run took longer than its interval: those starts were missed
             missed = int((end - nxt) // e.task.interval) + 1

@@ -1,0 +1,190 @@
+"""`syndicate ctl` (signals by pid) and `syndicate status` (shared memory, read-only).
+
+ctl finds pids in the run directory (state_dir/run/<name>/roles/<role>.pid), checks that each
+is alive and really a role of this engine (its /proc cmdline says "syndicate: <role>"), and sends
+the signal from engine/core/signals.py's table.  status attaches /syn.<name>.control and reads
+it: no role is signalled, locked or slowed.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import posix_ipc
+
+from . import config as config_mod
+from .core.control import ControlBlock
+from .core.signals import ROLE_ACTIONS, signame
+from .core.status import report
+
+
+def _engine(args) -> tuple[str, Path]:
+    """(engine name, run dir) from --name / -c."""
+    state_dir = None
+    name = args.name
+    try:
+        cfg = config_mod.load(args.config)
+        state_dir = cfg.state_dir
+        name = name or cfg.name
+    except config_mod.ConfigError as e:
+        if not name or args.config_given:
+            raise
+        state_dir = Path("var").resolve()
+    return name, state_dir / "run" / name
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", default=None, help="engine.toml (default ./engine.toml)")
+    p.add_argument("--name", help="engine instance name (default: [engine] name)")
+
+
+def _finish(args) -> None:
+    args.config_given = args.config is not None
+    args.config = args.config or "engine.toml"
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""
+
+
+def main_ctl(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="syndicate ctl", description=(
+        "Send a role (or all roles) a control signal: " + ", ".join(
+            f"{a} ({signame(s)})" for a, s in ROLE_ACTIONS.items())))
+    _common(p)
+    p.add_argument("role", help="a role name from engine.toml, or 'all'")
+    p.add_argument("action", choices=sorted(ROLE_ACTIONS))
+    args = p.parse_args(argv)
+    _finish(args)
+    try:
+        name, run_dir = _engine(args)
+    except config_mod.ConfigError as e:
+        print(f"syndicate ctl: {e}", file=sys.stderr)
+        return 2
+    roles_dir = run_dir / "roles"
+    if not (run_dir / "supervisor.pid").exists():
+        print(f"syndicate ctl: engine {name!r} is not running (no {run_dir}/supervisor.pid)",
+              file=sys.stderr)
+        return 1
+    pids = {f.stem: int(f.read_text().strip() or 0) for f in roles_dir.glob("*.pid")}
+    if args.role == "all":
+        targets = sorted(pids)
+    elif args.role in pids:
+        targets = [args.role]
+    else:
+        print(f"syndicate ctl: no running role {args.role!r} in engine {name!r} "
+              f"(running: {', '.join(sorted(pids)) or 'none'})", file=sys.stderr)
+        return 2
+    sig = ROLE_ACTIONS[args.action]
+    rc = 0
+    for role in targets:
+        pid = pids[role]
+        if f"syndicate: {role}" not in _cmdline(pid):
+            print(f"{role}: pid {pid} is not running as 'syndicate: {role}' (stale pid file?)",
+                  file=sys.stderr)
+            rc = 1
+            continue
+        try:
+            os.kill(pid, sig)
+            print(f"{role}: {args.action} ({signame(sig)}) sent to pid {pid}")
+        except ProcessLookupError:
+            print(f"{role}: pid {pid} is gone", file=sys.stderr)
+            rc = 1
+    return rc
+
+
+def _fmt_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1024
+    return str(n)
+
+
+def _fmt_us(v) -> str:
+    return "-" if v is None else (f"{v:.0f}" if v >= 10 else f"{v:.1f}")
+
+
+def _fmt_uptime(s) -> str:
+    if s is None:
+        return "-"
+    s = int(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def render(doc: dict) -> str:
+    head = (f"engine {doc['engine']}  supervisor pid {doc['supervisor_pid']} "
+            f"{'running' if doc['running'] else 'NOT RUNNING'}  up {_fmt_uptime(doc['uptime_s'])}")
+    cols = ("ROLE", "PID", "STATE", "TASK", "UP", "RST", "PRIVATE", "CPU%", "SWITCHES",
+            "SW p50µs", "SW p99µs", "EFF")
+    rows = [cols]
+    for r in doc["roles"]:
+        lat = r["latency_us"]["switch"]
+        state = r["state"] + ("*" if r["shedding"] else "")
+        rows.append((r["name"], str(r["pid"] or "-"), state, r["task"] or "-",
+                     _fmt_uptime(r["uptime_s"]), str(r["restarts"]),
+                     _fmt_bytes(r["private_bytes"]), f"{r['cpu_percent']:.0f}",
+                     str(r["switches"]), _fmt_us(lat["p50"]), _fmt_us(lat["p99"]),
+                     "-" if r["efficiency"] is None else f"{r['efficiency'] * 100:.0f}%"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(cols))]
+    lines = [head, ""] + ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()
+                          for row in rows]
+    notes = []
+    if any(not r["boost"] for r in doc["roles"]):
+        notes.append("boost off: interrupts wait for the scheduler (see README)")
+    if any(r["shedding"] for r in doc["roles"]):
+        notes.append("* shedding load (soft memory limit)")
+    lost = sum(r["events_lost"] for r in doc["roles"])
+    if lost:
+        notes.append(f"{lost} events lost by lagging readers")
+    return "\n".join(lines + ([""] + notes if notes else []))
+
+
+def main_status(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="syndicate status", description=(
+        "Show every role, read from shared memory without signalling any of them.  --json "
+        "prints the stable document described in engine/core/status.py."))
+    _common(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--watch", nargs="?", const=1.0, type=float, metavar="SECONDS",
+                   help="refresh every SECONDS (default 1) until Ctrl-C")
+    args = p.parse_args(argv)
+    _finish(args)
+    try:
+        name, _ = _engine(args)
+    except config_mod.ConfigError as e:
+        print(f"syndicate status: {e}", file=sys.stderr)
+        return 2
+    try:
+        cb = ControlBlock.attach(name)
+    except posix_ipc.ExistentialError:
+        print(f"syndicate status: engine {name!r} is not running "
+              f"(no shared memory {ControlBlock.segment_name(name)})", file=sys.stderr)
+        return 1
+    except ValueError as e:
+        print(f"syndicate status: {e}", file=sys.stderr)
+        return 2
+    try:
+        while True:
+            doc = report(cb, name)
+            if args.json:
+                sys.stdout.write(orjson.dumps(doc).decode() + "\n")
+            else:
+                if args.watch:
+                    sys.stdout.write("\x1b[H\x1b[2J")
+                print(render(doc))
+            sys.stdout.flush()
+            if not args.watch:
+                return 0
+            time.sleep(args.watch)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        cb.close()

@@ -1,0 +1,472 @@
+"""A role process: background tasks in short slices, and the atomic switch when interrupted.
+
+    fork (supervisor) ─► role_main: name the process, arm PDEATHSIG, install handlers,
+                          open the store, build the role kind and its tasks, restore the last
+                          checkpoint, then loop:
+
+    ┌─► heartbeat ─► operator signals? (pause, resume, checkpoint, shed, restart, stop)
+    │   interrupt flag? ──yes──► SWITCH:  drain the input rings (all of them, one pass)
+    │                                     nothing new → coalesced (no switch)
+    │                                     save task states (budgeted checkpoint)
+    │                                     kind.handle(events) → decisions → outbox ring
+    │                                     interrupt the roles that take decisions
+    │                                     lower the scheduling boost, resume the very task
+    │   checkpoint due? ─► save          that was preempted, where it stopped
+    │   one background slice (≤ slice budget, stops at the first safe point after an interrupt)
+    └── nothing to do: sleep in select() on the signal wake-up fd and the tasks' fds
+
+Every step is timed on CLOCK_MONOTONIC into the control block's histograms: sent → seen
+(SIGNAL), seen → paused (PAUSE), paused → saved (SAVE), sent → handling (SWITCH), handling →
+decision (DECIDE), event written → decision (EVENT), decision → resumed (RESUME).
+
+`RoleKind` is the base of every role in roles/: it names its tasks and handles events.  The
+engine core never imports roles/: the supervisor builds a kind from the dotted path engine.toml
+gives.
+"""
+from __future__ import annotations
+
+import faulthandler
+import importlib
+import os
+import select
+import signal
+import sys
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from .control import F, Flag, H, State
+from .signals import (EXIT_RESTART, SIG_CHECKPOINT, SIG_INTERRUPT, SIG_PAUSE, SIG_RESTART,
+                      SIG_RESUME, SIG_SHED, SIG_UNSHED, Background, set_parent_death_signal,
+                      set_realtime)
+from .switch import EventPublisher, Interrupter
+from .tasks import Task, TaskContext, TaskManager
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .supervisor import Wiring
+
+
+class RoleKind:
+    """What a role is: its background tasks and how it handles events.  Subclass in roles/."""
+
+    #: True for event sources (monitors): they run at the monitor FIFO priority and mostly sleep.
+    realtime = False
+
+    def __init__(self, rt: "RoleRuntime"):
+        self.rt = rt
+        self.name = rt.name
+        self.config = rt.config
+        self.options = dict(rt.config.options)
+        self.log = rt.log
+
+    def tasks(self) -> list[Task]:
+        return []
+
+    def handle(self, events: list[dict]) -> list[dict]:
+        """Analyse events (decoded ring records, each with its `ring` name); return decision
+        records for the role's outbox.  Runs boosted: keep it short."""
+        return []
+
+    def on_lost(self, ring: str, n: int) -> None:
+        self.log.warning("fell a lap behind: records lost", ring=ring, lost=n)
+
+    def on_start(self) -> None:
+        pass
+
+    def on_stop(self) -> None:
+        pass
+
+
+def resolve_kind(path: str) -> type[RoleKind]:
+    """'package.module:Class' -> the class, checked.  Raises ImportError/TypeError with the path."""
+    module, _, cls = path.partition(":")
+    try:
+        obj = getattr(importlib.import_module(module), cls)
+    except ModuleNotFoundError as e:
+        raise ImportError(f"kind {path!r}: no module {e.name!r}") from e
+    except AttributeError:
+        raise ImportError(f"kind {path!r}: module {module!r} has no {cls!r}") from None
+    if not (isinstance(obj, type) and issubclass(obj, RoleKind)):
+        raise TypeError(f"kind {path!r} is not a RoleKind subclass")
+    return obj
+
+
+class _Stop(Exception):
+    def __init__(self, code: int, reason: str):
+        self.code, self.reason = code, reason
+
+
+class RoleRuntime:
+    """Everything a role process owns after fork."""
+
+    def __init__(self, cfg, role_cfg, wiring: "Wiring", log):
+        self.cfg, self.config, self.wiring = cfg, role_cfg, wiring
+        self.name = role_cfg.name
+        self.log = log
+        self.index = wiring.slots[self.name]
+        self.slot = wiring.control.slot(self.index)
+        self.supervisor_pid = os.getppid()
+        self.interrupt = [False]
+        self.t_seen = 0
+        self.ops: deque[int] = deque()
+        self.store = None
+        self.saver = None
+        self.kind: RoleKind | None = None
+        self.tm: TaskManager | None = None
+        self.readers: list[tuple[str, Any]] = []
+        self.outbox: EventPublisher | None = None
+        self.publishers: dict[str, EventPublisher] = {}
+        sw = cfg.switch
+        self.bg = Background(sw["background_policy"], sw["background_nice"])
+        self.checkpoint_budget_s = sw["checkpoint_budget_us"] / 1e6
+        self.checkpoint_interval = cfg.store["checkpoint_interval"]
+        self.next_checkpoint = time.monotonic() + self.checkpoint_interval
+        self._wake_r = self._wake_w = -1
+
+    # ------------------------------------------------------------------ signals (record only)
+    def _on_interrupt(self, signum, frame) -> None:
+        self.t_seen = time.monotonic_ns()
+        self.interrupt[0] = True
+
+    def _on_op(self, signum, frame) -> None:
+        self.ops.append(signum)
+
+    def install_signals(self) -> None:
+        for s in (signal.SIGHUP, signal.SIGUSR2, signal.SIGCHLD):
+            signal.signal(s, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(SIG_INTERRUPT, self._on_interrupt)
+        for s in (signal.SIGTERM, SIG_CHECKPOINT, SIG_PAUSE, SIG_RESUME, SIG_SHED, SIG_UNSHED,
+                  SIG_RESTART, signal.SIGXCPU):
+            signal.signal(s, self._on_op)
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        faulthandler.enable()  # SIGABRT/SIGSEGV from a stuck C call: the Python stack, then death
+
+    # ------------------------------------------------------------------ start-up
+    def start(self) -> None:
+        slot = self.slot
+        slot.set(F.PID, os.getpid())
+        slot.set(F.STARTED_NS, time.time_ns())
+        slot.set(F.HEARTBEAT_NS, time.monotonic_ns())
+        slot.set(F.FLAGS, 0)
+        slot.set_state(State.STARTING)
+        slot.set_task("")
+        self._open_store()
+        kind_cls = resolve_kind(self.config.kind)
+        self.kind = kind_cls(self)
+        tasks = self._configure_tasks(self.kind.tasks())
+        ctx = TaskContext(self.name, discover=self._discover, log=self.log.info,
+                          options=self.config.options)
+        self.tm = TaskManager(tasks, ctx, max_concurrent=self.config.max_concurrent,
+                              slice_budget_us=self.config.slice_budget_us,
+                              on_error=self._task_error)
+        if self.store is not None:
+            rec = self.store.load_checkpoint(self.name)
+            if rec:
+                restored = self.tm.restore(rec.get("states", {}))
+                self.log.info("resumed from checkpoint", seq=rec.get("seq"),
+                              tasks=",".join(restored) or "-")
+        w = self.wiring
+        for ring_name in w.inputs.get(self.name, []):
+            self.readers.append((ring_name, w.rings[ring_name].reader(self.index, start="resume")))
+        boost_prio = w.role_boost_priority
+        out = w.outputs.get(self.name)
+        if out:
+            targets = [w.slots[r] for r in w.subscribers.get(out, [])]
+            self.outbox = EventPublisher(w.rings[out], Interrupter(
+                w.control, targets, boost_priority=boost_prio) if targets else None)
+        for ring_name in w.emits.get(self.name, []):
+            targets = [w.slots[r] for r in w.subscribers.get(ring_name, [])]
+            self.publishers[ring_name] = EventPublisher(w.rings[ring_name], Interrupter(
+                w.control, targets, boost_priority=boost_prio))
+        self.kind.on_start()
+        if self.kind.realtime and w.monitor_priority is not None:
+            if not set_realtime(w.monitor_priority):
+                self.log.warning("cannot run at SCHED_FIFO: interrupts will wait for the scheduler")
+        else:
+            self.bg.enter()
+        slot.set(F.BOOST, 1 if w.role_boost_priority is not None else 0)
+        slot.set_state(State.BACKGROUND)
+        self.log.info("role started", kind=self.config.kind, tasks=len(tasks),
+                      inputs=",".join(n for n, _ in self.readers) or "-")
+
+    def _open_store(self) -> None:
+        try:
+            from .store import Store  # noqa: WPS433 (after fork, never before)
+        except ImportError:
+            return
+        self.store = Store.open(self.cfg.store_path, durability=self.cfg.store["durability"],
+                                map_size=self.wiring.map_size)
+        try:
+            from .store import Checkpointer
+            self.saver = Checkpointer(self.store, self.name)
+        except ImportError:
+            self.saver = None
+
+    def _configure_tasks(self, tasks: list[Task]) -> list[Task]:
+        out = []
+        known = {t.name for t in tasks}
+        for name in self.config.tasks:
+            if name not in known:
+                self.log.warning("engine.toml configures an unknown task (ignored)",
+                                 task=name, known=",".join(sorted(known)))
+        for t in tasks:
+            tc = self.config.tasks.get(t.name)
+            if tc:
+                if not tc["enabled"]:
+                    continue
+                if tc["interval"] is not None:
+                    t.interval = float(tc["interval"])
+                if tc["priority"] is not None:
+                    from .tasks import Priority
+                    t.priority = Priority.parse(tc["priority"])
+                t.options.update(tc["options"])
+            out.append(t)
+        return out
+
+    def _discover(self, task: str, record: dict) -> None:
+        self.slot.add(F.DISCOVERIES)
+        if self.store is not None:
+            self.store.append_discovery(self.name, {"task": task, "t": time.time(), **record})
+
+    def _task_error(self, task: Task, exc: BaseException) -> None:
+        self.slot.add(F.TASK_ERRORS)
+        self.log.error("background task failed", task=task.name, error=repr(exc))
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint(self, why: str, budget_s: float | None = None) -> bool:
+        """Save every task's state.  With a budget (the switch), never wait longer: a save that
+        cannot finish in time goes on in the store's writer and is counted as late."""
+        if self.store is None or self.tm is None:
+            return True
+        states = self.tm.states()
+        try:
+            if self.saver is not None and budget_s is not None:
+                ok = self.saver.save(states, budget_s)
+            else:
+                self.store.save_checkpoint(self.name, states)
+                if budget_s is None:
+                    self.store.flush()
+                ok = True
+        except Exception as e:  # a failed save must not stop the switch or the role
+            self.slot.add(F.CHECKPOINT_ERRORS)
+            self.log.error("checkpoint failed", why=why, error=repr(e))
+            return False
+        self.slot.add(F.CHECKPOINTS)
+        if not ok:
+            self.slot.add(F.LATE_SAVES)
+        self.next_checkpoint = time.monotonic() + self.checkpoint_interval
+        return ok
+
+    # ------------------------------------------------------------------ publishing (monitors)
+    def publish(self, ring: str, events: list[dict]) -> int:
+        return self.publishers[ring].publish_many(events)
+
+    # ------------------------------------------------------------------ the switch
+    def switch(self) -> bool:
+        slot = self.slot
+        t_seen = self.t_seen
+        self.interrupt[0] = False
+        t_paused = time.monotonic_ns()
+        slot.add(F.INTERRUPTS)
+        events: list[dict] = []
+        for ring_name, reader in self.readers:
+            while True:
+                batch = reader.poll(256)
+                if batch.lost:
+                    slot.add(F.EVENTS_LOST, batch.lost)
+                    self.kind.on_lost(ring_name, batch.lost)
+                for raw in batch.records:
+                    try:
+                        ev = orjson.loads(raw)
+                    except orjson.JSONDecodeError:
+                        slot.add(F.EVENTS_LOST)
+                        continue
+                    ev["ring"] = ring_name
+                    events.append(ev)
+                if len(batch.records) < 256:
+                    break
+        if not events:
+            slot.add(F.COALESCED)
+            self.bg.lower()
+            return False
+        slot.set_state(State.SWITCHING)
+        sent = slot.get(F.SENT_NS)
+        self.checkpoint("switch", self.checkpoint_budget_s)
+        t_saved = time.monotonic_ns()
+        slot.set_state(State.HANDLING)
+        t_handling = t_saved
+        decisions = self.kind.handle(events)
+        if decisions and self.outbox is not None:
+            self.outbox.publish_many(decisions)
+            slot.add(F.DECISIONS, len(decisions))
+        t_decided = time.monotonic_ns()
+        self.bg.lower()
+        slot.set_state(State.PAUSED if self.tm.paused else State.BACKGROUND)
+        t_resumed = time.monotonic_ns()
+        slot.add(F.SWITCHES)
+        slot.add(F.EVENTS, len(events))
+        if sent and t_seen >= sent:
+            slot.observe(H.SIGNAL, t_seen - sent)
+            slot.observe(H.SWITCH, t_handling - sent)
+        if t_seen:
+            slot.observe(H.PAUSE, t_paused - t_seen)
+        slot.observe(H.SAVE, t_saved - t_paused)
+        slot.observe(H.DECIDE, t_decided - t_handling)
+        for ev in events:
+            tw = ev.get("t_written")
+            if isinstance(tw, int) and tw <= t_decided:
+                slot.observe(H.EVENT, t_decided - tw)
+        slot.observe(H.RESUME, t_resumed - t_decided)
+        return True
+
+    # ------------------------------------------------------------------ operator signals
+    def _do_ops(self) -> None:
+        while self.ops:
+            sig = self.ops.popleft()
+            if sig == signal.SIGTERM:
+                raise _Stop(0, "SIGTERM")
+            if sig == SIG_RESTART:
+                raise _Stop(EXIT_RESTART, "restart requested")
+            if sig == SIG_CHECKPOINT:
+                ok = self.checkpoint("requested")
+                self.log.info("checkpoint", why="requested", ok=ok)
+            elif sig == SIG_PAUSE:
+                self.tm.pause()
+                self.slot.set(F.FLAGS, self.slot.get(F.FLAGS) | Flag.PAUSED)
+                self.slot.set_state(State.PAUSED)
+                self.log.info("background work paused")
+            elif sig == SIG_RESUME:
+                self.tm.resume()
+                self.slot.set(F.FLAGS, self.slot.get(F.FLAGS) & ~Flag.PAUSED)
+                self.slot.set_state(State.BACKGROUND)
+                self.log.info("background work resumed")
+            elif sig == SIG_SHED:
+                if not self.tm.shedding:
+                    self.tm.shed(True)
+                    self.slot.add(F.SHED)
+                    self.slot.set(F.FLAGS, self.slot.get(F.FLAGS) | Flag.SHEDDING)
+                    self.log.warning("shedding load: LOW tasks paused, caches pruned")
+            elif sig == SIG_UNSHED:
+                if self.tm.shedding:
+                    self.tm.shed(False)
+                    self.slot.set(F.FLAGS, self.slot.get(F.FLAGS) & ~Flag.SHEDDING)
+                    self.log.info("load shedding over")
+            elif sig == signal.SIGXCPU:
+                self.bg.lower()
+                self.log.warning("ran boosted too long without blocking (RLIMIT_RTTIME): lowered")
+
+    # ------------------------------------------------------------------ the loop
+    def loop(self) -> None:
+        slot, tm, flag = self.slot, self.tm, self.interrupt
+        mono, mono_ns, perf_ns = time.monotonic, time.monotonic_ns, time.perf_counter_ns
+        last_task = ""
+        idle_marked = False
+        while True:
+            t_iter = perf_ns()
+            slot.set(F.HEARTBEAT_NS, mono_ns())
+            if self.ops:
+                self._do_ops()
+            if flag[0]:
+                self.switch()
+                continue
+            if mono() >= self.next_checkpoint:
+                self.checkpoint("interval", None)
+            before = tm.slices
+            busy_before = tm.busy_ns
+            worked = tm.run_slice(flag)
+            if worked:
+                idle_marked = False
+                if tm.current != last_task:
+                    last_task = tm.current
+                    slot.set_task(last_task)
+                    if not tm.paused and slot.state != State.BACKGROUND:
+                        slot.set_state(State.BACKGROUND)
+                t_end = perf_ns()
+                busy = tm.busy_ns - busy_before
+                slot.add(F.BUSY_NS, busy)
+                slot.add(F.DUE_NS, t_end - t_iter)
+                slot.add(F.SLICES, tm.slices - before)
+                slot.observe(H.SLICE, busy)
+                continue
+            # nothing runnable: sleep until something is due, an fd is ready, or a signal
+            if not idle_marked and not tm.paused:
+                slot.set_state(State.IDLE)
+                slot.set_task("")
+                last_task = ""
+                idle_marked = True
+            if os.getppid() != self.supervisor_pid:
+                raise _Stop(0, "supervisor gone")
+            timeout, rd, wr = tm.next_wakeup()
+            cap = max(0.0, min(0.5, self.next_checkpoint - mono()))
+            timeout = cap if timeout is None else min(timeout, cap)
+            try:
+                r, _, _ = select.select([self._wake_r, *rd], wr, [], timeout)
+            except InterruptedError:
+                r = []
+            if self._wake_r in r:
+                try:
+                    while os.read(self._wake_r, 512):
+                        pass
+                except BlockingIOError:
+                    pass
+            if idle_marked and (tm.has_runnable() or tm.paused):
+                idle_marked = False
+                slot.set_state(State.PAUSED if tm.paused else State.BACKGROUND)
+
+    def stop(self, reason: str) -> None:
+        self.slot.set_state(State.STOPPING)
+        self.slot.set_task("")
+        ok = self.checkpoint("stop", None)
+        if self.kind is not None:
+            try:
+                self.kind.on_stop()
+            except Exception as e:
+                self.log.error("on_stop failed", error=repr(e))
+        if self.store is not None:
+            try:
+                self.store.close()
+            except Exception as e:
+                self.log.error("store close failed", error=repr(e))
+        self.log.info("role stopped", reason=reason, checkpoint="saved" if ok else "FAILED")
+
+
+def role_main(cfg, role_cfg, wiring: "Wiring", log) -> "NoReturn":  # noqa: F821
+    """Entry point in the forked child.  Never returns: exits with the role's status."""
+    code = 1
+    try:
+        try:
+            import setproctitle
+            setproctitle.setproctitle(f"syndicate: {role_cfg.name}")
+        except ImportError:  # pragma: no cover - setproctitle is a dependency
+            pass
+        rt = RoleRuntime(cfg, role_cfg, wiring, log)
+        set_parent_death_signal(signal.SIGTERM)
+        rt.install_signals()
+        if os.getppid() != wiring.supervisor_pid:   # the supervisor died before PDEATHSIG
+            os._exit(0)
+        sys.setswitchinterval(0.0005)  # a store writer thread must not hold up the handler long
+        try:
+            rt.start()
+            rt.loop()
+        except _Stop as s:
+            rt.stop(s.reason)
+            code = s.code
+        except Exception as e:
+            log.error("role crashed", error=repr(e))
+            import traceback
+            traceback.print_exc()
+            try:
+                rt.stop(f"crash: {e!r}")
+            except Exception:
+                pass
+            code = 1
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)

@@ -1,0 +1,84 @@
+"""`syndicate status` as data: read the control block and the run directory, touch nobody.
+
+The JSON shape (`syndicate status --json`, and the supervisor's USR2 report) is stable:
+
+    {"engine": NAME, "supervisor_pid": int, "running": bool, "uptime_s": float,
+     "roles": [{"name", "pid", "alive", "state", "task", "uptime_s", "restarts",
+                "private_bytes", "cpu_percent", "switches", "events", "events_lost",
+                "coalesced", "decisions", "checkpoints", "late_saves", "discoveries",
+                "interrupts", "slices", "overruns", "task_errors", "checkpoint_errors",
+                "watchdog_actions", "last_exit", "paused", "shedding", "boost",
+                "heartbeat_age_s", "efficiency",
+                "latency_us": {"signal"|"pause"|"save"|"switch"|"decide"|"event"|"resume"|
+                               "slice": {"n", "p50", "p99"}}}]}
+
+Fields may be added; none will be renamed or removed without a version bump of this text.
+Latency figures come from log-scale histograms (4 buckets per octave): ±10 %.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+from .control import ControlBlock, F, Flag, H, State
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def role_rows(cb: ControlBlock) -> list[dict]:
+    rows = []
+    now_wall, now_mono = time.time_ns(), time.monotonic_ns()
+    for i in range(cb.slots):
+        v = cb.slot(i).snapshot()
+        if not v.name:
+            continue
+        pid = v[F.PID]
+        busy, due = v[F.BUSY_NS], v[F.DUE_NS]
+        lat = {}
+        for h in H:
+            key = h.name.lower()
+            n = sum(v.hists[key])
+            p50, p99 = v.percentile_us(key, 50), v.percentile_us(key, 99)
+            lat[key] = {"n": n, "p50": None if p50 is None else round(p50, 1),
+                        "p99": None if p99 is None else round(p99, 1)}
+        hb = v[F.HEARTBEAT_NS]
+        rows.append({
+            "name": v.name, "slot": i, "pid": pid, "alive": _alive(pid),
+            "state": v.state.name.lower(), "task": v.task,
+            "uptime_s": round((now_wall - v[F.STARTED_NS]) / 1e9, 1) if v[F.STARTED_NS] else None,
+            "restarts": v[F.RESTARTS], "private_bytes": v[F.MEM_PRIVATE],
+            "cpu_percent": round(v[F.CPU_PERMILLE] / 10.0, 1),
+            "switches": v[F.SWITCHES], "events": v[F.EVENTS], "events_lost": v[F.EVENTS_LOST],
+            "coalesced": v[F.COALESCED], "decisions": v[F.DECISIONS],
+            "checkpoints": v[F.CHECKPOINTS], "late_saves": v[F.LATE_SAVES],
+            "discoveries": v[F.DISCOVERIES], "interrupts": v[F.INTERRUPTS],
+            "slices": v[F.SLICES], "overruns": v[F.OVERRUNS], "task_errors": v[F.TASK_ERRORS],
+            "checkpoint_errors": v[F.CHECKPOINT_ERRORS],
+            "watchdog_actions": v[F.WATCHDOG_ACTIONS], "last_exit": v[F.LAST_EXIT],
+            "paused": bool(v[F.FLAGS] & Flag.PAUSED),
+            "shedding": bool(v[F.FLAGS] & Flag.SHEDDING), "boost": bool(v[F.BOOST]),
+            "heartbeat_age_s": round((now_mono - hb) / 1e9, 3) if hb and hb <= now_mono else None,
+            "efficiency": round(busy / due, 4) if due else None,
+            "latency_us": lat,
+        })
+    return rows
+
+
+def report(cb: ControlBlock, engine: str) -> dict:
+    sup = cb.supervisor_pid
+    return {"engine": engine, "supervisor_pid": sup, "running": _alive(sup),
+            "uptime_s": round((time.time_ns() - cb.created_ns) / 1e9, 1),
+            "roles": role_rows(cb)}
+
+
+STATE_NAMES = [s.name.lower() for s in State]

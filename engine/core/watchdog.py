@@ -1,0 +1,149 @@
+"""The watchdog, run by the supervisor every `interval_ms`: memory, CPU and heartbeat per role.
+
+Memory figure: `RssAnon` from /proc/PID/status, i.e. the role's resident *anonymous* memory —
+its Python heap, stacks and malloc arenas.  It leaves out what every role maps in common: the
+shared-memory rings and control block (RssShmem) and the LMDB map (a file mapping, RssFile),
+which RSS would charge to every role in full.  Why not USS (psutil's memory_full_info): it
+costs 250-1300 µs a call (it reads smaps) against ~10 µs here, and it counts a ring page that
+only this role has touched as private.  What RssAnon over-counts: pages inherited from the
+supervisor at fork and not yet written (copy-on-write, shared in fact): a few tens of MB at
+most, the supervisor's own heap, so set limits above that.
+
+    soft limit  → RTMIN+3: the role sheds load (LOW tasks paused, caches pruned);
+                  below 80 % of soft again → RTMIN+4
+    hard limit  → USR1 (checkpoint), TERM; KILL after `abort_grace`; the supervisor restarts it
+                  (counted as an abnormal exit, whatever the policy) and it resumes from its
+                  checkpoint
+    heartbeat   → a role whose loop has not turned for `heartbeat_timeout` (stuck in a long C
+                  call, deadlocked) gets ABRT (faulthandler prints its Python stack), then KILL
+
+Every action goes to the log and the `events` database, and counts in the role's
+`watchdog_actions` shown by `syndicate status`.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from .control import F, Flag
+from .signals import SIG_CHECKPOINT, SIG_SHED, SIG_UNSHED
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def private_memory(pid: int) -> int | None:
+    """RssAnon of `pid` in bytes, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"RssAnon:"):
+                    return int(line.split()[1]) * 1024
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return 0
+
+
+def cpu_ticks(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = data[data.rindex(b")") + 2:].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime (fields 14 and 15)
+
+
+class Watchdog:
+    def __init__(self, sup, cfg: dict):
+        self.sup = sup
+        self.interval = cfg["interval_ms"] / 1000.0
+        self.heartbeat_timeout_ns = int(cfg["heartbeat_timeout"] * 1e9)
+        self.abort_grace = cfg["abort_grace"]
+        self._cpu: dict[int, tuple[float, int]] = {}
+        self._kill_at: dict[int, float] = {}      # pid -> when to SIGKILL
+        self.acted: set[int] = set()              # pids the watchdog stopped (abnormal exit)
+        self.ticks = 0
+        self.cost_ns_total = 0
+        self.cost_ns_max = 0
+
+    def forget(self, pid: int) -> None:
+        self._cpu.pop(pid, None)
+        self._kill_at.pop(pid, None)
+
+    def was_acted(self, pid: int) -> bool:
+        if pid in self.acted:
+            self.acted.discard(pid)
+            return True
+        return False
+
+    def _act(self, child, slot, action: str, **fields) -> None:
+        slot.add(F.WATCHDOG_ACTIONS)
+        self.sup.event(f"watchdog_{action}", role=child.role, pid=child.pid, level="warning",
+                       **fields)
+
+    def tick(self) -> None:
+        t0 = time.perf_counter_ns()
+        now_mono, now_ns = time.monotonic(), time.monotonic_ns()
+        control = self.sup.wiring.control
+        for child in list(self.sup.children.values()):
+            pid, rc = child.pid, self.sup.cfg.roles[child.role]
+            slot = control.slot(child.slot)
+            kill_at = self._kill_at.get(pid)
+            if kill_at is not None:
+                if now_mono >= kill_at:
+                    self._act(child, slot, "kill", why="did not exit in time")
+                    _send(pid, signal.SIGKILL)
+                    self._kill_at[pid] = float("inf")
+                continue
+            mem = private_memory(pid)
+            if mem is None:
+                continue
+            slot.set(F.MEM_PRIVATE, mem)
+            ticks = cpu_ticks(pid)
+            prev = self._cpu.get(pid)
+            if ticks is not None:
+                if prev is not None and now_mono > prev[0]:
+                    share = (ticks - prev[1]) / _CLK_TCK / (now_mono - prev[0])
+                    slot.set(F.CPU_PERMILLE, max(0, int(share * 1000)))
+                self._cpu[pid] = (now_mono, ticks)
+            if mem > rc.memory_hard:
+                self._act(child, slot, "memory_hard", private_bytes=mem, limit=rc.memory_hard,
+                          action="checkpoint, stop, restart")
+                _send(pid, SIG_CHECKPOINT)
+                _send(pid, signal.SIGTERM)
+                self.acted.add(pid)
+                self._kill_at[pid] = now_mono + self.abort_grace
+                continue
+            shedding = bool(slot.get(F.FLAGS) & Flag.SHEDDING)
+            if mem > rc.memory_soft and not shedding:
+                self._act(child, slot, "memory_soft", private_bytes=mem, limit=rc.memory_soft,
+                          action="shed load")
+                _send(pid, SIG_SHED)
+            elif shedding and mem < rc.memory_soft * 0.8:
+                _send(pid, SIG_UNSHED)
+            hb = slot.get(F.HEARTBEAT_NS)
+            alive_ns = int((now_mono - child.started) * 1e9)
+            if (hb and alive_ns > self.heartbeat_timeout_ns
+                    and now_ns - hb > self.heartbeat_timeout_ns):
+                self._act(child, slot, "stalled", silent_s=round((now_ns - hb) / 1e9, 2),
+                          action="SIGABRT, then SIGKILL")
+                _send(pid, signal.SIGABRT)
+                self.acted.add(pid)
+                self._kill_at[pid] = now_mono + self.abort_grace
+        cost = time.perf_counter_ns() - t0
+        self.ticks += 1
+        self.cost_ns_total += cost
+        self.cost_ns_max = max(self.cost_ns_max, cost)
+
+    def statistics(self) -> dict:
+        return {"ticks": self.ticks, "interval_ms": self.interval * 1000,
+                "mean_cost_us": (self.cost_ns_total / self.ticks / 1000) if self.ticks else None,
+                "max_cost_us": self.cost_ns_max / 1000}
+
+
+def _send(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
