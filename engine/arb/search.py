@@ -59,9 +59,9 @@ class Opportunity:
 @dataclass
 class SearchConfig:
     max_hops: int = 3           # cycles longer than the graph's max_hops are never built
-    max_exact: int = 8          # cycles optimised on exact math per event (best estimates first)
+    max_exact: int = 4          # cycles optimised on exact math per event (best estimates first)
     min_net_profit: int = 1     # in the profit token's smallest unit
-    rel_tol: float = 1e-6       # golden-section stops at this fraction of the bracket's centre
+    rel_tol: float = 1e-4       # golden-section stops at this fraction of the bracket's centre
     max_amount_multiple: float = 4.0  # golden search never tries more than this × the first
                                       # pool's (virtual) input reserve
 

@@ -19,6 +19,7 @@ Nothing here does I/O.  A `V3Pool` is immutable: `swap` returns the amounts and 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from functools import lru_cache
 from dataclasses import dataclass, field, replace
 from typing import Mapping
 
@@ -89,6 +90,7 @@ _TICK_FACTORS = (
 )
 
 
+@lru_cache(maxsize=1 << 16)  # pure and hot: a swap step asks for the same few ticks again and again
 def get_sqrt_ratio_at_tick(tick: int) -> int:
     """TickMath.getSqrtRatioAtTick: sqrt(1.0001^tick) * 2^96, rounded up (uint160)."""
     abs_tick = -tick if tick < 0 else tick
@@ -333,6 +335,10 @@ class V3Pool:
              sqrt_price_limit_x96: int | None = None) -> V3SwapResult:
         """UniswapV3Pool.swap without transfers: amount_specified > 0 is exact input, < 0 exact
         output.  The default limit is the extreme the periphery uses (MIN+1 / MAX-1)."""
+        return self._swap(zero_for_one, amount_specified, sqrt_price_limit_x96, True)
+
+    def _swap(self, zero_for_one: bool, amount_specified: int, sqrt_price_limit_x96: int | None,
+              want_state: bool):
         if amount_specified == 0:
             raise V3MathError("AS")
         if sqrt_price_limit_x96 is None:
@@ -383,12 +389,15 @@ class V3Pool:
                         raise V3MathError("LA")
                     crossed += 1
                 tick = tick_next - 1 if zero_for_one else tick_next
-            elif sqrt_price != start_price:
+            elif sqrt_price != start_price and (want_state or remaining != 0):
+                # (the loop ends here when the input is used up: a quote needs no final tick)
                 tick = get_tick_at_sqrt_ratio(sqrt_price)
         if zero_for_one == exact_input:
             amount0, amount1 = amount_specified - remaining, calculated
         else:
             amount0, amount1 = calculated, amount_specified - remaining
+        if not want_state:
+            return V3SwapResult(amount0, amount1, self, crossed)
         new = replace(self, sqrt_price_x96=sqrt_price, liquidity=liquidity, tick=tick,
                       _sorted=self._sorted)
         return V3SwapResult(amount0, amount1, new, crossed)
@@ -397,7 +406,7 @@ class V3Pool:
     def quote_exact_in(self, token_in: str, amount_in: int) -> int:
         """Output of an exact-input swap of `amount_in` of `token_in` (what QuoterV1 returns)."""
         zero_for_one = self._direction(token_in)
-        r = self.swap(zero_for_one, amount_in)
+        r = self._swap(zero_for_one, amount_in, None, False)
         return -(r.amount1 if zero_for_one else r.amount0)
 
     quote = quote_exact_in
