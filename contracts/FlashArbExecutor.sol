@@ -8,9 +8,10 @@ pragma solidity ^0.8.28;
 ///
 /// Loan sources, each through the lender's real interface:
 ///   0 UNISWAP_V2  pair.swap(..., data) -> uniswapV2Call. If the lender is the route's first pool
-///                 the loan *is* the first hop (classic flash swap): borrow `amount` of hop 0's
-///                 output token, run hops 1..n-1, repay getAmountIn(amount) on the pair's pre-swap
-///                 reserves in hop 0's input token; no fee beyond the swap fee. Otherwise the
+///                 the loan *is* the first hop (classic flash swap): receive getAmountOut(amount)
+///                 of hop 0's output first, run hops 1..n-1, pay `amount` of the route token
+///                 last (the pair's K check is that of a plain swap); no fee beyond the swap fee.
+///                 Otherwise the
 ///                 pair lends the route token and is repaid amount + fee in it (its K check
 ///                 enforces the fee).
 ///   1 UNISWAP_V3  pool.flash -> uniswapV3FlashCallback (fee = the pool's, reported by the pool)
@@ -45,9 +46,8 @@ contract FlashArbExecutor {
     struct Loan {
         uint8 source;
         address lender;
-        address token;   // the borrowed token: the route's token, or hop 0's tokenOut for a V2
-                         // flash swap on hop 0's own pair
-        uint256 amount;
+        address token;   // the route's token (first tokenIn, last tokenOut)
+        uint256 amount;  // the route's input
         uint256 fee;     // V2 lender not in the route: repay amount + fee; ignored otherwise
     }
 
@@ -102,8 +102,7 @@ contract FlashArbExecutor {
         for (uint256 i = 1; i < n; ++i) {
             if (hops[i].tokenIn != hops[i - 1].tokenOut) revert BadRoute();
         }
-        bool flashSwap = loan.source == LOAN_UNISWAP_V2 && loan.lender == hops[0].pool;
-        if (loan.token != (flashSwap ? hops[0].tokenOut : token)) revert BadRoute();
+        if (loan.token != token) revert BadRoute();
         uint256 start = _balance(token);
         bytes memory data = abi.encode(hops, loan);
 
@@ -142,8 +141,11 @@ contract FlashArbExecutor {
         IUniswapV2Pair pair = IUniswapV2Pair(loan.lender);
         if (loan.lender == first.pool) {
             // The loan is hop 0 itself: take its output now, pay its input in the callback.
+            (uint112 r0, uint112 r1,) = pair.getReserves();
             bool zeroForOne = first.tokenIn < first.tokenOut;
-            pair.swap(zeroForOne ? 0 : loan.amount, zeroForOne ? loan.amount : 0, address(this), data);
+            (uint256 rIn, uint256 rOut) = zeroForOne ? (uint256(r0), uint256(r1)) : (uint256(r1), uint256(r0));
+            uint256 out = _v2AmountOut(loan.amount, rIn, rOut, first.fee);
+            pair.swap(zeroForOne ? 0 : out, zeroForOne ? out : 0, address(this), data);
         } else {
             bool isToken0 = pair.token0() == loan.token;
             pair.swap(isToken0 ? loan.amount : 0, isToken0 ? 0 : loan.amount, address(this), data);
@@ -156,18 +158,13 @@ contract FlashArbExecutor {
         _checkLender(sender);
         (Hop[] memory hops, Loan memory loan) = abi.decode(data, (Hop[], Loan));
         if (loan.source != LOAN_UNISWAP_V2) revert BadCallback();
-        if (amount0 + amount1 != loan.amount) revert BadCallback();
         if (loan.lender == hops[0].pool) {
-            // Hop 0's output is here; its input is due. The pair updates its reserves only after
-            // this callback, so getReserves() still gives the pre-swap reserves it checks K on.
-            Hop memory h = hops[0];
-            (uint112 r0, uint112 r1,) = IUniswapV2Pair(msg.sender).getReserves();
-            (uint256 rIn, uint256 rOut) = h.tokenIn < h.tokenOut ? (uint256(r0), uint256(r1)) : (uint256(r1), uint256(r0));
-            uint256 due = rIn * loan.amount * 10000 / ((rOut - loan.amount) * (10000 - h.fee)) + 1;
-            routeOut = _runHops(hops, 1, loan.amount);
-            repaid = due;
-            _repay(h.tokenIn, msg.sender, due);
+            // Hop 0's output (amount0 + amount1) is here; its input, loan.amount, is due.
+            routeOut = _runHops(hops, 1, amount0 + amount1);
+            repaid = loan.amount;
+            _repay(loan.token, msg.sender, loan.amount);
         } else {
+            if (amount0 + amount1 != loan.amount) revert BadCallback();
             routeOut = _runHops(hops, 0, loan.amount);
             repaid = loan.amount + loan.fee;
             _repay(loan.token, msg.sender, loan.amount + loan.fee);

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine.arb.profit import loan_fee
+from engine.arb.profit import LoanOffer, loan_fee, repayment
 from engine.arb.types import Action, Hop, Loan, LoanSource, PoolKind, Route
-from engine.arb.v2 import V2Pool, get_amount_in, get_amount_out
+from engine.arb.v2 import V2Pool
 from engine.arb.v3 import V3Pool
 from engine.chain.contracts import load
 from engine.chain.executor import Executor, NodeSigner
@@ -129,15 +129,14 @@ def v2_gap(arb):
 
 
 def test_two_hop_v2_flash_swap_on_first_pair_matches_exact_math(v2_gap):
+    """The loan is hop 0: receive its WETH first, pay its USDC input last, no extra fee."""
     c, route, amount = v2_gap
-    first = route.hops[0]
-    r_in, r_out = v2_reserves(c, c.pool("uniswap_v2", "WETH", "USDC"), first.token_in)
-    borrowed = get_amount_out(amount, r_in, r_out)  # WETH out of the first pair
-    repay = get_amount_in(borrowed, r_in, r_out)     # USDC paid back to it
-    out = route_out(c, route, borrowed, start=1)
-    loan = Loan(LoanSource.UNISWAP_V2, first.pool, first.token_out, borrowed, 0)
+    loan, repay = repayment(route, LoanOffer(LoanSource.UNISWAP_V2, route.hops[0].pool, route.token),
+                            amount)
+    assert (loan.amount, loan.fee, repay) == (amount, 0, amount)
+    out = route_out(c, route, amount)
     res = run_and_check(c, route, loan, out - repay)
-    assert res.borrowed == borrowed and res.repaid == repay and res.amount_out == out
+    assert res.borrowed == amount and res.repaid == repay and res.amount_out == out
 
 
 @pytest.mark.parametrize("source", [LoanSource.UNISWAP_V2, LoanSource.UNISWAP_V3,
@@ -234,11 +233,8 @@ def test_three_hop_cycle_matches_exact_math(arb):
     assert route.is_cycle and route.token == c.token("USDT")
     amount = optimum(c, route, 10**6, 1_000_000 * 10**6)
     # flash swap on the first pair: the loan is hop 0
-    r_in, r_out = v2_reserves(c, wu, c.token("USDT"))
-    borrowed = get_amount_out(amount, r_in, r_out)
-    expected = route_out(c, route, borrowed, start=1) - get_amount_in(borrowed, r_in, r_out)
-    loan = Loan(LoanSource.UNISWAP_V2, wu["address"], c.token("WETH"), borrowed, 0)
-    run_and_check(c, route, loan, expected)
+    loan, repay = repayment(route, LoanOffer(LoanSource.UNISWAP_V2, wu["address"], route.token), amount)
+    run_and_check(c, route, loan, route_out(c, route, amount) - repay)
     # the same gap is gone now: the same order again is unprofitable and reverts
     assert not c.executor.simulate(action(c, route, loan)).ok
 
