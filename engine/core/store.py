@@ -47,11 +47,15 @@ Durability (LMDB flags are per process; `syndicate bench store` measures each):
 Whatever the setting, `append(..., durable=True)` (webhook deliveries in `inbox`) fsyncs before
 it returns, so an acknowledged delivery survives a power loss.
 
-Fork.  LMDB forbids using an environment across fork(), py-lmdb refuses to open an environment
-the parent process already has open, and closing the inherited copy in the child releases the
-parent's reader slots (the `max_spare_txns` trap).  So a Store closes itself before any fork
-and reopens after it in the parent (os.register_at_fork); the child sees it closed and opens
-its own.  The supervisor can keep its Store open while it forks roles.
+Fork.  LMDB forbids using an environment across fork(), and py-lmdb refuses to open, in a
+child, an environment its parent had open, until the inherited handle is closed.  Closing it
+aborts the transactions the child inherited, which frees the *parent's* reader slots: the
+`max_spare_txns` trap (py-lmdb's C extension keeps one spare read transaction, holding a slot,
+whatever max_spare_txns says).  So, before any fork (os.register_at_fork), a Store waits until
+no transaction of its process is open and drops the spare (set_mapsize(0) aborts it); the
+parent then carries on untouched, and the child closes its inherited copy, which owns no slot
+and no transaction, and can open its own Store.  The supervisor can keep its Store open while
+it forks roles.
 """
 from __future__ import annotations
 
@@ -225,20 +229,26 @@ class _Gate:
                 if not self._shared:
                     self._cv.notify_all()
 
-    @contextlib.contextmanager
-    def exclusive(self):
+    def acquire_exclusive(self) -> None:
         with self._cv:
             while self._exclusive:
                 self._cv.wait()
             self._exclusive = True
             while self._shared:
                 self._cv.wait()
+
+    def release_exclusive(self) -> None:
+        with self._cv:
+            self._exclusive = False
+            self._cv.notify_all()
+
+    @contextlib.contextmanager
+    def exclusive(self):
+        self.acquire_exclusive()
         try:
             yield
         finally:
-            with self._cv:
-                self._exclusive = False
-                self._cv.notify_all()
+            self.release_exclusive()
 
 
 # ── the store ────────────────────────────────────────────────────────────────────────────────
@@ -299,8 +309,10 @@ class Store:
         self._stats = dict(commits=0, inline_commits=0, jobs=0, grows=0, resizes_adopted=0, syncs=0)
         self.last_error: str | None = None
         self._txn_mean = self._txn_dev = 0.0
+        self._unsynced = False      # commits since the last fsync ("periodic")
         self._env = None
         self._closed = False
+        self._forking = False
         self._thread = None
         self._lockfds: tuple[int, int] | None = None
         self._connect()
@@ -504,16 +516,30 @@ class Store:
         self.close()
 
     def _before_fork(self) -> None:
-        if not self._closed and self._env is not None:
-            self._disconnect(sync=False)
+        # Held across the fork: no transaction of this process is open while it happens.
+        self._gate.acquire_exclusive()
+        self._forking = True
+        with contextlib.suppress(lmdb.Error):
+            self._env.set_mapsize(0)   # aborts the cached spare read txn and frees its slot
 
     def _after_fork_parent(self) -> None:
-        if not self._closed and self._env is None:
-            self._connect()
+        if self._forking:
+            self._forking = False
+            self._gate.release_exclusive()
 
     def _after_fork_child(self) -> None:
-        # Nothing of the parent's is open here (closed before the fork); this object is dead.
+        # The inherited handle owns no slot and no transaction now: closing it touches only this
+        # process.  The writer thread did not come along; this object is dead here.
         self._closed = True
+        env, self._env = self._env, None
+        if env is not None and self._forking:
+            with contextlib.suppress(lmdb.Error):
+                env.close()
+        if self._lockfds:      # the parent's flock must not outlive the parent through us
+            for fd in self._lockfds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            self._lockfds = None
         self._jobs, self._pending, self._pending_n = [], {}, 0
         self._gate, self._cv, self._wlock = _Gate(), threading.Condition(threading.Lock()), threading.Lock()
         self._thread = None
@@ -693,6 +719,7 @@ class Store:
         self._txn_mean += (took - self._txn_mean) / 8
         self._txn_dev += (abs(took - self._txn_mean) - self._txn_dev) / 8
         self._stats["commits"] += 1
+        self._unsynced = True
         return results
 
     def commit_estimate_s(self) -> float:
@@ -701,22 +728,24 @@ class Store:
 
     def _writer(self) -> None:
         last_flush = last_sync = time.monotonic()
-        dirty = False
+        periodic = self.durability == "periodic"
         while True:
             with self._cv:
                 while True:
                     now = time.monotonic()
                     due_flush = self._pending_n and (now - last_flush >= self.discovery_flush_s
                                                      or self._pending_n >= self.discovery_batch)
-                    due_sync = (dirty and self.durability == "periodic"
-                                and now - last_sync >= self.sync_interval_s)
+                    # Inline commits do not wake this thread: in "periodic" it checks each interval.
+                    due_sync = periodic and self._unsynced and now - last_sync >= self.sync_interval_s
                     if self._jobs or due_flush or due_sync or self._stopping:
                         break
                     waits = [self.discovery_flush_s - (now - last_flush)] if self._pending_n else []
-                    if dirty and self.durability == "periodic":
+                    if periodic:
                         waits.append(self.sync_interval_s - (now - last_sync))
                     self._cv.wait(max(min(waits), 0.001) if waits else None)
                 if self._stopping and not self._jobs and not self._pending_n:
+                    if periodic and self._unsynced:
+                        self._sync()
                     break
             if self._jobs or self._pending_n:
                 with self._wlock:
@@ -727,7 +756,6 @@ class Store:
                             job.started = True
                     self._commit_jobs(jobs, pending)
                 last_flush = time.monotonic()
-                dirty = True
                 if any(job.durable for job in jobs) and self.durability != "power":
                     error = self._sync()
                     for job in jobs:
@@ -735,9 +763,9 @@ class Store:
                             job.error = error
                 for job in jobs:
                     job.finish(job.results, job.error)
-            if due_sync or (self._stopping and dirty and self.durability == "periodic"):
+            if due_sync:
                 self._sync()
-                last_sync, dirty = time.monotonic(), False
+                last_sync = time.monotonic()
 
     def _commit_jobs(self, jobs: list[_Job], pending) -> None:
         ops = [pending] if pending else []
@@ -788,6 +816,7 @@ class Store:
 
     def _sync(self) -> BaseException | None:
         try:
+            self._unsynced = False
             with self._gate.shared():
                 self._env.sync(True)
             self._stats["syncs"] += 1
@@ -888,6 +917,10 @@ class Reader:
             return orjson.loads(raw)
         return None
 
+    def last_seq(self, db: str, prefix: str) -> int:
+        """The newest committed seq under prefix (0 if none)."""
+        return _last_seq(self._txn.cursor(self._db(db)), prefix_bytes(prefix))
+
     def records(self, db: str, prefix: str, after_seq: int = 0) -> Iterator[tuple[int, object]]:
         """(seq, decoded record) under prefix, oldest first, seq > after_seq."""
         p = prefix_bytes(prefix)
@@ -925,7 +958,8 @@ _OPEN_STORES: "weakref.WeakSet[Store]" = weakref.WeakSet()
 
 def _before_fork() -> None:
     for store in list(_OPEN_STORES):
-        store._before_fork()
+        if not store._closed and store._env is not None:
+            store._before_fork()
 
 
 def _after_fork_parent() -> None:
