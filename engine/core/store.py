@@ -325,13 +325,14 @@ class Store:
             self._check_files(path)
             lock = os.path.exists(os.path.join(path, "lock.mdb"))
             try:
+                # max_readers=1: an existing lock file keeps its size (LMDB only ever grows it).
                 self._env = lmdb.open(path, readonly=True, lock=lock, create=False, max_dbs=16,
-                                      max_readers=self._params["max_readers"], map_size=1 << 16)
+                                      max_readers=1, map_size=1 << 16)
             except lmdb.Error as e:
                 raise StoreError(f"{path}: not a readable LMDB environment ({_reason(e)})") from None
             try:
                 self._check_truncation()
-                self._dbs = self._open_dbs_readonly()
+                self._dbs = self._adopting(self._open_dbs_readonly)
             except BaseException:
                 self._env.close()
                 raise
@@ -351,7 +352,7 @@ class Store:
             try:
                 self._check_truncation()
                 self._env.reader_check()
-                self._dbs = self._open_dbs_writable()
+                self._dbs = self._adopting(self._open_dbs_writable)
                 fds = []
                 for _ in range(2):  # separate open file descriptions: flock excludes each other
                     fds.append(os.open(os.path.join(path, WRITER_LOCK),
@@ -364,6 +365,19 @@ class Store:
             self._thread = threading.Thread(target=self._writer, name=f"store-writer:{path}",
                                             daemon=True)
             self._thread.start()
+
+    def _adopting(self, fn):
+        """fn(), again after adopting the map size if a live writer grew the file meanwhile."""
+        for _ in range(100):
+            try:
+                return fn()
+            except lmdb.MapResizedError:
+                self._env.set_mapsize(0)
+            except StoreError as e:
+                if "MDB_MAP_RESIZED" not in str(e):
+                    raise
+                self._env.set_mapsize(0)
+        raise StoreError(f"{self.path}: the map keeps growing under us; try again")
 
     @staticmethod
     def _check_files(path: str) -> None:
