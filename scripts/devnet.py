@@ -204,7 +204,9 @@ class Anvil:
         self._log = tempfile.TemporaryFile(prefix="syn-anvil-")
         self.proc = subprocess.Popen(
             [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--chain-id", str(chain_id),
-             "--accounts", "10", "--balance", "1000000", "--silent"],
+             "--accounts", "10", "--balance", "1000000", "--silent",
+             # a cached state is loaded with one anvil_loadState request of about 2 MB
+             "--no-request-size-limit"],
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
             preexec_fn=_die_with_parent, start_new_session=True)
 
@@ -403,13 +405,15 @@ def _prepare_chain(name: str, url: str, seed: int, cache: bool) -> tuple[dict, s
     if state_file.is_file() and manifest_file.is_file():
         try:
             if _rpc(url, "anvil_loadState", [state_file.read_text()], timeout=60) is True:
+                os.utime(state_file)  # recently used: not stale
                 return json.loads(manifest_file.read_text()), "cached"
         except (OSError, ValueError, RuntimeError):
             pass  # a damaged cache entry: deploy afresh and overwrite it
     deployed = _deploy_chain(name, url, seed)
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    for stale in CACHE_DIR.glob(f"{name}-{seed}-*"):  # entries of older code
-        if not stale.name.startswith(key):
+    for stale in CACHE_DIR.glob(f"{name}-{seed}-*"):  # entries of older code, unused for a day
+        # (not at once: two checkouts of different code may share the cache)
+        if not stale.name.startswith(key) and time.time() - stale.stat().st_mtime > 86400:
             stale.unlink(missing_ok=True)
     state = _rpc(url, "anvil_dumpState", [], timeout=60)
     for path, text in ((state_file, state), (manifest_file, json.dumps(deployed))):

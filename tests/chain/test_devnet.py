@@ -160,7 +160,7 @@ def test_anvil_dies_with_its_owner(mode, tmp_path):
 
 
 @needs_toolchain
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, "down"])
 def test_cli_up_stops_every_anvil_on_signal(sig, tmp_path):
     manifest = tmp_path / "devnet.json"
     proc = subprocess.Popen([PY, "-m", "engine.cli", "devnet", "up", "--chains", "arbitrum,polygon",
@@ -175,7 +175,18 @@ def test_cli_up_stops_every_anvil_on_signal(sig, tmp_path):
         m = json.loads(manifest.read_text())
         pids = [c["anvil_pid"] for c in m["chains"].values()]
         assert m["pid"] == proc.pid and all(alive(p) for p in pids)
-        proc.send_signal(sig)
+        if sig == "down":
+            # the traffic generator against it first, through the same CLI
+            t = subprocess.run([PY, "-m", "engine.cli", "devnet", "traffic", "--manifest", str(manifest),
+                                "--rate", "20", "--big-every", "3", "--duration", "1"],
+                               cwd=ROOT, capture_output=True, text=True, timeout=60)
+            assert t.returncode == 0, t.stderr
+            assert "swaps sent" in t.stderr and len(t.stdout.splitlines()) >= 3
+            d = subprocess.run([PY, "-m", "engine.cli", "devnet", "down", "--manifest", str(manifest)],
+                               cwd=ROOT, capture_output=True, text=True, timeout=60)
+            assert d.returncode == 0, d.stderr
+        else:
+            proc.send_signal(sig)
         assert proc.wait(30) == 0
         assert wait_dead(pids) == []
         assert not manifest.exists()  # it named ports that are gone
@@ -210,3 +221,17 @@ def test_cached_start_equals_a_fresh_deployment(tmp_path, monkeypatch):
             if p["kind"] == "v2":
                 pair = [load("UniswapV2Pair").contract(n.w3("base"), p["address"]) for n in (cached, again)]
                 assert pair[0].functions.getReserves().call()[:2] == pair[1].functions.getReserves().call()[:2]
+
+
+def test_websocket_endpoint_answers(devnet):
+    """ws_url is the same anvil port speaking JSON-RPC over WebSocket (for subscriptions)."""
+    import asyncio
+    import websockets
+
+    async def ask(url):
+        async with websockets.connect(url) as ws:
+            await ws.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}))
+            return json.loads(await ws.recv())["result"]
+
+    for name, c in devnet.manifest["chains"].items():
+        assert int(asyncio.run(ask(devnet.ws_url(name))), 16) == c["chain_id"]
