@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import orjson
@@ -23,18 +24,25 @@ from .core.status import report
 
 
 def _engine(args) -> tuple[str, Path]:
-    """(engine name, run dir) from --name / -c."""
-    state_dir = None
-    name = args.name
+    """(engine name, run dir) from --name / -c.  Only [engine] name and state_dir are read, so
+    a file being edited (or broken) does not lock the operator out of a running engine."""
+    path = Path(args.config)
     try:
-        cfg = config_mod.load(args.config)
-        state_dir = cfg.state_dir
-        name = name or cfg.name
-    except config_mod.ConfigError as e:
-        if not name or args.config_given:
-            raise
-        state_dir = Path("var").resolve()
-    return name, state_dir / "run" / name
+        raw = tomllib.loads(path.read_text())
+        eng = raw.get("engine", {}) if isinstance(raw.get("engine", {}), dict) else {}
+    except FileNotFoundError:
+        if args.config_given or not args.name:
+            raise config_mod.ConfigError(f"{path}: no such file (pass -c PATH or --name NAME)")
+        eng = {}
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        if not args.name:
+            raise config_mod.ConfigError(f"{path}: cannot read the engine name: {e}")
+        eng = {}
+    name = args.name or eng.get("name", "syndicate")
+    state = Path(os.path.expanduser(str(eng.get("state_dir", "var"))))
+    if not state.is_absolute():
+        state = path.resolve().parent / state
+    return name, state / "run" / name
 
 
 def _common(p: argparse.ArgumentParser) -> None:

@@ -23,3 +23,19 @@ def shared_data() -> Path:
 def unique_name() -> str:
     """An engine/segment name no other test (or engine) uses."""
     return f"t{os.getpid()}{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def engine_factory(tmp_path, unique_name):
+    """engine_factory(roles=..., **sections) -> a real engine (not yet started), cleaned up
+    after the test whatever happened."""
+    from enginehelp import Engine
+    made = []
+
+    def make(roles=None, name=None, **sections):
+        e = Engine(tmp_path, name or unique_name, roles, **sections)
+        made.append(e)
+        return e
+    yield make
+    for e in made:
+        e.cleanup()

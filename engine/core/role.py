@@ -124,6 +124,8 @@ class RoleRuntime:
         self.checkpoint_interval = cfg.store["checkpoint_interval"]
         self.next_checkpoint = time.monotonic() + self.checkpoint_interval
         self._wake_r = self._wake_w = -1
+        self.poll_interval = 1.0 if role_cfg.inbox == "poll" else 0.0
+        self.next_poll = 0.0
 
     # ------------------------------------------------------------------ signals (record only)
     def _on_interrupt(self, signum, frame) -> None:
@@ -266,12 +268,15 @@ class RoleRuntime:
         return self.publishers[ring].publish_many(events)
 
     # ------------------------------------------------------------------ the switch
-    def switch(self) -> bool:
+    def switch(self, polled: bool = False) -> bool:
+        """Take every waiting record.  `polled`: no interrupt came (an inbox = "poll" role
+        reading its inputs between slices), so there is no signal latency to record."""
         slot = self.slot
-        t_seen = self.t_seen
-        self.interrupt[0] = False
+        t_seen = 0 if polled else self.t_seen
+        if not polled:
+            self.interrupt[0] = False
+            slot.add(F.INTERRUPTS)
         t_paused = time.monotonic_ns()
-        slot.add(F.INTERRUPTS)
         events: list[dict] = []
         for ring_name, reader in self.readers:
             while True:
@@ -290,17 +295,22 @@ class RoleRuntime:
                 if len(batch.records) < 256:
                     break
         if not events:
-            slot.add(F.COALESCED)
-            self.bg.lower()
+            if not polled:
+                slot.add(F.COALESCED)
+                self.bg.lower()
             return False
         slot.set_state(State.SWITCHING)
-        sent = slot.get(F.SENT_NS)
+        sent = 0 if polled else slot.get(F.SENT_NS)
         self.checkpoint("switch", self.checkpoint_budget_s)
         t_saved = time.monotonic_ns()
         slot.set_state(State.HANDLING)
         t_handling = t_saved
         decisions = self.kind.handle(events)
         if decisions and self.outbox is not None:
+            t_now = time.monotonic_ns()
+            for d in decisions:  # exact per-record timings, for `syndicate bench switch`
+                d["t_sent"], d["t_seen"], d["t_handling"], d["t_decided"] = \
+                    sent, t_seen, t_handling, t_now
             self.outbox.publish_many(decisions)
             slot.add(F.DECISIONS, len(decisions))
         t_decided = time.monotonic_ns()
@@ -375,6 +385,10 @@ class RoleRuntime:
                 continue
             if mono() >= self.next_checkpoint:
                 self.checkpoint("interval", None)
+            if self.poll_interval and mono() >= self.next_poll:
+                self.next_poll = mono() + self.poll_interval
+                if any(r.pending() for _, r in self.readers):
+                    self.switch(polled=True)
             before = tm.slices
             busy_before = tm.busy_ns
             worked = tm.run_slice(flag)

@@ -24,15 +24,15 @@ from .control import ControlBlock, F, Flag, H, State
 
 
 def _alive(pid: int) -> bool:
+    """Running (a zombie is not: an orphaned role waits to be reaped by init)."""
     if pid <= 0:
         return False
     try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
         return False
-    except PermissionError:
-        return True
+    return data[data.rindex(b")") + 2:data.rindex(b")") + 3] not in (b"Z", b"X")
 
 
 def role_rows(cb: ControlBlock) -> list[dict]:
