@@ -214,6 +214,10 @@ class _Gate:
         self._cv = threading.Condition(threading.Lock())
         self._shared = 0
         self._exclusive = False
+        self._mine = threading.local()   # how deep this thread is in shared()
+
+    def held_here(self) -> bool:
+        return getattr(self._mine, "depth", 0) > 0
 
     @contextlib.contextmanager
     def shared(self):
@@ -221,9 +225,11 @@ class _Gate:
             while self._exclusive:
                 self._cv.wait()
             self._shared += 1
+        self._mine.depth = getattr(self._mine, "depth", 0) + 1
         try:
             yield
         finally:
+            self._mine.depth -= 1
             with self._cv:
                 self._shared -= 1
                 if not self._shared:
@@ -530,6 +536,11 @@ class Store:
         self.close()
 
     def _before_fork(self) -> None:
+        if self._gate.held_here():
+            # Forking from inside store.read(): that transaction stays open, so the child
+            # cannot be given a clean handle; it keeps the inherited one and cannot open the
+            # store (py-lmdb: "already open in this process").  Fork outside read blocks.
+            return
         # Held across the fork: no transaction of this process is open while it happens.
         self._gate.acquire_exclusive()
         self._forking = True
@@ -549,6 +560,7 @@ class Store:
         if env is not None and self._forking:
             with contextlib.suppress(lmdb.Error):
                 env.close()
+        self._forking = False
         if self._lockfds:      # the parent's flock must not outlive the parent through us
             for fd in self._lockfds:
                 with contextlib.suppress(OSError):

@@ -343,3 +343,21 @@ def test_durability_settings_open_and_commit(tmp_path):
                 assert s.statistics().syncs >= 1
         with Store.open(tmp_path / durability, readonly=True) as s:
             assert s.load_checkpoint(ROLE)["states"] == {"t": 1}
+
+
+def _open_fails_cleanly(path) -> int:
+    try:
+        Store.open(path)
+    except StoreError as e:
+        return 0 if "already open" in str(e) else 5
+    return 6
+
+
+def test_fork_inside_a_read_does_not_deadlock_and_the_child_gets_a_clear_error(tmp_path, children):
+    path = str(tmp_path / "s")
+    with Store.open(path) as store:
+        with store.read() as r:
+            children.append(pid := fork(_open_fails_cleanly, path))
+            assert r.last_seq("tasks", ROLE) == 0
+        assert reap(pid) == 0
+        assert store.save_checkpoint(ROLE, {"ok": 1}) == 1
