@@ -330,12 +330,21 @@ class Store:
         if self.readonly:
             self._check_files(path)
             lock = os.path.exists(os.path.join(path, "lock.mdb"))
-            try:
-                # max_readers=1: an existing lock file keeps its size (LMDB only ever grows it).
-                self._env = lmdb.open(path, readonly=True, lock=lock, create=False, max_dbs=16,
-                                      max_readers=1, map_size=1 << 16)
-            except lmdb.Error as e:
-                raise StoreError(f"{path}: not a readable LMDB environment ({_reason(e)})") from None
+            # A map as large as the engine's, so a live writer rarely outgrows it; if it does
+            # between LMDB sizing the map and py-lmdb's first read, open again.
+            size = max(self._params["map_size"], os.path.getsize(os.path.join(path, "data.mdb")))
+            for attempt in range(100):
+                try:
+                    # max_readers=1: an existing lock file keeps its size (LMDB only grows it).
+                    self._env = lmdb.open(path, readonly=True, lock=lock, create=False, max_dbs=16,
+                                          max_readers=1, map_size=size)
+                    break
+                except lmdb.MapResizedError:
+                    continue
+                except lmdb.Error as e:
+                    raise StoreError(f"{path}: not a readable LMDB environment ({_reason(e)})") from None
+            else:
+                raise StoreError(f"{path}: the map keeps growing under us; try again")
             try:
                 self._check_truncation()
                 self._dbs = self._adopting(self._open_dbs_readonly)
