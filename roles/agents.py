@@ -35,7 +35,8 @@ class Agent(RoleKind):
                         "chain": ev.get("chain"), "pool": ev.get("pool"),
                         "event": ev.get("id"), "impact_bps": impact,
                         "verdict": "candidate" if abs(impact) >= threshold else "ignore",
-                        "t_written": ev.get("t_written")})
+                        "t_event": ev.get("t_written"),
+                        "t_origin": ev.get("t_origin", ev.get("t_written"))})
         return out
 
 
@@ -49,7 +50,7 @@ class Executor(Agent):
                 out.append({"kind": "execution", "mode": "paper", "action": "let go",
                             "why": "placeholder analysis: no priced route yet",
                             "source": ev.get("role"), "event": ev.get("event"),
-                            "t_written": ev.get("t_written")})
+                            "t_event": ev.get("t_written"), "t_origin": ev.get("t_origin")})
         return out
 
 

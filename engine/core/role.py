@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .control import F, Flag, H, State
-from .signals import (EXIT_RESTART, SIG_CHECKPOINT, SIG_INTERRUPT, SIG_PAUSE, SIG_RESTART,
+from .signals import (EXIT_RESTART, FORK_BLOCKED, SIG_CHECKPOINT, SIG_INTERRUPT, SIG_PAUSE, SIG_RESTART,
                       SIG_RESUME, SIG_SHED, SIG_UNSHED, Background, set_parent_death_signal,
                       set_realtime)
 from .switch import EventPublisher, Interrupter
@@ -146,6 +146,7 @@ class RoleRuntime:
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         faulthandler.enable()  # SIGABRT/SIGSEGV from a stuck C call: the Python stack, then death
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORK_BLOCKED)
 
     # ------------------------------------------------------------------ start-up
     def start(self) -> None:
@@ -165,12 +166,7 @@ class RoleRuntime:
         self.tm = TaskManager(tasks, ctx, max_concurrent=self.config.max_concurrent,
                               slice_budget_us=self.config.slice_budget_us,
                               on_error=self._task_error)
-        if self.store is not None:
-            rec = self.store.load_checkpoint(self.name)
-            if rec:
-                restored = self.tm.restore(rec.get("states", {}))
-                self.log.info("resumed from checkpoint", seq=rec.get("seq"),
-                              tasks=",".join(restored) or "-")
+        self._restore()
         w = self.wiring
         for ring_name in w.inputs.get(self.name, []):
             self.readers.append((ring_name, w.rings[ring_name].reader(self.index, start="resume")))
@@ -196,17 +192,34 @@ class RoleRuntime:
                       inputs=",".join(n for n, _ in self.readers) or "-")
 
     def _open_store(self) -> None:
-        try:
-            from .store import Store  # noqa: WPS433 (after fork, never before)
-        except ImportError:
-            return
+        from .store import Store  # after fork, never before: LMDB forbids crossing a fork
         self.store = Store.open(self.cfg.store_path, durability=self.cfg.store["durability"],
                                 map_size=self.wiring.map_size)
-        try:
-            from .store import Checkpointer
-            self.saver = Checkpointer(self.store, self.name)
-        except ImportError:
-            self.saver = None
+        from .checkpoint import Checkpointer
+        self.saver = Checkpointer(self.store, self.name)
+
+    def _restore(self) -> None:
+        """Resume from the newest saved state: the last LMDB checkpoint, or the staged state of
+        a switch whose LMDB commit the previous incarnation did not live to make."""
+        rec = self.store.load_checkpoint(self.name) if self.store is not None else None
+        staged = self.wiring.staging.newest(self.index) if self.wiring.staging else None
+        if staged and (rec is None or staged[0] > int(rec.get("time_ns", 0))):
+            try:
+                states = orjson.loads(staged[1])
+            except orjson.JSONDecodeError:
+                states = None
+            if isinstance(states, dict):
+                restored = self.tm.restore(states)
+                if self.store is not None:
+                    self.store.save_checkpoint(self.name, states)
+                self.log.info("resumed from the state staged by the last switch (newer than "
+                              "the last LMDB checkpoint; now committed)",
+                              tasks=",".join(restored) or "-")
+                return
+        if rec:
+            restored = self.tm.restore(rec.get("states", {}))
+            self.log.info("resumed from checkpoint", seq=rec.get("seq"),
+                          tasks=",".join(restored) or "-")
 
     def _configure_tasks(self, tasks: list[Task]) -> list[Task]:
         out = []
@@ -239,12 +252,26 @@ class RoleRuntime:
         self.log.error("background task failed", task=task.name, error=repr(exc))
 
     # ------------------------------------------------------------------ checkpoints
-    def checkpoint(self, why: str, budget_s: float | None = None) -> bool:
+    def _stage(self, states: dict) -> bool:
+        st = self.wiring.staging
+        if st is None:
+            return False
+        try:
+            return st.save(self.index, time.time_ns(), orjson.dumps(states))
+        except (TypeError, orjson.JSONEncodeError) as e:
+            self.slot.add(F.CHECKPOINT_ERRORS)
+            self.log.error("task state is not serialisable", error=repr(e))
+            return False
+
+    def checkpoint(self, why: str, budget_s: float | None = None,
+                   states: dict | None = None, follow_up: bool = False) -> bool:
         """Save every task's state.  With a budget (the switch), never wait longer: a save that
         cannot finish in time goes on in the store's writer and is counted as late."""
         if self.store is None or self.tm is None:
             return True
-        states = self.tm.states()
+        if states is None:
+            states = self.tm.states()
+            self._stage(states)
         try:
             if self.saver is not None and budget_s is not None:
                 ok = self.saver.save(states, budget_s)
@@ -258,7 +285,9 @@ class RoleRuntime:
             self.log.error("checkpoint failed", why=why, error=repr(e))
             return False
         self.slot.add(F.CHECKPOINTS)
-        if not ok:
+        if not ok and not follow_up:
+            # Late = the switch went ahead before its state was saved.  A follow-up commit of a
+            # state already staged is not late: the switch had its save.
             self.slot.add(F.LATE_SAVES)
         self.next_checkpoint = time.monotonic() + self.checkpoint_interval
         return ok
@@ -301,7 +330,10 @@ class RoleRuntime:
             return False
         slot.set_state(State.SWITCHING)
         sent = 0 if polled else slot.get(F.SENT_NS)
-        self.checkpoint("switch", self.checkpoint_budget_s)
+        states = self.tm.states()
+        staged = self._stage(states)
+        if not staged:   # too big for the staging page: straight to LMDB, within the budget
+            self.checkpoint("switch", self.checkpoint_budget_s, states)
         t_saved = time.monotonic_ns()
         slot.set_state(State.HANDLING)
         t_handling = t_saved
@@ -315,6 +347,8 @@ class RoleRuntime:
             slot.add(F.DECISIONS, len(decisions))
         t_decided = time.monotonic_ns()
         self.bg.lower()
+        if staged:       # make the staged state durable, at background priority
+            self.checkpoint("switch", self.checkpoint_budget_s, states, follow_up=True)
         slot.set_state(State.PAUSED if self.tm.paused else State.BACKGROUND)
         t_resumed = time.monotonic_ns()
         slot.add(F.SWITCHES)
@@ -440,6 +474,11 @@ class RoleRuntime:
                 self.kind.on_stop()
             except Exception as e:
                 self.log.error("on_stop failed", error=repr(e))
+        if self.saver is not None:
+            st = self.saver.statistics()
+            self.log.info("checkpoint statistics", saves=st.saves, inline=st.inline,
+                          late=st.late, overruns=st.overruns, failures=st.failures,
+                          hold_p50_us=round(st.hold_p50_us, 1), hold_p99_us=round(st.hold_p99_us, 1))
         if self.store is not None:
             try:
                 self.store.close()

@@ -55,7 +55,13 @@ ROLE_ACTIONS = {
     "unshed": SIG_UNSHED,
     "stop": signal.SIGTERM,
 }
-EXIT_RESTART = 75  # EX_TEMPFAIL: "restart me", whatever the restart policy says
+EXIT_RESTART = 75
+# Blocked in the supervisor around fork(), so a child can never receive one of these before it
+# has installed its own handlers (an RT signal's default action kills the process); the child
+# unblocks them once its handlers are in place, and whatever arrived meanwhile is delivered then.
+FORK_BLOCKED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2,
+                signal.SIGCHLD, SIG_INTERRUPT, SIG_PAUSE, SIG_RESUME, SIG_SHED, SIG_UNSHED,
+                SIG_RESTART}  # EX_TEMPFAIL: "restart me", whatever the restart policy says
 
 
 def signame(sig: int) -> str:

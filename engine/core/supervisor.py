@@ -44,7 +44,8 @@ from .log import Log
 from .policy import RestartPolicy, describe_status
 from .ring import Ring
 from .role import resolve_kind, role_main
-from .signals import can_boost, signame
+from .signals import FORK_BLOCKED, can_boost, signame
+from .staging import Staging
 from .status import report
 from .watchdog import Watchdog
 
@@ -66,6 +67,7 @@ class Wiring:
     role_boost_priority: int | None = None
     monitor_priority: int | None = None
     map_size: int = 1 << 30
+    staging: Staging | None = None
 
 
 def plan_rings(cfg: config_mod.EngineConfig, sources: set[str]) -> dict:
@@ -249,6 +251,8 @@ class Supervisor:
             raise config_mod.ConfigError(f"{cfg.path}: roles: at most {MAX_ROLES} enabled roles")
         control = ControlBlock.create(self.name, MAX_ROLES, self.pid)
         self._rings_created.append(control.name)
+        staging = Staging.create(self.name, MAX_ROLES)
+        self._rings_created.append(staging.name)
         sw = cfg.switch
         boost_ok = sw["boost"] == "fifo" and can_boost(sw["monitor_rt_priority"])
         if sw["boost"] == "fifo" and not boost_ok:
@@ -257,7 +261,8 @@ class Supervisor:
         self.wiring = Wiring(control=control, supervisor_pid=self.pid, slots={},
                              role_boost_priority=sw["role_rt_priority"] if boost_ok else None,
                              monitor_priority=sw["monitor_rt_priority"] if boost_ok else None,
-                             map_size=config_mod.parse_size(cfg.store["map_size"]))
+                             map_size=config_mod.parse_size(cfg.store["map_size"]),
+                             staging=staging)
         self._apply_wiring(cfg)
         self._open_store()
         self.watchdog = Watchdog(self, cfg.watchdog)
@@ -275,6 +280,7 @@ class Supervisor:
                 idx = next(i for i in range(MAX_ROLES) if i not in used)
                 w.slots[r.name] = idx
                 w.control.slot(idx).reset(r.name)
+                w.staging.clear(idx)
         rc = cfg.rings
         for ring in set(plan["subscribers"]):
             if ring not in w.rings:
@@ -287,10 +293,7 @@ class Supervisor:
         w.outputs, w.subscribers = plan["outputs"], plan["subscribers"]
 
     def _open_store(self) -> None:
-        try:
-            from .store import Store
-        except ImportError:
-            return
+        from .store import Store
         path = self.cfg.store_path
         path.mkdir(parents=True, exist_ok=True)
         self.store = Store.open(path, durability=self.cfg.store["durability"],
@@ -316,13 +319,16 @@ class Supervisor:
         slot.set_state(State.STARTING)
         sys.stdout.flush()
         sys.stderr.flush()
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORK_BLOCKED)
         pid = os.fork()
-        if pid == 0:  # child: never returns
+        if pid == 0:  # child: never returns; role_main unblocks once its handlers are set
+            signal.set_wakeup_fd(-1)
             os.close(self._wake_r)
             os.close(self._wake_w)
             if self.rundir.lock_fd is not None:
                 os.close(self.rundir.lock_fd)
             role_main(self.cfg, rc, w, self.log.reopen(role))
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         slot.set(F.PID, pid)
         self.children[pid] = Child(role, pid, time.monotonic(), idx)
         self.rundir.write_role(role, pid)
@@ -556,6 +562,8 @@ class Supervisor:
                 except Exception:
                     pass
             self.wiring.control.close()
+            if self.wiring.staging is not None:
+                self.wiring.staging.close()
         for name in self._rings_created:
             try:
                 os.unlink(f"/dev/shm/{name.lstrip('/')}")

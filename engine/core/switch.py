@@ -62,6 +62,7 @@ class EventPublisher:
         self.interrupter = interrupter
 
     def publish(self, event: dict) -> int:
+        """Stamp `t_written` (when this record entered this ring), write, interrupt."""
         event["t_written"] = time.monotonic_ns()
         seq = self.ring.publish(orjson.dumps(event))
         if self.interrupter:
