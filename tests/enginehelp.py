@@ -113,6 +113,7 @@ class Engine:
     def status(self) -> dict | None:
         r = self.cli("status", "--name", self.name, "--json", "-c", str(self.path))
         if r.returncode != 0:
+            self.last_status_error = r.stderr
             return None
         return json.loads(r.stdout)
 
@@ -125,9 +126,13 @@ class Engine:
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
-            last = pred()
-            if last:
-                return last
+            try:
+                last = pred()
+            except (KeyError, TypeError) as e:   # a role not (yet) in the status
+                last = f"{type(e).__name__}: {e}"
+            else:
+                if last:
+                    return last
             if self.proc is not None and self.proc.poll() is not None and not allow_exit:
                 raise AssertionError(f"supervisor exited ({self.proc.returncode}) while waiting "
                                      f"for {what}:\n{self.stderr()[-3000:]}")

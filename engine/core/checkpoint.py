@@ -87,8 +87,8 @@ class Checkpointer:
         late = self._late
         if late is not None and not late.done():
             with self.store._cv:
-                if not late.started:       # still queued: the newer state replaces it
-                    late.ops[-1] = op
+                if not late.started:       # still queued: the newer state joins its txn
+                    late.ops.append(op)    # (not replace: each op carries its discoveries)
                     job = late
                     self._n["superseded"] += 1
         if job is None:

@@ -48,6 +48,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .supervisor import Wiring
 
 
+DISCOVERY_COMMIT_S = 1.0   # discoveries wait at most this long for the checkpoint that commits them
+
+
 class RoleKind:
     """What a role is: its background tasks and how it handles events.  Subclass in roles/."""
 
@@ -194,24 +197,27 @@ class RoleRuntime:
     def _open_store(self) -> None:
         from .store import Store  # after fork, never before: LMDB forbids crossing a fork
         self.store = Store.open(self.cfg.store_path, durability=self.cfg.store["durability"],
-                                map_size=self.wiring.map_size)
+                                map_size=self.wiring.map_size, discoveries_with_checkpoints=True)
         from .checkpoint import Checkpointer
         self.saver = Checkpointer(self.store, self.name)
 
     def _restore(self) -> None:
-        """Resume from the newest saved state: the last LMDB checkpoint, or the staged state of
-        a switch whose LMDB commit the previous incarnation did not live to make."""
+        """Resume from the newest saved state: the last LMDB checkpoint, or the state staged by
+        a switch whose LMDB commit the previous incarnation did not live to make — unless that
+        state had discoveries not yet committed (they died with it): resuming from it would
+        skip work whose findings are lost, so the LMDB checkpoint wins then."""
         rec = self.store.load_checkpoint(self.name) if self.store is not None else None
         staged = self.wiring.staging.newest(self.index) if self.wiring.staging else None
         if staged and (rec is None or staged[0] > int(rec.get("time_ns", 0))):
             try:
-                states = orjson.loads(staged[1])
+                doc = orjson.loads(staged[1])
             except orjson.JSONDecodeError:
-                states = None
-            if isinstance(states, dict):
-                restored = self.tm.restore(states)
+                doc = None
+            if isinstance(doc, dict) and doc.get("pending") == 0 and \
+                    isinstance(doc.get("states"), dict):
+                restored = self.tm.restore(doc["states"])
                 if self.store is not None:
-                    self.store.save_checkpoint(self.name, states)
+                    self.store.save_checkpoint(self.name, doc["states"])
                 self.log.info("resumed from the state staged by the last switch (newer than "
                               "the last LMDB checkpoint; now committed)",
                               tasks=",".join(restored) or "-")
@@ -245,6 +251,10 @@ class RoleRuntime:
     def _discover(self, task: str, record: dict) -> None:
         self.slot.add(F.DISCOVERIES)
         if self.store is not None:
+            if not self.store.pending_discoveries():
+                # committed with the next checkpoint, which comes within DISCOVERY_COMMIT_S
+                self.next_checkpoint = min(self.next_checkpoint,
+                                           time.monotonic() + DISCOVERY_COMMIT_S)
             self.store.append_discovery(self.name, {"task": task, "t": time.time(), **record})
 
     def _task_error(self, task: Task, exc: BaseException) -> None:
@@ -256,8 +266,10 @@ class RoleRuntime:
         st = self.wiring.staging
         if st is None:
             return False
+        pending = self.store.pending_discoveries() if self.store is not None else 0
         try:
-            return st.save(self.index, time.time_ns(), orjson.dumps(states))
+            return st.save(self.index, time.time_ns(),
+                           orjson.dumps({"pending": pending, "states": states}))
         except (TypeError, orjson.JSONEncodeError) as e:
             self.slot.add(F.CHECKPOINT_ERRORS)
             self.log.error("task state is not serialisable", error=repr(e))

@@ -288,6 +288,7 @@ class Store:
              map_size: int = DEFAULT_MAP_SIZE, readonly: bool = False,
              max_readers: int = DEFAULT_MAX_READERS, sync_interval_s: float = 1.0,
              discovery_flush_s: float = 1.0, discovery_batch: int = 64,
+             discoveries_with_checkpoints: bool = False,
              checkpoint_history: int = 16, max_map_size: int = MAX_MAP_SIZE) -> "Store":
         """Open (creating it unless readonly) the environment in directory `path`.
 
@@ -306,6 +307,10 @@ class Store:
         self._max_map_size = max_map_size
         self.sync_interval_s, self.discovery_flush_s = sync_interval_s, discovery_flush_s
         self.discovery_batch, self.checkpoint_history = discovery_batch, checkpoint_history
+        # A role process commits its discoveries only inside its checkpoints (checkpoint_op),
+        # so that after any crash the committed discoveries are exactly those its committed
+        # state has made; the role then checkpoints at least every second while some wait.
+        self.discoveries_with_checkpoints = discoveries_with_checkpoints
         self._gate = _Gate()
         self._cv = threading.Condition(threading.Lock())   # jobs, pending discoveries, stop
         self._wlock = threading.Lock()     # this process's write order: writer thread vs inline
@@ -503,6 +508,10 @@ class Store:
         with self._gate.shared():
             return self._env.reader_check()
 
+    def pending_discoveries(self) -> int:
+        """Discoveries appended by this process and not yet committed."""
+        return self._pending_n
+
     def flush(self, timeout: float | None = None) -> bool:
         """Commit buffered discoveries and wait for every write submitted before this call."""
         if self.readonly:
@@ -602,7 +611,7 @@ class Store:
         with self._cv:
             self._pending.setdefault(key, []).append(raw)
             self._pending_n += 1
-            if self._pending_n >= self.discovery_batch:
+            if self._pending_n >= self.discovery_batch and not self.discoveries_with_checkpoints:
                 self._cv.notify()
 
     def append(self, db: str, prefix: str, record, *, durable: bool = False) -> int:
@@ -648,8 +657,16 @@ class Store:
         body = _encode(f"checkpoint of {role}", states)
         now = time.time_ns()
         dbh, keep = self._dbs["tasks"], self.checkpoint_history
+        # The discoveries buffered up to now belong with this state: they are taken now and
+        # committed in the same transaction, so state and discoveries always agree after a
+        # crash (a state never claims work whose discoveries are missing, and no discovery is
+        # committed ahead of the state that produced it, which a restart would produce again).
+        with self._cv:
+            discoveries = self._take_pending()
 
         def op(txn):
+            if discoveries is not None:
+                discoveries(txn)
             cur = txn.cursor(dbh)
             seq = _last_seq(cur, key) + 1
             value = b'{"seq":%d,"time_ns":%d,"states":%s}' % (seq, now, body)
@@ -693,7 +710,7 @@ class Store:
                 return self._submit(ops)
             try:
                 with self._cv:
-                    pending = self._take_pending()
+                    pending = None if self.discoveries_with_checkpoints else self._take_pending()
                 all_ops = ([pending] if pending else []) + ops
                 job = _Job(all_ops)
                 job.started = True
@@ -768,25 +785,28 @@ class Store:
             with self._cv:
                 while True:
                     now = time.monotonic()
-                    due_flush = self._pending_n and (now - last_flush >= self.discovery_flush_s
-                                                     or self._pending_n >= self.discovery_batch)
+                    auto = 0 if self.discoveries_with_checkpoints else self._pending_n
+                    due_flush = auto and (now - last_flush >= self.discovery_flush_s
+                                          or self._pending_n >= self.discovery_batch)
                     # Inline commits do not wake this thread: in "periodic" it checks each interval.
                     due_sync = periodic and self._unsynced and now - last_sync >= self.sync_interval_s
                     if self._jobs or due_flush or due_sync or self._stopping:
                         break
-                    waits = [self.discovery_flush_s - (now - last_flush)] if self._pending_n else []
+                    waits = [self.discovery_flush_s - (now - last_flush)] if auto else []
                     if periodic:
                         waits.append(self.sync_interval_s - (now - last_sync))
                     self._cv.wait(max(min(waits), 0.001) if waits else None)
-                if self._stopping and not self._jobs and not self._pending_n:
+                if self._stopping and not self._jobs and not (
+                        self._pending_n and not self.discoveries_with_checkpoints):
                     if periodic and self._unsynced:
                         self._sync()
                     break
-            if self._jobs or self._pending_n:
+            if self._jobs or (self._pending_n and not self.discoveries_with_checkpoints):
                 with self._wlock:
                     with self._cv:
                         jobs, self._jobs = self._jobs, []
-                        pending = self._take_pending()
+                        pending = None if self.discoveries_with_checkpoints else \
+                            self._take_pending()
                         for job in jobs:
                             job.started = True
                     self._commit_jobs(jobs, pending)

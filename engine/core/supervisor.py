@@ -542,7 +542,10 @@ class Supervisor:
                 continue
             self.start_due()
             if time.monotonic() >= next_watch:
-                self.watchdog.tick()
+                try:
+                    self.watchdog.tick()
+                except Exception as e:  # a watchdog bug must not take the engine down
+                    self.log.error("watchdog failed", error=repr(e))
                 next_watch = time.monotonic() + interval
         return self.exit_code
 

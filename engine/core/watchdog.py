@@ -77,9 +77,9 @@ class Watchdog:
             return True
         return False
 
-    def _act(self, child, slot, action: str, **fields) -> None:
+    def _act(self, child, slot, what: str, **fields) -> None:
         slot.add(F.WATCHDOG_ACTIONS)
-        self.sup.event(f"watchdog_{action}", role=child.role, pid=child.pid, level="warning",
+        self.sup.event(f"watchdog_{what}", role=child.role, pid=child.pid, level="warning",
                        **fields)
 
     def tick(self) -> None:
