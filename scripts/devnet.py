@@ -578,6 +578,7 @@ class SwapRecord:
     chain: str
     pool: str
     dex: str
+    pair: str              # "WETH/USDC" (token0/token1) and, for V3, the fee tier
     token_in: str
     amount_in: int
     big: bool
@@ -660,7 +661,8 @@ class Traffic:
             raise RuntimeError(f"traffic swap {tx_hash.hex()} on {pool['address']} reverted")
         after = self._price(w3, pool)
         self.sent += 1
-        return SwapRecord(chain, pool["address"], pool["dex"], token_in, amount, big,
+        pair = f"{pool['symbol0']}/{pool['symbol1']}" + (f" {pool['fee']}" if pool["kind"] == "v3" else "")
+        return SwapRecord(chain, pool["address"], pool["dex"], pair, token_in, amount, big,
                           after / before - 1, "0x" + tx_hash.hex().removeprefix("0x"))
 
     def run(self, duration: float | None = None, stop: threading.Event | None = None,
@@ -697,7 +699,7 @@ def _raise_stop(signum, frame):  # the only job of this handler: unwind the main
 
 def _print_swap(rec: SwapRecord) -> None:
     tag = "BIG " if rec.big else ""
-    print(f"{rec.chain:<9} {rec.dex:<13} {rec.pool} {tag}in={rec.amount_in} "
+    print(f"{rec.chain:<9} {rec.dex:<13} {rec.pair:<16} {rec.pool} {tag}in={rec.amount_in} "
           f"move={rec.price_move * 100:+.3f}%", flush=True)
 
 
