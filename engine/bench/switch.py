@@ -38,14 +38,14 @@ AGENTS = {"arbitrum": "arbitrum-spotter", "base": "base-analyst", "polygon": "po
 BUSY = {"checksum": {"interval": 0.0, "options": {"links_per_run": 1_000_000}}}
 
 
-def _toml(name: str, state: Path, rate_per_chain: float, count: int, slots: int) -> str:
+def _toml(name: str, state: Path, rate_per_chain: float, counts: list[int], slots: int) -> str:
     def tv(v):
         return orjson.dumps(v).decode() if not isinstance(v, dict) else \
             "{ " + ", ".join(f'"{k}" = {tv(x)}' for k, x in v.items()) + " }"
     lines = [f'[engine]\nname = "{name}"\nstate_dir = "{state}"\nlog_level = "warning"\n',
              f"[rings]\nevent_slots = {slots}\ninbox_slots = {slots}\n",
              "[supervisor]\nmax_restarts = 0\n"]
-    for c in CHAINS:
+    for c, count in zip(CHAINS, counts):
         lines.append(f'[roles.monitor-{c}]\nkind = "roles.monitor:SyntheticSource"\n'
                      f'chains = ["{c}"]\noptions = {tv({"rate": rate_per_chain, "count": count})}\n')
         lines.append(f'[roles.{AGENTS[c]}]\nkind = "roles.agents:Agent"\nchains = ["{c}"]\n'
@@ -65,10 +65,12 @@ def run_ours(events: int, rate: float, progress) -> dict:
 
     name = f"bench{os.getpid()}"
     tmp = Path(tempfile.mkdtemp(prefix="syndicate-bench-"))
-    per_chain = max(1, events // len(CHAINS))
+    counts = [events // len(CHAINS) + (1 if i < events % len(CHAINS) else 0)
+              for i in range(len(CHAINS))]
+    per_chain = max(counts)
     slots = 1 << max(12, (per_chain * 2).bit_length())
     cfg = tmp / "engine.toml"
-    cfg.write_text(_toml(name, tmp / "state", rate / len(CHAINS), per_chain, slots))
+    cfg.write_text(_toml(name, tmp / "state", rate / len(CHAINS), counts, slots))
     proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", "-c", str(cfg)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
@@ -95,7 +97,7 @@ def run_ours(events: int, rate: float, progress) -> dict:
         for role in (*AGENTS.values(), "flash-loan-executor"):
             rings[role] = Ring.attach(f"/syn.{name}.out.{role}")
             readers[role] = rings[role].reader(31, start="oldest")
-        want = per_chain * len(CHAINS)
+        want = sum(counts)
         got = {"agent": 0, "executor": 0}
         lost = 0
         t_end = time.monotonic() + per_chain / (rate / len(CHAINS)) + 60
