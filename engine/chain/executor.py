@@ -20,9 +20,11 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from eth_abi import decode as abi_decode
+from eth_abi import encode as abi_encode
 from eth_utils import function_abi_to_4byte_selector, keccak
 
 from engine.arb.types import Action, Loan, LoanSource, PoolKind, Route
@@ -51,16 +53,26 @@ def _contract(w3, address: str | None = None):
     return load("FlashArbExecutor").contract(w3, address)
 
 
+_EXECUTE_TYPES = ["(address,address,address,uint8,uint24)[]", "(uint8,address,address,uint256,uint256)",
+                  "uint256"]
+
+
+@lru_cache(maxsize=1)
+def _execute_selector() -> bytes:
+    fn = next(i for i in load("FlashArbExecutor").abi if i.get("name") == "execute")
+    return function_abi_to_4byte_selector(fn)
+
+
 def encode_execute(action: Action) -> bytes:
-    """Calldata of execute(hops, loan, minProfit) for `action`."""
-    from web3 import Web3
-    c = _contract(Web3(), "0x" + "00" * 20)
-    data = c.encode_abi("execute", args=[hops_arg(action.route), loan_arg(action.loan), action.min_profit])
-    return bytes.fromhex(data.removeprefix("0x"))
+    """Calldata of execute(hops, loan, minProfit) for `action` (eth_abi directly: web3's
+    contract encoder costs ~2 ms a call)."""
+    return _execute_selector() + abi_encode(
+        _EXECUTE_TYPES, [hops_arg(action.route), loan_arg(action.loan), action.min_profit])
 
 
 # ---- reverts --------------------------------------------------------------------------------
 
+@lru_cache(maxsize=1)
 def _error_table() -> dict[bytes, tuple[str, list[str]]]:
     table = {}
     for item in load("FlashArbExecutor").abi:

@@ -406,3 +406,35 @@ def test_any_gap_and_amount_is_exact_or_reverts(arb, push, into_v3, frac, source
         assert c.balance(c.token("WETH"), c.executor.address) == 0
     finally:
         assert c.w3.provider.make_request("evm_revert", [snap])["result"] is True
+
+
+# ---- offline: calldata and revert decoding ----------------------------------------------------
+
+def test_calldata_matches_web3s_encoder_and_decodes_back():
+    from eth_abi import decode
+    from web3 import Web3
+    from engine.chain.executor import encode_execute, hops_arg, loan_arg
+    a, b, p = (Web3.to_checksum_address(f"0x{n * 20}") for n in ("11", "22", "33"))
+    route = Route((Hop(p, PoolKind.V2, a, b, 30), Hop(b, PoolKind.V3, b, a, 500)))
+    act = Action("arbitrum", route, 10**18, 0, Loan(LoanSource.AAVE, p, a, 10**18, 5 * 10**14), 7, 0,
+                 1, 1, 1, 1)
+    data = encode_execute(act)
+    c = load("FlashArbExecutor").contract(Web3(), p)
+    assert "0x" + data.hex() == c.encode_abi("execute", args=[hops_arg(route), loan_arg(act.loan), 7])
+    hops, loan, min_profit = decode(["(address,address,address,uint8,uint24)[]",
+                                     "(uint8,address,address,uint256,uint256)", "uint256"], data[4:])
+    assert [h[3] for h in hops] == [0, 1] and hops[0][4] == 30 and hops[1][4] == 0
+    assert loan == (3, p.lower(), a.lower(), 10**18, 5 * 10**14) and min_profit == 7
+
+
+def test_revert_decoding():
+    from eth_abi import encode
+    from eth_utils import keccak
+    from engine.chain.executor import decode_revert
+    sel = keccak(text="InsufficientProfit(uint256,uint256)")[:4]
+    assert decode_revert(sel + encode(["uint256", "uint256"], [5, 9])) == "InsufficientProfit(5, 9)"
+    assert decode_revert("0x" + (keccak(text="Error(string)")[:4] + encode(["string"], ["UniswapV2: K"])).hex()) \
+        == "Error(UniswapV2: K)"
+    assert decode_revert(keccak(text="NotAuthorized()")[:4]) == "NotAuthorized()"
+    assert decode_revert(b"") == "reverted without data"
+    assert decode_revert(b"\xde\xad\xbe\xef") == "revert 0xdeadbeef"
