@@ -511,8 +511,17 @@ class Devnet:
             for i, name in enumerate(chains):
                 port = base_port + i if base_port is not None else free_port()
                 net.anvils[name] = Anvil(CHAINS[name].chain_id, port)
-            for a in net.anvils.values():
-                a.wait_ready()
+            for i, (name, a) in enumerate(list(net.anvils.items())):
+                for attempt in range(3):
+                    try:
+                        a.wait_ready()
+                        break
+                    except RuntimeError:
+                        # a free port can be taken by someone else before anvil binds it
+                        if base_port is not None or attempt == 2 or a.proc.poll() is None:
+                            raise
+                        a.stop()
+                        a = net.anvils[name] = Anvil(CHAINS[name].chain_id, free_port())
             net.timings["anvil_ready"] = time.monotonic() - t0
             t1 = time.monotonic()
             with ThreadPoolExecutor(len(chains)) as pool:

@@ -235,3 +235,27 @@ def test_websocket_endpoint_answers(devnet):
 
     for name, c in devnet.manifest["chains"].items():
         assert int(asyncio.run(ask(devnet.ws_url(name))), 16) == c["chain_id"]
+
+
+@needs_toolchain
+def test_a_taken_port_is_retried_or_reported():
+    import socket
+    from scripts.devnet import Devnet, free_port
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        taken = s.getsockname()[1]
+        # a fixed port that is taken: a clear error, and nothing left running
+        with pytest.raises(RuntimeError, match=f"port {taken}"):
+            Devnet.start(("base",), base_port=taken)
+        # free ports: a collision is retried on another port
+        import scripts.devnet as d
+        ports = iter([taken, free_port()])
+        orig = d.free_port
+        d.free_port = lambda: next(ports, None) or orig()
+        try:
+            with Devnet.start(("base",)) as net:
+                assert net.anvils["base"].port != taken
+                assert net.w3("base").eth.chain_id == 8453
+        finally:
+            d.free_port = orig
