@@ -2,10 +2,28 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    """Each session gets its own temporary directory, removed when it ends: nothing is left in
+    /tmp (pytest's default keeps the last three sessions'), and concurrent sessions never
+    prune each other's directories."""
+    if not config.option.basetemp:
+        config.option.basetemp = tempfile.mkdtemp(prefix="syndicate-pytest-")
+        config._syndicate_basetemp = config.option.basetemp
+
+
+def pytest_unconfigure(config):
+    p = getattr(config, "_syndicate_basetemp", None)
+    if p:
+        shutil.rmtree(p, ignore_errors=True)
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
