@@ -41,6 +41,10 @@ class V3MathError(ValueError):
     """A revert of the contract math (the message is the contract's code where it has one)."""
 
 
+class PartialFill(V3MathError):
+    """The pool cannot take the whole input: the swap would stop at the price limit."""
+
+
 # ---------------------------------------------------------------------------------------- FullMath
 def mul_div(a: int, b: int, denominator: int) -> int:
     if denominator <= 0:
@@ -409,10 +413,20 @@ class V3Pool:
         r = self._swap(zero_for_one, amount_in, None, False)
         return -(r.amount1 if zero_for_one else r.amount0)
 
-    quote = quote_exact_in
-
     def amount_out(self, token_in: str, amount_in: int) -> int:
-        return self.quote_exact_in(token_in, amount_in)
+        """Output for exactly `amount_in` in, as a route hop sees it: if the pool's liquidity
+        runs out before all of `amount_in` is taken, raise PartialFill — the executor contract
+        reverts on a partial fill, so such an amount must never look feasible (quote_exact_in,
+        like QuoterV1, reports the partial output instead)."""
+        zero_for_one = self._direction(token_in)
+        r = self._swap(zero_for_one, amount_in, None, False)
+        taken = r.amount0 if zero_for_one else r.amount1
+        if taken < amount_in:
+            raise PartialFill(f"{self.address}: takes only {taken} of {amount_in} "
+                              "before its liquidity runs out")
+        return -(r.amount1 if zero_for_one else r.amount0)
+
+    quote = amount_out
 
     def quote_exact_out(self, token_out: str, amount_out: int) -> int:
         """Input needed for exactly `amount_out` of `token_out` (may deliver less if the pool
