@@ -96,6 +96,7 @@ import ctypes
 import mmap
 import os
 import struct
+import weakref
 from dataclasses import dataclass
 
 import posix_ipc
@@ -342,7 +343,7 @@ class Ring:
         self._claimed = _Atomic64(mm, _W_CLAIMED * 8)
         self._pub_store = self._published.store_release
         self._generation = -1
-        self._readers: list[RingReader] = []
+        self._readers: weakref.WeakSet[RingReader] = weakref.WeakSet()   # closed with us
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -413,7 +414,7 @@ class Ring:
         """Unmap in this process.  Readers of this Ring stop working (ValueError)."""
         if self._mm is None:
             return
-        for r in self._readers:
+        for r in list(self._readers):
             r._close()
         self._readers.clear()
         self._published.release()
@@ -543,7 +544,7 @@ class Ring:
         if start not in STARTS:
             raise ValueError(f"start={start!r}: must be one of {', '.join(STARTS)}")
         r = RingReader(self, index, start)
-        self._readers.append(r)
+        self._readers.add(r)
         return r
 
     # -- monitoring ----------------------------------------------------------------------------
