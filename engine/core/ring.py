@@ -612,9 +612,12 @@ class RingReader:
             raise ValueError(f"ring {self.ring.name!r} is closed in this process")
         return w[_W_PUBLISHED] - self._cursor
 
-    def poll(self, max_records: int = 256) -> Batch:
+    def poll(self, max_records: int = 256, *, commit: bool = True) -> Batch:
         """Take up to `max_records` records; never blocks.  `lost` counts records that were
-        overwritten before this reader got to them (they precede `records`)."""
+        overwritten before this reader got to them (they precede `records`).
+        commit=False leaves the cursor stored in the segment where it was until `commit()`:
+        a reader that dies before it has acted on the records gets them again after a restart
+        (start="resume"): at-least-once instead of at-most-once."""
         load = self._load_published
         if load is None:
             raise ValueError(f"ring {self.ring.name!r} is closed in this process")
@@ -661,13 +664,21 @@ class RingReader:
         lost = cursor - r - len(records)
         self._cursor = cursor
         line = self._line
-        w[line + _R_CURSOR] = cursor
+        if commit:
+            w[line + _R_CURSOR] = cursor
         if lost:
             w[line + _R_LOST] += lost
         if self._generation != _fork_generation[0]:
             self._generation = _fork_generation[0]
             w[line + _R_PID] = os.getpid()
         return Batch(records, lost, first if records else cursor)
+
+    def commit(self) -> None:
+        """Store the cursor in the segment: everything polled so far has been acted on."""
+        w = self.ring._w
+        if w is None:
+            raise ValueError(f"ring {self.ring.name!r} is closed in this process")
+        w[self._line + _R_CURSOR] = self._cursor
 
     def __repr__(self) -> str:
         return f"<RingReader {self.ring.name}[{self.index}] cursor={self._cursor}>"

@@ -321,7 +321,7 @@ class RoleRuntime:
         events: list[dict] = []
         for ring_name, reader in self.readers:
             while True:
-                batch = reader.poll(256)
+                batch = reader.poll(256, commit=False)  # committed once decisions are out
                 if batch.lost:
                     slot.add(F.EVENTS_LOST, batch.lost)
                     self.kind.on_lost(ring_name, batch.lost)
@@ -336,6 +336,8 @@ class RoleRuntime:
                 if len(batch.records) < 256:
                     break
         if not events:
+            for _, reader in self.readers:
+                reader.commit()       # lost or undecodable records: nothing to act on
             if not polled:
                 slot.add(F.COALESCED)
                 self.bg.lower()
@@ -358,6 +360,10 @@ class RoleRuntime:
             self.outbox.publish_many(decisions)
             slot.add(F.DECISIONS, len(decisions))
         t_decided = time.monotonic_ns()
+        # The events are acted on: only now does a restart stop seeing them (a role killed
+        # before this line handles them again: at-least-once, never lost).
+        for _, reader in self.readers:
+            reader.commit()
         self.bg.lower()
         if staged:       # make the staged state durable, at background priority
             self.checkpoint("switch", self.checkpoint_budget_s, states, follow_up=True)
