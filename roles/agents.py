@@ -41,12 +41,30 @@ class Agent(RoleKind):
 
 
 class Executor(Agent):
-    """Takes assessments from the other roles' outboxes.  Paper mode: records, never sends."""
+    """Takes assessments from the other roles' outboxes.  Paper mode: records, never sends.
+
+    Delivery is at-least-once (a role killed after publishing, before committing its ring
+    cursor, publishes again after its restart), so the executor acts on each (role, event) once:
+    it remembers the last `dedup_window` it has seen."""
+
+    def __init__(self, rt):
+        super().__init__(rt)
+        self._seen: dict[tuple, None] = {}
+        self._window = int(self.options.get("dedup_window", 100_000))
+
+    def _first_time(self, key: tuple) -> bool:
+        if key in self._seen:
+            return False
+        self._seen[key] = None
+        if len(self._seen) > self._window:
+            del self._seen[next(iter(self._seen))]
+        return True
 
     def handle(self, events):
         out = []
         for ev in events:
-            if ev.get("kind") == "assessment" and ev.get("verdict") == "candidate":
+            if ev.get("kind") == "assessment" and ev.get("verdict") == "candidate" and \
+                    self._first_time((ev.get("role"), ev.get("event"))):
                 out.append({"kind": "execution", "mode": "paper", "action": "let go",
                             "why": "placeholder analysis: no priced route yet",
                             "source": ev.get("role"), "event": ev.get("event"),
