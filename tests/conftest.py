@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 import uuid
 from pathlib import Path
@@ -10,11 +11,18 @@ from pathlib import Path
 import pytest
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
     """Each session gets its own temporary directory, removed when it ends: nothing is left in
     /tmp (pytest's default keeps the last three sessions'), and concurrent sessions never
     prune each other's directories."""
+    # SIGTERM (a CI timeout, a killed session) tears down like Ctrl-C: fixtures' finalizers
+    # stop the engines and anvils and remove their shared memory.
+    signal.signal(signal.SIGTERM, _terminate)
     if not config.option.basetemp:
         config.option.basetemp = tempfile.mkdtemp(prefix="syndicate-pytest-")
         config._syndicate_basetemp = config.option.basetemp

@@ -102,7 +102,7 @@ class Engine:
         self._err = open(self.stderr_path, "ab")
         self.proc = subprocess.Popen([*SYNDICATE, "run", "-c", str(self.path)], cwd=ROOT,
                                      stdout=subprocess.DEVNULL, stderr=self._err,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=_die_with_parent)
         if wait:
             self.wait_running()
         return self
@@ -203,6 +203,12 @@ class Engine:
                 pass
         if getattr(self, "_err", None):
             self._err.close()
+
+
+def _die_with_parent() -> None:
+    """A test's engine stops (gracefully: SIGTERM) if the test runner itself is killed."""
+    from engine.core.signals import set_parent_death_signal
+    set_parent_death_signal(signal.SIGTERM)
 
 
 def _session_members(sid: int | None) -> set[int]:
