@@ -149,6 +149,10 @@ def render(doc: dict) -> str:
         notes.append("boost off: interrupts wait for the scheduler (see README)")
     if any(r["shedding"] for r in doc["roles"]):
         notes.append("* shedding load (soft memory limit)")
+    wd = doc.get("watchdog") or {}
+    if wd.get("mean_cost_us"):
+        notes.append(f"watchdog pass: {wd['mean_cost_us']:.0f} µs mean, "
+                     f"{wd['max_cost_us']:.0f} µs max")
     lost = sum(r["events_lost"] for r in doc["roles"])
     if lost:
         notes.append(f"{lost} events lost by lagging readers")

@@ -205,6 +205,14 @@ class ControlBlock:
     def created_ns(self) -> int:
         return self.u64[5]
 
+    # header words 6 and 7: what the supervisor's watchdog costs (its own measurement)
+    def set_watchdog_cost(self, mean_ns: int, max_ns: int) -> None:
+        self.u64[6], self.u64[7] = mean_ns, max_ns
+
+    @property
+    def watchdog_cost_ns(self) -> tuple[int, int]:
+        return self.u64[6], self.u64[7]
+
     def slot(self, index: int) -> "Slot":
         if not 0 <= index < self.slots:
             raise IndexError(f"control block has {self.slots} slots, not {index + 1}")

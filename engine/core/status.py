@@ -3,6 +3,7 @@
 The JSON shape (`syndicate status --json`, and the supervisor's USR2 report) is stable:
 
     {"engine": NAME, "supervisor_pid": int, "running": bool, "uptime_s": float,
+     "watchdog": {"mean_cost_us", "max_cost_us"},   (one pass over every role)
      "roles": [{"name", "pid", "alive", "state", "task", "uptime_s", "restarts",
                 "private_bytes", "cpu_percent", "switches", "events", "events_lost",
                 "coalesced", "decisions", "checkpoints", "late_saves", "discoveries",
@@ -76,8 +77,11 @@ def role_rows(cb: ControlBlock) -> list[dict]:
 
 def report(cb: ControlBlock, engine: str) -> dict:
     sup = cb.supervisor_pid
+    mean_ns, max_ns = cb.watchdog_cost_ns
     return {"engine": engine, "supervisor_pid": sup, "running": _alive(sup),
             "uptime_s": round((time.time_ns() - cb.created_ns) / 1e9, 1),
+            "watchdog": {"mean_cost_us": round(mean_ns / 1000, 1),
+                         "max_cost_us": round(max_ns / 1000, 1)},
             "roles": role_rows(cb)}
 
 

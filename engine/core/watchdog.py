@@ -135,6 +135,7 @@ class Watchdog:
         self.ticks += 1
         self.cost_ns_total += cost
         self.cost_ns_max = max(self.cost_ns_max, cost)
+        control.set_watchdog_cost(self.cost_ns_total // self.ticks, self.cost_ns_max)
 
     def statistics(self) -> dict:
         return {"ticks": self.ticks, "interval_ms": self.interval * 1000,
