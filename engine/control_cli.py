@@ -23,6 +23,63 @@ from .core.signals import ROLE_ACTIONS, signame
 from .core.status import report
 
 
+def _store_path(args, name: str) -> Path:
+    """Where the engine's LMDB store is, from [engine] state_dir and [store] path."""
+    path = Path(args.config)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        raw = {}
+    base = path.resolve().parent
+    store = (raw.get("store") or {}).get("path") if isinstance(raw.get("store"), dict) else None
+    if store:
+        p = Path(os.path.expanduser(store))
+        return p if p.is_absolute() else base / p
+    state = Path(os.path.expanduser(str((raw.get("engine") or {}).get("state_dir", "var"))))
+    return (state if state.is_absolute() else base / state) / "lmdb" / name
+
+
+def task_table(store_dir: Path) -> dict:
+    """{role: {"checkpoint_age_s", "tasks": {task: stats}}} from each role's last checkpoint,
+    read-only (the engine may be running)."""
+    from .core.store import Store
+    s = Store.open(store_dir, readonly=True)
+    out = {}
+    try:
+        with s.read() as r:
+            roles = r.prefixes("tasks")
+        for role in roles:
+            rec = s.load_checkpoint(role)
+            if not rec:
+                continue
+            out[role] = {"checkpoint_age_s": round((time.time_ns() - rec["time_ns"]) / 1e9, 1),
+                         "tasks": {t: {k: v for k, v in st.items() if k != "state"}
+                                   for t, st in rec.get("states", {}).items()}}
+    finally:
+        s.close()
+    return out
+
+
+def render_tasks(table: dict) -> str:
+    cols = ("ROLE", "TASK", "PRIO", "EVERY", "RUNS", "DONE%", "MEAN ms", "MISSED", "ERR", "NOW",
+            "SAVED")
+    rows = [cols]
+    for role, rec in sorted(table.items()):
+        for t, st in sorted(rec["tasks"].items()):
+            rate = st.get("completion_rate")
+            mean = st.get("mean_run_ms")
+            rows.append((role, t, str(st.get("priority", "-")).lower(),
+                         f"{st['interval']:g}s" if st.get("interval") else "continuous",
+                         str(st.get("runs", 0)),
+                         "-" if rate is None else f"{rate * 100:.0f}",
+                         "-" if mean is None else f"{mean:.1f}",
+                         str(st.get("missed_intervals", 0)), str(st.get("errors", 0)),
+                         "running" if st.get("in_run") else "-",
+                         f"{rec['checkpoint_age_s']:.0f}s ago"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(cols))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
 def _engine(args) -> tuple[str, Path]:
     """(engine name, run dir) from --name / -c.  Only [engine] name and state_dir are read, so
     a file being edited (or broken) does not lock the operator out of a running engine."""
@@ -167,6 +224,9 @@ def main_status(argv: list[str]) -> int:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--watch", nargs="?", const=1.0, type=float, metavar="SECONDS",
                    help="refresh every SECONDS (default 1) until Ctrl-C")
+    p.add_argument("--tasks", action="store_true", help=(
+        "per task: runs, completion rate, mean duration, missed intervals, errors — from each "
+        "role's last checkpoint in the store (read-only; `ctl all checkpoint` refreshes it)"))
     args = p.parse_args(argv)
     _finish(args)
     try:
@@ -174,6 +234,15 @@ def main_status(argv: list[str]) -> int:
     except config_mod.ConfigError as e:
         print(f"syndicate status: {e}", file=sys.stderr)
         return 2
+    if args.tasks:
+        from .core.store import StoreError
+        try:
+            table = task_table(_store_path(args, name))
+        except StoreError as e:
+            print(f"syndicate status: {e}", file=sys.stderr)
+            return 2
+        print(orjson.dumps(table).decode() if args.json else render_tasks(table))
+        return 0
     try:
         cb = ControlBlock.attach(name)
     except posix_ipc.ExistentialError:

@@ -183,8 +183,8 @@ class TaskManager:
         """Every task's state, taken at a safe point (between slices)."""
         wall, mono = time.time(), self.clock()
         return {name: {"state": e.task.state, "in_run": e.gen is not None,
-                       "next_due": wall + (e.next_due - mono), "runs": e.stats.runs,
-                       "completed": e.stats.completed}
+                       "next_due": wall + (e.next_due - mono), "priority": e.task.priority.name,
+                       "interval": e.task.interval, **e.stats.as_dict()}
                 for name, e in self.entries.items()}
 
     def restore(self, saved: dict[str, dict]) -> list[str]:
@@ -199,8 +199,15 @@ class TaskManager:
             e.task.restore(rec.get("state"))
             e.next_due = mono if rec.get("in_run") else mono + max(
                 0.0, min(float(rec.get("next_due", wall)) - wall, e.task.interval))
-            e.stats.runs = int(rec.get("runs", 0))
-            e.stats.completed = int(rec.get("completed", 0))
+            st = e.stats   # the history carries over restarts
+            # a run that was in progress starts again at once and counts itself once more
+            st.runs = int(rec.get("runs", 0)) - (1 if rec.get("in_run") else 0)
+            st.completed = int(rec.get("completed", 0))
+            st.errors = int(rec.get("errors", 0))
+            st.missed = int(rec.get("missed_intervals", 0))
+            st.busy_ns = int(float(rec.get("busy_ms") or 0) * 1e6)
+            if rec.get("mean_run_ms") is not None:
+                st.run_ns_total = int(float(rec["mean_run_ms"]) * 1e6 * st.completed)
             restored.append(name)
         return restored
 

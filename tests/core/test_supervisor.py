@@ -210,3 +210,18 @@ def test_transient_and_temporary_policies(engine_factory):
     e.wait_for(lambda: e.roles()["keeper"]["state"] == "stopped", 10, "transient stopped")
     assert e.roles()["anchor"]["alive"]
     assert e.stop() == 0
+
+
+def test_status_tasks_reads_the_last_checkpoints(engine_factory):
+    import json
+    e = engine_factory().start()
+    assert e.cli("ctl", "-c", str(e.path), "all", "checkpoint").returncode == 0
+    e.wait_for(lambda: all(r["checkpoints"] >= 1 for r in e.roles().values()), 10, "checkpoints")
+    r = e.cli("status", "-c", str(e.path), "--tasks", "--json")
+    assert r.returncode == 0, r.stderr
+    table = json.loads(r.stdout)
+    st = table["base-analyst"]["tasks"]["checksum"]
+    assert st["runs"] >= 1 and st["priority"] == "LOW" and "missed_intervals" in st
+    text = e.cli("status", "-c", str(e.path), "--tasks").stdout
+    assert "base-analyst" in text and "checksum" in text
+    assert e.stop() == 0
