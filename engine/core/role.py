@@ -208,6 +208,8 @@ class RoleRuntime:
         skip work whose findings are lost, so the LMDB checkpoint wins then."""
         rec = self.store.load_checkpoint(self.name) if self.store is not None else None
         staged = self.wiring.staging.newest(self.index) if self.wiring.staging else None
+        if rec:
+            self.tm.restore(rec.get("states", {}))    # state and history
         if staged and (rec is None or staged[0] > int(rec.get("time_ns", 0))):
             try:
                 doc = orjson.loads(staged[1])
@@ -215,17 +217,16 @@ class RoleRuntime:
                 doc = None
             if isinstance(doc, dict) and doc.get("pending") == 0 and \
                     isinstance(doc.get("states"), dict):
-                restored = self.tm.restore(doc["states"])
+                restored = self.tm.restore(doc["states"])   # the newer state on top
                 if self.store is not None:
-                    self.store.save_checkpoint(self.name, doc["states"])
+                    self.store.save_checkpoint(self.name, self.tm.states())
                 self.log.info("resumed from the state staged by the last switch (newer than "
                               "the last LMDB checkpoint; now committed)",
                               tasks=",".join(restored) or "-")
                 return
         if rec:
-            restored = self.tm.restore(rec.get("states", {}))
             self.log.info("resumed from checkpoint", seq=rec.get("seq"),
-                          tasks=",".join(restored) or "-")
+                          tasks=",".join(rec.get("states", {})) or "-")
 
     def _configure_tasks(self, tasks: list[Task]) -> list[Task]:
         out = []
@@ -276,14 +277,14 @@ class RoleRuntime:
             return False
 
     def checkpoint(self, why: str, budget_s: float | None = None,
-                   states: dict | None = None, follow_up: bool = False) -> bool:
+                   follow_up: bool = False, stage: bool = True) -> bool:
         """Save every task's state.  With a budget (the switch), never wait longer: a save that
         cannot finish in time goes on in the store's writer and is counted as late."""
         if self.store is None or self.tm is None:
             return True
-        if states is None:
-            states = self.tm.states()
-            self._stage(states)
+        states = self.tm.states()
+        if stage:   # keep the staging page no older than LMDB (restore picks the newer)
+            self._stage(self.tm.slim_states())
         try:
             if self.saver is not None and budget_s is not None:
                 ok = self.saver.save(states, budget_s)
@@ -344,10 +345,9 @@ class RoleRuntime:
             return False
         slot.set_state(State.SWITCHING)
         sent = 0 if polled else slot.get(F.SENT_NS)
-        states = self.tm.states()
-        staged = self._stage(states)
+        staged = self._stage(self.tm.slim_states())
         if not staged:   # too big for the staging page: straight to LMDB, within the budget
-            self.checkpoint("switch", self.checkpoint_budget_s, states)
+            self.checkpoint("switch", self.checkpoint_budget_s)
         t_saved = time.monotonic_ns()
         slot.set_state(State.HANDLING)
         t_handling = t_saved
@@ -365,8 +365,8 @@ class RoleRuntime:
         for _, reader in self.readers:
             reader.commit()
         self.bg.lower()
-        if staged:       # make the staged state durable, at background priority
-            self.checkpoint("switch", self.checkpoint_budget_s, states, follow_up=True)
+        if staged:       # make the state durable (with its history), at background priority
+            self.checkpoint("switch", self.checkpoint_budget_s, follow_up=True, stage=False)
         slot.set_state(State.PAUSED if self.tm.paused else State.BACKGROUND)
         t_resumed = time.monotonic_ns()
         slot.add(F.SWITCHES)

@@ -179,8 +179,13 @@ class TaskManager:
         return e.enabled and not (self.shedding and e.task.priority == Priority.LOW)
 
     # ------------------------------------------------------------------ state for checkpoints
+    def slim_states(self) -> dict[str, dict]:
+        """Just what resuming needs (state, mid-run or not): the switch stages this, cheaply."""
+        return {name: {"state": e.task.state, "in_run": e.gen is not None}
+                for name, e in self.entries.items()}
+
     def states(self) -> dict[str, dict]:
-        """Every task's state, taken at a safe point (between slices)."""
+        """Every task's state and history, taken at a safe point (between slices)."""
         wall, mono = time.time(), self.clock()
         return {name: {"state": e.task.state, "in_run": e.gen is not None,
                        "next_due": wall + (e.next_due - mono), "priority": e.task.priority.name,
@@ -199,6 +204,9 @@ class TaskManager:
             e.task.restore(rec.get("state"))
             e.next_due = mono if rec.get("in_run") else mono + max(
                 0.0, min(float(rec.get("next_due", wall)) - wall, e.task.interval))
+            restored.append(name)
+            if "runs" not in rec:
+                continue   # a slim (staged) state: the history stays as it was
             st = e.stats   # the history carries over restarts
             # a run that was in progress starts again at once and counts itself once more
             st.runs = int(rec.get("runs", 0)) - (1 if rec.get("in_run") else 0)
@@ -208,7 +216,6 @@ class TaskManager:
             st.busy_ns = int(float(rec.get("busy_ms") or 0) * 1e6)
             if rec.get("mean_run_ms") is not None:
                 st.run_ns_total = int(float(rec["mean_run_ms"]) * 1e6 * st.completed)
-            restored.append(name)
         return restored
 
     # ------------------------------------------------------------------ scheduling
