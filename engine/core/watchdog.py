@@ -87,7 +87,9 @@ class Watchdog:
         now_mono, now_ns = time.monotonic(), time.monotonic_ns()
         control = self.sup.wiring.control
         for child in list(self.sup.children.values()):
-            pid, rc = child.pid, self.sup.cfg.roles[child.role]
+            pid, rc = child.pid, self.sup.cfg.roles.get(child.role)
+            if rc is None:   # removed by a reload and on its way out
+                continue
             slot = control.slot(child.slot)
             kill_at = self._kill_at.get(pid)
             if kill_at is not None:
