@@ -456,8 +456,10 @@ class Supervisor:
         if self.stopping:
             return
         try:
+            # what the command line overrode stays overridden
             new = config_mod.with_overrides(config_mod.load(self.cfg.path), name=self.name,
-                                            state_dir=self.cfg.engine["state_dir"])
+                                            state_dir=self.cfg.engine["state_dir"],
+                                            log_format=self.cfg.engine["log_format"])
             kinds = {r.name: resolve_kind(r.kind) for r in new.roles.values() if r.enabled}
         except (config_mod.ConfigError, ImportError, TypeError) as e:
             self.event("reload_refused", error=str(e), level="error")
