@@ -208,7 +208,7 @@ def render(doc: dict) -> str:
         notes.append("* shedding load (soft memory limit)")
     wd = doc.get("watchdog") or {}
     if wd.get("mean_cost_us"):
-        notes.append(f"watchdog pass: {wd['mean_cost_us']:.0f} µs mean, "
+        notes.append(f"watchdog pass: {wd['mean_cost_us']:.0f} µs CPU mean, "
                      f"{wd['max_cost_us']:.0f} µs max")
     lost = sum(r["events_lost"] for r in doc["roles"])
     if lost:

@@ -3,7 +3,7 @@
 The JSON shape (`syndicate status --json`, and the supervisor's USR2 report) is stable:
 
     {"engine": NAME, "supervisor_pid": int, "running": bool, "uptime_s": float,
-     "watchdog": {"mean_cost_us", "max_cost_us"},   (one pass over every role)
+     "watchdog": {"mean_cost_us", "max_cost_us"},   (CPU time of one pass over every role)
      "roles": [{"name", "pid", "alive", "state", "task", "uptime_s", "restarts",
                 "private_bytes", "cpu_percent", "switches", "events", "events_lost",
                 "coalesced", "decisions", "checkpoints", "late_saves", "discoveries",
