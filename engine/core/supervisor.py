@@ -327,6 +327,8 @@ class Supervisor:
             os.close(self._wake_w)
             if self.rundir.lock_fd is not None:
                 os.close(self.rundir.lock_fd)
+            if self.watchdog is not None:
+                self.watchdog.close_all()
             role_main(self.cfg, rc, w, self.log.reopen(role))
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         slot.set(F.PID, pid)
