@@ -84,7 +84,10 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any, Any]]] = {
         "log_format": (str, "text", _choice("text", "json")),
         "log_level": (str, "info", _choice("debug", "info", "warning", "error")),
         "grace": (NUM, 5.0, _pos),
-        "mode": (str, "paper", _choice("paper", "live")),
+        "mode": (str, "paper", lambda v: None if v == "paper" else (
+            'only "paper" for now: no role sends transactions yet (live trading comes with the '
+            'trading issues and will need a key from the environment)' if v == "live" else
+            'must be "paper"')),
     },
     "supervisor": {
         "max_restarts": (int, 5, _nonneg),
