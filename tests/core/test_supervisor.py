@@ -225,3 +225,38 @@ def test_status_tasks_reads_the_last_checkpoints(engine_factory):
     text = e.cli("status", "-c", str(e.path), "--tasks").stdout
     assert "base-analyst" in text and "checksum" in text
     assert e.stop() == 0
+
+
+def test_sighup_adds_and_removes_roles(engine_factory):
+    e = engine_factory().start()
+    before = e.role_pids()
+    del e.doc["roles"]["polygon-specialist"]
+    e.doc["roles"]["base-scout"] = agent(["base"])
+    e.write()
+    e.signal(signal.SIGHUP)
+    rs = e.wait_for(lambda: (r := e.roles()) and r.get("base-scout", {}).get("alive")
+                    and r["polygon-specialist"]["state"] == "stopped" and r, 15, "reload")
+    assert not rs["polygon-specialist"]["alive"]
+    for name in ("arbitrum-spotter", "base-analyst", "monitor-arbitrum"):
+        assert rs[name]["pid"] == before[name], name   # untouched
+    # the executor reads every role's outbox: its inputs changed, so it restarted with them
+    rs = e.wait_for(lambda: (r := e.roles())["flash-loan-executor"]["alive"] and r, 10, "exec")
+    assert rs["flash-loan-executor"]["pid"] != before["flash-loan-executor"]
+    assert "inputs=out.arbitrum-spotter,out.base-analyst,out.alphago-coordinator,out.base-scout" \
+        in e.stderr()
+    assert e.stop() == 0
+    assert e.segments() == []
+
+
+def test_two_engines_side_by_side(engine_factory, unique_name):
+    a = engine_factory(name=unique_name + "a").start()
+    b = engine_factory(name=unique_name + "b")
+    b.path = b.tmp / "other.toml"
+    b.doc["engine"]["state_dir"] = str(b.tmp / "state-b")
+    b.write()
+    b.start()
+    assert set(a.role_pids()) == set(b.role_pids())
+    assert not set(a.role_pids().values()) & set(b.role_pids().values())
+    assert b.stop() == 0
+    assert a.roles()["base-analyst"]["alive"]          # the other engine is untouched
+    assert a.stop() == 0
