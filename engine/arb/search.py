@@ -23,7 +23,7 @@ the constant-product pool with virtual reserves (L/√P, L·√P).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Iterable
 

@@ -41,7 +41,7 @@ from engine.arb.profit import GWEI, GasModel, LoanBook, LoanOffer, route_amounts
 from engine.arb.search import OpportunitySearch, SearchConfig
 from engine.arb.types import LoanSource
 from engine.arb.v2 import V2Pool
-from engine.arb.v3 import Q96, V3Pool, get_sqrt_ratio_at_tick, get_tick_at_sqrt_ratio
+from engine.arb.v3 import Q96, V3Pool, get_tick_at_sqrt_ratio
 from engine.bench.report import Comparison, Summary, emit
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -257,7 +257,7 @@ def replay_ethereum_v3(chain_dir: Path, gas_gwei: float, threshold: int) -> dict
     graph = PoolGraph(max_hops=2, base_tokens=(ETH_WETH, ETH_USDC))
     search = OpportunitySearch(graph, gas, LoanBook(offers, v2_flash_swap=False),
                                SearchConfig(max_hops=2, min_net_profit=-10**30))
-    big, opps, last_block_opp = [], [], {}
+    big, opps = [], []
     t_search = []
     for blk, log, tx, addr, s in events:
         fee, spacing = ETH_POOLS[addr]

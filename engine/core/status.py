@@ -18,7 +18,6 @@ Latency figures come from log-scale histograms (4 buckets per octave): ±10 %.
 """
 from __future__ import annotations
 
-import os
 import time
 
 from .control import ControlBlock, F, Flag, H, State

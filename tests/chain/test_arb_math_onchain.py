@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import math
 import random
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -40,7 +39,6 @@ import pytest
 from eth_abi import decode, encode
 
 from engine.arb import v2 as v2m
-from engine.arb import v3 as v3m
 from engine.arb.v3 import (MAX_SQRT_RATIO, MAX_TICK, MIN_SQRT_RATIO, MIN_TICK, V3MathError,
                            V3Pool, get_sqrt_ratio_at_tick, get_tick_at_sqrt_ratio)
 

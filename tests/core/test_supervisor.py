@@ -46,7 +46,7 @@ def test_repeated_kills_exhaust_intensity(engine_factory):
     assert "restart intensity exceeded" in err and victim in err
     assert e.segments() == []
     assert not e.run_dir.exists()
-    assert not [p for p in syndicate_processes(f"syndicate: ") if e.name in p[1]]
+    assert not [p for p in syndicate_processes("syndicate: ") if e.name in p[1]]
 
 
 def test_sigterm_stops_everything_cleanly(engine_factory):
