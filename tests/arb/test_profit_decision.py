@@ -4,7 +4,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from conftest import U, W, aave, balancer, make_search
+from arbhelp import U, W, aave, balancer, make_search
 from engine.arb.decision import Decider, DecisionConfig, Simulation, StateInfo
 from engine.arb.profit import GWEI, GasModel, convert, estimate_gas, loan_fee, route_amounts
 from engine.arb.types import LoanSource

@@ -5,7 +5,7 @@ import random
 
 from hypothesis import given, settings, strategies as st
 
-from conftest import D, U, W, aave, balancer, make_search
+from arbhelp import D, U, W, aave, balancer, make_search
 from engine.arb.graph import PoolGraph
 from engine.arb.profit import GasModel, route_amounts
 from engine.arb.v2 import V2Pool
