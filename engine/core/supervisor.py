@@ -24,7 +24,6 @@ Rings, derived from engine.toml (`Wiring`):
 from __future__ import annotations
 
 import argparse
-import errno
 import fcntl
 import os
 import queue
@@ -645,9 +644,14 @@ def main(argv: list[str]) -> int:
         except config_mod.ConfigError as e:
             log.error(f"configuration error: {e}")
             return 2
-        except OSError as e:
-            if e.errno in (errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EROFS):
-                log.error("cannot set up", error=str(e))
+        except OSError as e:   # a state dir that is a file, not writable, a full disk…
+            log.error(f"cannot set up: {e.strerror or e}"
+                      + (f": {e.filename}" if getattr(e, "filename", None) else ""))
+            return 2
+        except Exception as e:
+            from .store import StoreError
+            if isinstance(e, StoreError):   # not a store, a newer schema, a corrupt file
+                log.error(f"cannot open the store: {e}")
                 return 2
             raise
         code = sup.run()

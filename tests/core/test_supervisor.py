@@ -260,3 +260,21 @@ def test_two_engines_side_by_side(engine_factory, unique_name):
     assert b.stop() == 0
     assert a.roles()["base-analyst"]["alive"]          # the other engine is untouched
     assert a.stop() == 0
+
+
+def test_corrupt_store_or_unusable_state_dir_exit_2_and_leave_nothing(engine_factory):
+    e = engine_factory()
+    e.store_dir.mkdir(parents=True)
+    (e.store_dir / "data.mdb").write_bytes(os.urandom(65536))
+    e.start(wait=False)
+    assert e.wait_exit(30) == 2
+    assert "cannot open the store" in e.stderr() and "MDB_INVALID" in e.stderr()
+    assert e.segments() == [] and not e.run_dir.exists()
+
+    f = engine_factory(name=e.name + "f")
+    f.store_dir.parent.mkdir(parents=True, exist_ok=True)
+    f.store_dir.write_text("a file where the store should be")
+    f.start(wait=False)
+    assert f.wait_exit(30) == 2
+    assert "cannot set up: File exists" in f.stderr()
+    assert f.segments() == []
