@@ -12,7 +12,7 @@ blocked in multiprocessing.Queue.get() while a background thread does the same c
 a sender process (at the same FIFO priority as our sources) puts events; the agent puts its
 decision on the executor's queue.  "sent → handling" is put → get returned.
 
-    syndicate bench switch [--events 10000] [--rate 200] [--json] [--no-baseline]
+    syndicate bench switch [--events 10000] [--rate 200] [--json] [--no-baseline] [--boost off]
 """
 from __future__ import annotations
 
@@ -38,13 +38,14 @@ AGENTS = {"arbitrum": "arbitrum-spotter", "base": "base-analyst", "polygon": "po
 BUSY = {"checksum": {"interval": 0.0, "options": {"links_per_run": 1_000_000}}}
 
 
-def _toml(name: str, state: Path, rate_per_chain: float, counts: list[int], slots: int) -> str:
+def _toml(name: str, state: Path, rate_per_chain: float, counts: list[int], slots: int,
+          boost: str = "fifo") -> str:
     def tv(v):
         return orjson.dumps(v).decode() if not isinstance(v, dict) else \
             "{ " + ", ".join(f'"{k}" = {tv(x)}' for k, x in v.items()) + " }"
     lines = [f'[engine]\nname = "{name}"\nstate_dir = "{state}"\nlog_level = "warning"\n',
              f"[rings]\nevent_slots = {slots}\ninbox_slots = {slots}\n",
-             "[supervisor]\nmax_restarts = 0\n"]
+             "[supervisor]\nmax_restarts = 0\n", f'[switch]\nboost = "{boost}"\n']
     for c, count in zip(CHAINS, counts):
         lines.append(f'[roles.monitor-{c}]\nkind = "roles.monitor:SyntheticSource"\n'
                      f'chains = ["{c}"]\noptions = {tv({"rate": rate_per_chain, "count": count})}\n')
@@ -58,7 +59,7 @@ def _toml(name: str, state: Path, rate_per_chain: float, counts: list[int], slot
     return "\n".join(lines)
 
 
-def run_ours(events: int, rate: float, progress) -> dict:
+def run_ours(events: int, rate: float, progress, boost: str = "fifo") -> dict:
     from engine.core.control import ControlBlock
     from engine.core.ring import Ring
     from engine.core.status import report
@@ -70,7 +71,7 @@ def run_ours(events: int, rate: float, progress) -> dict:
     per_chain = max(counts)
     slots = 1 << max(12, (per_chain * 2).bit_length())
     cfg = tmp / "engine.toml"
-    cfg.write_text(_toml(name, tmp / "state", rate / len(CHAINS), counts, slots))
+    cfg.write_text(_toml(name, tmp / "state", rate / len(CHAINS), counts, slots, boost))
     proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", "-c", str(cfg)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
@@ -258,6 +259,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--rate", type=float, default=200.0, help="events per second, all chains")
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-baseline", action="store_true")
+    p.add_argument("--boost", choices=("fifo", "off"), default="fifo",
+                   help="off: measure the same engine without the SCHED_FIFO boost")
     args = p.parse_args(argv)
     if args.events < 30 or args.rate <= 0:
         print("syndicate bench switch: --events >= 30 and --rate > 0", file=sys.stderr)
@@ -272,7 +275,7 @@ def main(argv: list[str]) -> int:
                 print(f"  {label}: {done}/{total}", file=sys.stderr)
         return f
 
-    ours = run_ours(args.events, args.rate, progress("syndicate"))
+    ours = run_ours(args.events, args.rate, progress("syndicate"), args.boost)
     base = None if args.no_baseline else run_baseline(args.events, args.rate,
                                                       progress("baseline"))
     res = []
@@ -284,7 +287,9 @@ def main(argv: list[str]) -> int:
             ob = _us(o, a, z)
             bb = _us(b, a, z) if b else None
             res.append(Comparison(
-                f"{what}, {label}", "us", Summary.of("syndicate (ring + RT signal + boost)", ob),
+                f"{what}, {label}", "us", Summary.of(
+                    "syndicate (ring + RT signal" + (" + boost)" if args.boost == "fifo"
+                                                     else ", boost off)"), ob),
                 Summary.of("multiprocessing.Queue, blocking get", bb) if bb else None))
         res.append(Comparison(f"signal sent → signal seen, {label}", "us",
                               Summary.of("syndicate", _us(o, "t_sent", "t_seen"))))
