@@ -319,7 +319,14 @@ class Supervisor:
         sys.stdout.flush()
         sys.stderr.flush()
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORK_BLOCKED)
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as e:   # EAGAIN/ENOMEM: try again later rather than die
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+            self.event("fork_failed", role=role, error=str(e), level="error", action="retry in 1 s")
+            slot.set_state(State.RESTARTING)
+            self.restart_at[role] = time.monotonic() + 1.0
+            return
         if pid == 0:  # child: never returns; role_main unblocks once its handlers are set
             signal.set_wakeup_fd(-1)
             os.close(self._wake_r)
@@ -474,6 +481,11 @@ class Supervisor:
                                                                 for s in fixed}})
         old_roles = {n: r for n, r in self.cfg.roles.items() if r.enabled}
         new_roles = {n: r for n, r in new.roles.items() if r.enabled}
+        if len(set(self.wiring.slots) | set(new_roles)) > MAX_ROLES:
+            self.event("reload_refused", level="error", error=(
+                f"more than {MAX_ROLES} roles in this engine's life (a control-block slot each); "
+                "restart the engine to use the new set"))
+            return
         old_plan = (self.wiring.inputs, self.wiring.subscribers)
         self.kinds = {**self.kinds, **kinds}
         changed = {n for n in new_roles if n in old_roles and new_roles[n] != old_roles[n]}
