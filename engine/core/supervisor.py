@@ -290,6 +290,14 @@ class Supervisor:
                 self._rings_created.append(name)
         w.emits, w.inputs = plan["emits"], plan["inputs"]
         w.outputs, w.subscribers = plan["outputs"], plan["subscribers"]
+        # Register every reader now, at the current end of its ring: a role always resumes
+        # from its committed cursor, so nothing published between this moment and its start
+        # is missed, and a role added by a reload does not replay the ring's history.
+        for role, rings in w.inputs.items():
+            for ring in rings:
+                idx = w.slots[role]
+                if not any(r["index"] == idx for r in w.rings[ring].statistics()["readers"]):
+                    w.rings[ring].reader(idx, start="latest")   # marks the line as used
 
     def _open_store(self) -> None:
         from .store import Store
