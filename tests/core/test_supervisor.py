@@ -278,3 +278,18 @@ def test_corrupt_store_or_unusable_state_dir_exit_2_and_leave_nothing(engine_fac
     assert f.wait_exit(30) == 2
     assert "cannot set up: File exists" in f.stderr()
     assert f.segments() == []
+
+
+def test_role_added_by_reload_starts_at_the_end_of_its_ring(engine_factory):
+    roles = {"src": {"kind": "roles.monitor:SyntheticSource", "chains": ["arbitrum"],
+                     "options": {"rate": 100.0, "count": 300}},
+             "spot": agent(["arbitrum"])}
+    e = engine_factory(roles=roles).start()
+    e.wait_for(lambda: e.roles()["spot"]["events"] >= 150, 20, "history in the ring")
+    e.doc["roles"]["late"] = agent(["arbitrum"])
+    e.write()
+    e.signal(signal.SIGHUP)
+    e.wait_for(lambda: e.roles()["spot"]["events"] >= 300, 20, "all events")
+    r = e.wait_for(lambda: (x := e.roles().get("late")) and x["alive"] and x, 10, "late role")
+    assert r["events"] < 150, "the new role replayed events from before it existed"
+    assert e.stop() == 0
