@@ -124,6 +124,11 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any, Any]]] = {
         "max_concurrent": (int, 5, _pos),
         "slice_budget_us": (int, 200, _pos),
     },
+    "chains": {
+        # the JSON manifest `syndicate devnet up --manifest PATH` writes (chains, RPC and
+        # WebSocket URLs, tokens, pools): roles take their chains' endpoints from it
+        "manifest": (str, "", None),
+    },
 }
 ROLE_SCHEMA: dict[str, tuple[Any, Any, Any]] = {
     "kind": (str, None, lambda v: None if re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", v) else
@@ -176,7 +181,9 @@ class EngineConfig:
     rings: dict
     store: dict
     tasks: dict
+    chains: dict
     roles: dict[str, RoleConfig]
+    manifest: dict | None = None     # the loaded [chains] manifest, if one is named
 
     @property
     def name(self) -> str:
@@ -336,7 +343,33 @@ def from_dict(raw: dict, *, path: Path = Path("engine.toml"), text: str = "") ->
     if not any(r.enabled for r in roles.values()):
         raise ck.fail(None, "roles", "every role is disabled: nothing to run")
     base = path.parent if path.name else Path.cwd()
-    return EngineConfig(path=path, base_dir=base, roles=roles, **sections)
+    manifest = None
+    if sections["chains"]["manifest"]:
+        mpath = Path(os.path.expanduser(sections["chains"]["manifest"]))
+        mpath = mpath if mpath.is_absolute() else base / mpath
+        manifest = _load_manifest(mpath, lambda msg: ck.fail("chains", "manifest", msg))
+    return EngineConfig(path=path, base_dir=base, roles=roles, manifest=manifest, **sections)
+
+
+def _load_manifest(path: Path, fail) -> dict:
+    """The devnet manifest: {"chains": {name: {"chain_id", "rpc_url", "ws_url", ...}}}."""
+    import json
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise fail(f"{path}: no such file (start the devnet with "
+                   f"`syndicate devnet up --manifest {path}`)")
+    except (OSError, ValueError) as e:
+        raise fail(f"{path}: not a readable JSON manifest ({e})")
+    chains = doc.get("chains") if isinstance(doc, dict) else None
+    if not isinstance(chains, dict) or not chains:
+        raise fail(f"{path}: no \"chains\" in this manifest")
+    for name, c in chains.items():
+        if name not in CHAINS:
+            raise fail(f"{path}: unknown chain {name!r} (known: {', '.join(CHAINS)})")
+        if not isinstance(c, dict) or not str(c.get("rpc_url", "")).startswith("http"):
+            raise fail(f"{path}: chains.{name} has no http rpc_url")
+    return doc
 
 
 def with_overrides(cfg: EngineConfig, **engine: Any) -> EngineConfig:

@@ -6,7 +6,8 @@ placeholder analysis: it reads each event and writes an assessment record to the
 (`"analysis": "placeholder"`), so nobody mistakes it for a trading decision.
 
 Background tasks (roles/tasks.py): `checksum` (CPU-bound, verifiable) always; `gas-sampler`
-(I/O) when the role's options name an RPC endpoint (`options.rpc = "http://…"`).
+(I/O) when the role has an RPC endpoint: `options.rpc = "http://…"`, or its first chain's
+`rpc_url` in the devnet manifest named by `[chains] manifest`.
 """
 from __future__ import annotations
 
@@ -20,9 +21,19 @@ class Agent(RoleKind):
 
     def tasks(self):
         ts = [ChecksumTask(options=self.options.get("checksum", {}))]
-        if self.options.get("rpc"):
-            ts.append(GasSampler(options={"rpc": self.options["rpc"]}))
+        rpc = self.options.get("rpc") or self._manifest_rpc()
+        if rpc:
+            ts.append(GasSampler(options={"rpc": rpc}))
         return ts
+
+    def _manifest_rpc(self) -> str | None:
+        """The first of the role's chains that the [chains] manifest serves."""
+        cfg = getattr(self.rt, "cfg", None)
+        chains = ((cfg.manifest or {}).get("chains") or {}) if cfg is not None else {}
+        for c in self.config.chains:
+            if c in chains:
+                return chains[c]["rpc_url"]
+        return None
 
     def handle(self, events):
         threshold = float(self.options.get("impact_threshold_bps", 50))

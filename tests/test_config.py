@@ -51,6 +51,8 @@ def test_shipped_engine_toml_is_valid():
      "roles.a.tasks.checksum.priority"),
     ('[wat]\nx = 1\n' + GOOD_ROLE, "wat: unknown section"),
     ("[engine\n", "not valid TOML"),
+    ('[chains]\nmanifest = "nowhere.json"\n' + GOOD_ROLE,
+     "chains.manifest: " ),
 ])
 def test_bad_config_exits_2_naming_the_key(tmp_path, text, needle):
     r = run(tmp_path, text)
@@ -87,3 +89,19 @@ def test_check_flag(tmp_path):
     r = subprocess.run([sys.executable, "-m", "engine.cli", "run", "-c", str(p), "--check"],
                        cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0 and "ok (1 roles)" in r.stdout
+
+
+def test_manifest_is_checked(tmp_path):
+    bad = tmp_path / "m.json"
+    bad.write_text('{"chains": {"solana": {"rpc_url": "http://x"}}}')
+    r = run(tmp_path, f'[chains]\nmanifest = "{bad}"\n' + GOOD_ROLE)
+    assert r.returncode == 2 and "unknown chain 'solana'" in r.stderr
+    bad.write_text("not json")
+    r = run(tmp_path, f'[chains]\nmanifest = "{bad}"\n' + GOOD_ROLE)
+    assert r.returncode == 2 and "not a readable JSON manifest" in r.stderr
+    good = tmp_path / "g.json"
+    good.write_text('{"chains": {"arbitrum": {"rpc_url": "http://127.0.0.1:1"}}}')
+    p = tmp_path / "ok.toml"
+    p.write_text(f'[chains]\nmanifest = "{good.name}"\n' + GOOD_ROLE)
+    cfg = config.load(p)
+    assert cfg.manifest["chains"]["arbitrum"]["rpc_url"] == "http://127.0.0.1:1"

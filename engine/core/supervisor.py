@@ -497,6 +497,8 @@ class Supervisor:
         old_plan = (self.wiring.inputs, self.wiring.subscribers)
         self.kinds = {**self.kinds, **kinds}
         changed = {n for n in new_roles if n in old_roles and new_roles[n] != old_roles[n]}
+        if new.manifest != self.cfg.manifest:   # endpoints moved: every role may use them
+            changed |= {n for n in new_roles if n in old_roles}
         added = set(new_roles) - set(old_roles)
         removed = set(old_roles) - set(new_roles)
         self.cfg = new
