@@ -2,7 +2,6 @@
 the real anvil of its chain (issue 5's manifest, issue 3's I/O task)."""
 from __future__ import annotations
 
-import json
 
 from engine.core.store import Store
 from enginehelp import agent
