@@ -190,25 +190,73 @@ class EngineConfig:
         return self.engine["name"]
 
     def resolve(self, p: str) -> Path:
-        q = Path(os.path.expanduser(p))
-        return q if q.is_absolute() else (self.base_dir / q)
+        return _resolve(self.base_dir, p)
+
+    @property
+    def paths(self) -> "EnginePaths":
+        return EnginePaths.of(self.base_dir, self.name, self.engine["state_dir"],
+                              self.store["path"])
 
     @property
     def state_dir(self) -> Path:
-        return self.resolve(self.engine["state_dir"])
+        return self.paths.state_dir
 
     @property
     def run_dir(self) -> Path:
-        return self.state_dir / "run" / self.name
+        return self.paths.run_dir
 
     @property
     def log_path(self) -> Path:
-        return self.state_dir / "log" / f"{self.name}.log"
+        return self.paths.log_path
 
     @property
     def store_path(self) -> Path:
-        return self.resolve(self.store["path"]) if self.store["path"] else \
-            self.state_dir / "lmdb" / self.name
+        return self.paths.store_path
+
+
+def _resolve(base: Path, p: str) -> Path:
+    q = Path(os.path.expanduser(p))
+    return q if q.is_absolute() else base / q
+
+
+@dataclass(frozen=True)
+class EnginePaths:
+    """Where an engine keeps its files: the one place this is derived."""
+    name: str
+    state_dir: Path
+    run_dir: Path
+    log_path: Path
+    store_path: Path
+
+    @classmethod
+    def of(cls, base: Path, name: str, state_dir: str, store_path: str = "") -> "EnginePaths":
+        state = _resolve(base, state_dir)
+        return cls(name, state, state / "run" / name, state / "log" / f"{name}.log",
+                   _resolve(base, store_path) if store_path else state / "lmdb" / name)
+
+
+def locate(path: str | os.PathLike, name: str | None = None, *,
+           path_given: bool = True) -> EnginePaths:
+    """An engine's paths for the operator's commands (`ctl`, `status`), read leniently: only
+    [engine] name and state_dir and [store] path, so a file being edited (or broken) does not
+    lock the operator out of a running engine.  With --name, an unreadable file that was not
+    asked for explicitly falls back to the defaults."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        if path_given or not name:
+            raise ConfigError(f"{path}: no such file (pass -c PATH or --name NAME)")
+        raw = {}
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        if not name:
+            raise ConfigError(f"{path}: cannot read the engine name: {e}")
+        raw = {}
+    eng = raw.get("engine") if isinstance(raw.get("engine"), dict) else {}
+    store = raw.get("store") if isinstance(raw.get("store"), dict) else {}
+    return EnginePaths.of(path.resolve().parent, name or str(eng.get("name", "syndicate")),
+                          str(eng.get("state_dir", SCHEMA["engine"]["state_dir"][1])),
+                          str(store.get("path", "")))
 
 
 def _line_of(text: str, section: str | None, key: str | None) -> int | None:
@@ -345,9 +393,7 @@ def from_dict(raw: dict, *, path: Path = Path("engine.toml"), text: str = "") ->
     base = path.parent if path.name else Path.cwd()
     manifest = None
     if sections["chains"]["manifest"]:
-        mpath = Path(os.path.expanduser(sections["chains"]["manifest"]))
-        mpath = mpath if mpath.is_absolute() else base / mpath
-        manifest = _load_manifest(mpath, lambda msg: ck.fail("chains", "manifest", msg))
+        manifest = _load_manifest(_resolve(base, sections["chains"]["manifest"]), lambda msg: ck.fail("chains", "manifest", msg))
     return EngineConfig(path=path, base_dir=base, roles=roles, manifest=manifest, **sections)
 
 

@@ -11,7 +11,6 @@ import argparse
 import os
 import sys
 import time
-import tomllib
 from pathlib import Path
 
 import orjson
@@ -21,22 +20,6 @@ from . import config as config_mod
 from .core.control import ControlBlock
 from .core.signals import ROLE_ACTIONS, signame
 from .core.status import report
-
-
-def _store_path(args, name: str) -> Path:
-    """Where the engine's LMDB store is, from [engine] state_dir and [store] path."""
-    path = Path(args.config)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError):
-        raw = {}
-    base = path.resolve().parent
-    store = (raw.get("store") or {}).get("path") if isinstance(raw.get("store"), dict) else None
-    if store:
-        p = Path(os.path.expanduser(store))
-        return p if p.is_absolute() else base / p
-    state = Path(os.path.expanduser(str((raw.get("engine") or {}).get("state_dir", "var"))))
-    return (state if state.is_absolute() else base / state) / "lmdb" / name
 
 
 def task_table(store_dir: Path) -> dict:
@@ -80,36 +63,14 @@ def render_tasks(table: dict) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
-def _engine(args) -> tuple[str, Path]:
-    """(engine name, run dir) from --name / -c.  Only [engine] name and state_dir are read, so
-    a file being edited (or broken) does not lock the operator out of a running engine."""
-    path = Path(args.config)
-    try:
-        raw = tomllib.loads(path.read_text())
-        eng = raw.get("engine", {}) if isinstance(raw.get("engine", {}), dict) else {}
-    except FileNotFoundError:
-        if args.config_given or not args.name:
-            raise config_mod.ConfigError(f"{path}: no such file (pass -c PATH or --name NAME)")
-        eng = {}
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        if not args.name:
-            raise config_mod.ConfigError(f"{path}: cannot read the engine name: {e}")
-        eng = {}
-    name = args.name or eng.get("name", "syndicate")
-    state = Path(os.path.expanduser(str(eng.get("state_dir", "var"))))
-    if not state.is_absolute():
-        state = path.resolve().parent / state
-    return name, state / "run" / name
-
-
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-c", "--config", default=None, help="engine.toml (default ./engine.toml)")
     p.add_argument("--name", help="engine instance name (default: [engine] name)")
 
 
-def _finish(args) -> None:
-    args.config_given = args.config is not None
-    args.config = args.config or "engine.toml"
+def _locate(args) -> config_mod.EnginePaths:
+    return config_mod.locate(args.config or "engine.toml", args.name,
+                             path_given=args.config is not None)
 
 
 def _cmdline(pid: int) -> str:
@@ -127,12 +88,12 @@ def main_ctl(argv: list[str]) -> int:
     p.add_argument("role", help="a role name from engine.toml, or 'all'")
     p.add_argument("action", choices=sorted(ROLE_ACTIONS))
     args = p.parse_args(argv)
-    _finish(args)
     try:
-        name, run_dir = _engine(args)
+        where = _locate(args)
     except config_mod.ConfigError as e:
         print(f"syndicate ctl: {e}", file=sys.stderr)
         return 2
+    name, run_dir = where.name, where.run_dir
     roles_dir = run_dir / "roles"
     if not (run_dir / "supervisor.pid").exists():
         print(f"syndicate ctl: engine {name!r} is not running (no {run_dir}/supervisor.pid)",
@@ -228,16 +189,16 @@ def main_status(argv: list[str]) -> int:
         "per task: runs, completion rate, mean duration, missed intervals, errors — from each "
         "role's last checkpoint in the store (read-only; `ctl all checkpoint` refreshes it)"))
     args = p.parse_args(argv)
-    _finish(args)
     try:
-        name, _ = _engine(args)
+        where = _locate(args)
     except config_mod.ConfigError as e:
         print(f"syndicate status: {e}", file=sys.stderr)
         return 2
+    name = where.name
     if args.tasks:
         from .core.store import StoreError
         try:
-            table = task_table(_store_path(args, name))
+            table = task_table(where.store_path)
         except StoreError as e:
             print(f"syndicate status: {e}", file=sys.stderr)
             return 2
