@@ -61,7 +61,9 @@ class RestartPolicy:
         self.failures: dict[str, int] = {}
 
     def on_exit(self, role: str, policy: str, status: int, started: float,
-                stopping: bool = False) -> Verdict:
+                stopping: bool = False, stopped_by_watchdog: bool = False) -> Verdict:
+        """`stopped_by_watchdog`: the watchdog asked it to stop (memory, stall), so the exit is
+        abnormal whatever its status says."""
         now = self.clock()
         what = describe_status(status)
         if stopping:
@@ -69,7 +71,9 @@ class RestartPolicy:
         if asked_restart(status):
             self.failures[role] = 0
             return Verdict(True, 0.0, reason=f"{role} restart requested")
-        abnormal = not is_normal(status)
+        abnormal = stopped_by_watchdog or not is_normal(status)
+        if stopped_by_watchdog:
+            what += ", stopped by the watchdog"
         if policy == "temporary" or (policy == "transient" and not abnormal):
             return Verdict(False, reason=f"{role} {what} ({policy}: not restarted)")
         while self.history and now - self.history[0] > self.window:

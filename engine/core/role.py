@@ -276,31 +276,31 @@ class RoleRuntime:
             self.log.error("task state is not serialisable", error=repr(e))
             return False
 
-    def checkpoint(self, why: str, budget_s: float | None = None,
-                   follow_up: bool = False, stage: bool = True) -> bool:
-        """Save every task's state.  With a budget (the switch), never wait longer: a save that
-        cannot finish in time goes on in the store's writer and is counted as late."""
-        if self.store is None or self.tm is None:
+    def checkpoint(self, why: str, budget_s: float | None = None, *,
+                   staged: bool = False) -> bool:
+        """Commit every task's state (and the discoveries that came with it) to LMDB.
+
+        Without a budget (interval, request, stop) it also refreshes the staging page, so that
+        page is never older than LMDB, and waits for the commit.  With one (the switch) it
+        never waits longer: a commit that cannot finish in time goes on in the store's writer.
+        That is a *late* save unless `staged`: then the switch already had its state saved
+        in the staging page, and this commit only makes it durable."""
+        if self.store is None:
             return True
         states = self.tm.states()
-        if stage:   # keep the staging page no older than LMDB (restore picks the newer)
-            self._stage(self.tm.slim_states())
         try:
-            if self.saver is not None and budget_s is not None:
-                ok = self.saver.save(states, budget_s)
-            else:
-                self.store.save_checkpoint(self.name, states)
-                if budget_s is None:
-                    self.store.flush()
+            if budget_s is None:
+                self._stage(self.tm.slim_states())
+                self.store.save_checkpoint(self.name, states)   # waits for the commit
                 ok = True
+            else:
+                ok = self.saver.save(states, budget_s)
         except Exception as e:  # a failed save must not stop the switch or the role
             self.slot.add(F.CHECKPOINT_ERRORS)
             self.log.error("checkpoint failed", why=why, error=repr(e))
             return False
         self.slot.add(F.CHECKPOINTS)
-        if not ok and not follow_up:
-            # Late = the switch went ahead before its state was saved.  A follow-up commit of a
-            # state already staged is not late: the switch had its save.
+        if not ok and not staged:
             self.slot.add(F.LATE_SAVES)
         self.next_checkpoint = time.monotonic() + self.checkpoint_interval
         return ok
@@ -366,7 +366,7 @@ class RoleRuntime:
             reader.commit()
         self.bg.lower()
         if staged:       # make the state durable (with its history), at background priority
-            self.checkpoint("switch", self.checkpoint_budget_s, follow_up=True, stage=False)
+            self.checkpoint("switch", self.checkpoint_budget_s, staged=True)
         slot.set_state(State.PAUSED if self.tm.paused else State.BACKGROUND)
         t_resumed = time.monotonic_ns()
         slot.add(F.SWITCHES)
@@ -436,7 +436,7 @@ class RoleRuntime:
                 self.switch()
                 continue
             if mono() >= self.next_checkpoint:
-                self.checkpoint("interval", None)
+                self.checkpoint("interval")
             if self.poll_interval and mono() >= self.next_poll:
                 self.next_poll = mono() + self.poll_interval
                 if any(r.pending() for _, r in self.readers):
@@ -486,7 +486,7 @@ class RoleRuntime:
     def stop(self, reason: str) -> None:
         self.slot.set_state(State.STOPPING)
         self.slot.set_task("")
-        ok = self.checkpoint("stop", None)
+        ok = self.checkpoint("stop")
         if self.kind is not None:
             try:
                 self.kind.on_stop()

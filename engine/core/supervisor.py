@@ -390,10 +390,9 @@ class Supervisor:
             self.restart_at[role] = time.monotonic()
             self.event("role_reloaded", role=role, pid=child.pid, status=what)
             return
-        if self.watchdog and self.watchdog.was_acted(child.pid) and not os.WIFSIGNALED(status):
-            status = 1 << 8  # stopped by the watchdog: abnormal, whatever the exit code said
-        verdict = self.policy.on_exit(role, self.cfg.roles[role].restart, status,
-                                      child.started, stopping=self.stopping)
+        verdict = self.policy.on_exit(
+            role, self.cfg.roles[role].restart, status, child.started, stopping=self.stopping,
+            stopped_by_watchdog=bool(self.watchdog and self.watchdog.was_acted(child.pid)))
         if self.stopping:
             slot.set_state(State.STOPPED)
             self.log.info("role exited", role=role, pid=child.pid, status=what)

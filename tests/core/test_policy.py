@@ -99,6 +99,12 @@ def test_requested_restart_ignores_policy_and_intensity():
     assert v.restart and v.delay == 0 and not v.give_up
 
 
+def test_watchdog_stop_is_abnormal_even_with_exit_0():
+    c = Clock()
+    v = policy(c).on_exit("r", "transient", EXIT0, started=c.t, stopped_by_watchdog=True)
+    assert v.restart and "stopped by the watchdog" in v.reason
+
+
 def test_nothing_restarts_while_stopping():
     c = Clock()
     assert not policy(c).on_exit("r", "permanent", KILLED, started=c.t, stopping=True).restart
