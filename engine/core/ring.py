@@ -535,17 +535,34 @@ class Ring:
 
         start: "latest" = records published from now on; "oldest" = everything still intact in
         the ring; "resume" = from the cursor stored in the segment for this index."""
-        self._live()
-        if not isinstance(index, int) or isinstance(index, bool):
-            raise TypeError(f"reader index must be an int, not {type(index).__name__}")
-        if not 0 <= index < self.max_readers:
-            raise ValueError(f"reader index {index} out of range: ring {self.name!r} has "
-                             f"max_readers={self.max_readers} (indexes 0..{self.max_readers - 1})")
+        self._check_index(index)
         if start not in STARTS:
             raise ValueError(f"start={start!r}: must be one of {', '.join(STARTS)}")
         r = RingReader(self, index, start)
         self._readers.add(r)
         return r
+
+    def reserve_reader(self, index: int) -> bool:
+        """Claim cursor slot `index` at the current end of the ring, unless a reader already
+        used it; a later reader(index, start="resume") then misses nothing published after
+        this call.  Returns whether the slot was free.  (The supervisor reserves every role's
+        slot when it wires the rings, before the role exists.)"""
+        w = self._check_index(index)
+        line = (_READERS_OFF + LINE * index) // 8
+        if w[line + _R_PID]:
+            return False
+        w[line + _R_CURSOR] = w[_W_PUBLISHED]
+        w[line + _R_PID] = os.getpid()
+        return True
+
+    def _check_index(self, index: int) -> memoryview:
+        w = self._live()
+        if not isinstance(index, int) or isinstance(index, bool):
+            raise TypeError(f"reader index must be an int, not {type(index).__name__}")
+        if not 0 <= index < self.max_readers:
+            raise ValueError(f"reader index {index} out of range: ring {self.name!r} has "
+                             f"max_readers={self.max_readers} (indexes 0..{self.max_readers - 1})")
+        return w
 
     # -- monitoring ----------------------------------------------------------------------------
 

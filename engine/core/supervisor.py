@@ -295,9 +295,7 @@ class Supervisor:
         # is missed, and a role added by a reload does not replay the ring's history.
         for role, rings in w.inputs.items():
             for ring in rings:
-                idx = w.slots[role]
-                if not any(r["index"] == idx for r in w.rings[ring].statistics()["readers"]):
-                    w.rings[ring].reader(idx, start="latest")   # marks the line as used
+                w.rings[ring].reserve_reader(w.slots[role])
 
     def _open_store(self) -> None:
         from .store import Store

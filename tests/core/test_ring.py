@@ -294,3 +294,14 @@ def test_an_unrelated_process_attaches_reads_and_monitors(ring_name):
         assert doc["stats"]["published"] == 3
         assert [r["index"] for r in doc["stats"]["readers"]] == [0, 3]
         assert doc["stats"]["readers"][1]["cursor"] == 3
+
+
+def test_a_reserved_reader_resumes_from_the_reservation(ring_name):
+    with Ring.create(ring_name, slots=8, slot_size=64, max_readers=2) as ring:
+        ring.publish_many([b"old1", b"old2"])
+        assert ring.reserve_reader(0) is True          # before the reader exists
+        ring.publish(b"new")                            # published before it starts
+        assert ring.reserve_reader(0) is False         # already claimed: left as it is
+        assert ring.reader(0, start="resume").poll().records == [b"new"]
+        with pytest.raises(ValueError, match="out of range"):
+            ring.reserve_reader(2)
