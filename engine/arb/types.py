@@ -23,6 +23,23 @@ class LoanSource(str, Enum):
     AAVE = "aave"              # Pool.flashLoanSimple: premium (5 bps by default on V3)
 
 
+class TokenPair:
+    """What every pool kind shares: its two tokens (`token0`, `token1`, `address` fields of the
+    dataclass that inherits this)."""
+    __slots__ = ()
+
+    @property
+    def tokens(self) -> tuple[str, str]:
+        return (self.token0, self.token1)
+
+    def other(self, token: str) -> str:
+        if token == self.token0:
+            return self.token1
+        if token == self.token1:
+            return self.token0
+        raise KeyError(f"{token} is not in pool {self.address}")
+
+
 @dataclass(frozen=True)
 class Hop:
     pool: str          # pool / pair address

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from engine.arb.types import PoolKind
+from engine.arb.types import PoolKind, TokenPair
 
 FEE_DENOMINATOR = 10_000
 MAX_UINT112 = (1 << 112) - 1
@@ -54,7 +54,7 @@ def get_amount_in(amount_out: int, reserve_in: int, reserve_out: int, fee_bps: i
 
 
 @dataclass(frozen=True, slots=True)
-class V2Pool:
+class V2Pool(TokenPair):
     """A constant-product pair's state. token0 < token1 as in the pair; fee in basis points."""
     address: str
     token0: str
@@ -70,17 +70,6 @@ class V2Pool:
     @property
     def fee(self) -> int:
         return self.fee_bps
-
-    @property
-    def tokens(self) -> tuple[str, str]:
-        return (self.token0, self.token1)
-
-    def other(self, token: str) -> str:
-        if token == self.token0:
-            return self.token1
-        if token == self.token1:
-            return self.token0
-        raise KeyError(f"{token} is not in pair {self.address}")
 
     def reserves_for(self, token_in: str) -> tuple[int, int]:
         """(reserve_in, reserve_out) for a swap that sells `token_in`."""

@@ -23,7 +23,7 @@ from functools import lru_cache
 from dataclasses import dataclass, field, replace
 from typing import Mapping
 
-from engine.arb.types import PoolKind
+from engine.arb.types import PoolKind, TokenPair
 
 MIN_TICK = -887272
 MAX_TICK = 887272
@@ -263,7 +263,7 @@ class V3SwapResult:
 
 
 @dataclass(frozen=True, slots=True)
-class V3Pool:
+class V3Pool(TokenPair):
     """A Uniswap V3 pool's swap-relevant state.  `ticks` maps every initialised tick to its
     liquidity_net; `_sorted` is derived from it (compressed ticks, ascending)."""
     address: str
@@ -305,17 +305,6 @@ class V3Pool:
         # a tick whose net went back to zero can still be initialised (gross > 0): keep it, the
         # pool keeps it too while any position references it
         return cls(address, token0, token1, fee, spacing, sqrt_price_x96, active, tick, ticks, dex)
-
-    @property
-    def tokens(self) -> tuple[str, str]:
-        return (self.token0, self.token1)
-
-    def other(self, token: str) -> str:
-        if token == self.token0:
-            return self.token1
-        if token == self.token1:
-            return self.token0
-        raise KeyError(f"{token} is not in pool {self.address}")
 
     # --- the tick bitmap, walked as TickBitmap.nextInitializedTickWithinOneWord walks it
     def _next_initialized_tick_within_one_word(self, tick: int, lte: bool) -> tuple[int, bool]:
