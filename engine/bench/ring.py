@@ -301,12 +301,7 @@ def _throughput(transport: str, k: int, n: int, kind: str, name: str) -> tuple[f
             c.start(_ring_write, ring, n, kind, transport == "ring", barrier, out)
         else:
             fifo = transport == "faster-fifo"
-            if fifo:
-                from faster_fifo import Queue as FastQueue
-                queues = [FastQueue(max_size_bytes=4 * 1024 * 1024) for _ in range(k)]
-            else:
-                queues = [_ctx.Queue() for _ in range(k)]
-            c.queues.extend(queues)
+            queues = _queues(c, k, fifo)
             for q in queues:
                 c.start(_queue_read, q, n, kind, fifo, barrier, out)
             c.start(_queue_write, queues, n, kind, fifo, barrier, out)
@@ -317,6 +312,17 @@ def _throughput(transport: str, k: int, n: int, kind: str, name: str) -> tuple[f
         return n / ((max(r[1] for r in ends) - t0) / 1e9), lost
     finally:
         c.finish()
+
+
+def _queues(c: "_Cleanup", k: int, fifo: bool) -> list:
+    """One baseline queue per reader (faster-fifo or multiprocessing.Queue), cleaned up by c."""
+    if fifo:
+        from faster_fifo import Queue as FastQueue
+        queues = [FastQueue(max_size_bytes=4 * 1024 * 1024) for _ in range(k)]
+    else:
+        queues = [_ctx.Queue() for _ in range(k)]
+    c.queues.extend(queues)
+    return queues
 
 
 def _latency(transport: str, k: int, m: int, name: str) -> list[float]:
@@ -331,12 +337,7 @@ def _latency(transport: str, k: int, m: int, name: str) -> list[float]:
             c.start(_latency_write, ring.publish, m, barrier, out)
         else:
             fifo = transport == "faster-fifo"
-            if fifo:
-                from faster_fifo import Queue as FastQueue
-                queues = [FastQueue(max_size_bytes=4 * 1024 * 1024) for _ in range(k)]
-            else:
-                queues = [_ctx.Queue() for _ in range(k)]
-            c.queues.extend(queues)
+            queues = _queues(c, k, fifo)
             for q in queues:
                 c.start(_latency_queue_read, q, m, fifo, barrier, out)
 
