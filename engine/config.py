@@ -425,3 +425,31 @@ def with_overrides(cfg: EngineConfig, **engine: Any) -> EngineConfig:
         raise ConfigError(f"--name {new_engine['name']!r}: must be lowercase letters, digits "
                           "and '-', 1-31 chars, starting with a letter")
     return EngineConfig(**{**cfg.__dict__, "engine": new_engine})
+
+
+# ------------------------------------------------------------------------------ writing
+def render(doc: dict) -> str:
+    """engine.toml text for a dict of its sections ({"engine": {...}, "roles": {name: {...}}}):
+    for tools and tests that generate a configuration."""
+    out = []
+    for section, body in doc.items():
+        tables = body.items() if section == "roles" else [(None, body)]
+        for name, table in tables:
+            out.append(f"[roles.{name}]" if name else f"[{section}]")
+            out += [f"{k} = {_toml_value(v)}" for k, v in table.items()]
+            out.append("")
+    return "\n".join(out)
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f'"{k}" = {_toml_value(x)}' for k, x in v.items()) + " }"
+    raise TypeError(f"no TOML form for {type(v).__name__}: {v!r}")

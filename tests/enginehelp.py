@@ -12,40 +12,13 @@ import sys
 import time
 from pathlib import Path
 
+from engine.config import render
+
 ROOT = Path(__file__).resolve().parent.parent
 SYNDICATE = [sys.executable, "-m", "engine.cli"]
 
 # Roles that do a little real background work, so tests do not load the machine.
 LIGHT = {"tasks": {"checksum": {"interval": 0.2, "options": {"links_per_run": 500}}}}
-
-
-def toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f'"{k}" = {toml_value(x)}' for k, x in v.items()) + " }"
-    raise TypeError(v)
-
-
-def render_toml(doc: dict) -> str:
-    out = []
-    for section, body in doc.items():
-        if section == "roles":
-            for name, role in body.items():
-                out.append(f"[roles.{name}]")
-                out += [f"{k} = {toml_value(v)}" for k, v in role.items()]
-                out.append("")
-        else:
-            out.append(f"[{section}]")
-            out += [f"{k} = {toml_value(v)}" for k, v in body.items()]
-            out.append("")
-    return "\n".join(out)
 
 
 def agent(chains, **kw) -> dict:
@@ -80,7 +53,7 @@ class Engine:
         self.stderr_path = tmp / f"{name}.stderr"
 
     def write(self) -> None:
-        self.path.write_text(render_toml(self.doc))
+        self.path.write_text(render(self.doc))
 
     @property
     def run_dir(self) -> Path:

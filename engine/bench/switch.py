@@ -31,6 +31,7 @@ from pathlib import Path
 
 import orjson
 
+from ..config import render
 from .report import Comparison, Summary, emit
 
 CHAINS = ("arbitrum", "base", "polygon")
@@ -40,23 +41,19 @@ BUSY = {"checksum": {"interval": 0.0, "options": {"links_per_run": 1_000_000}}}
 
 def _toml(name: str, state: Path, rate_per_chain: float, counts: list[int], slots: int,
           boost: str = "fifo") -> str:
-    def tv(v):
-        return orjson.dumps(v).decode() if not isinstance(v, dict) else \
-            "{ " + ", ".join(f'"{k}" = {tv(x)}' for k, x in v.items()) + " }"
-    lines = [f'[engine]\nname = "{name}"\nstate_dir = "{state}"\nlog_level = "warning"\n',
-             f"[rings]\nevent_slots = {slots}\ninbox_slots = {slots}\n",
-             "[supervisor]\nmax_restarts = 0\n", f'[switch]\nboost = "{boost}"\n']
+    roles = {}
     for c, count in zip(CHAINS, counts):
-        lines.append(f'[roles.monitor-{c}]\nkind = "roles.monitor:SyntheticSource"\n'
-                     f'chains = ["{c}"]\noptions = {tv({"rate": rate_per_chain, "count": count})}\n')
-        lines.append(f'[roles.{AGENTS[c]}]\nkind = "roles.agents:Agent"\nchains = ["{c}"]\n'
-                     f"tasks = {tv(BUSY)}\n")
-    lines.append('[roles.flash-loan-executor]\nkind = "roles.agents:Executor"\n'
-                 f'chains = ["arbitrum", "base", "polygon"]\nsubscribe = false\ninbox = "interrupt"\n'
-                 f"tasks = {tv(BUSY)}\n")
-    lines.append('[roles.alphago-coordinator]\nkind = "roles.agents:Coordinator"\n'
-                 f'chains = ["arbitrum"]\nsubscribe = false\ntasks = {tv(BUSY)}\n')
-    return "\n".join(lines)
+        roles[f"monitor-{c}"] = {"kind": "roles.monitor:SyntheticSource", "chains": [c],
+                                 "options": {"rate": rate_per_chain, "count": count}}
+        roles[AGENTS[c]] = {"kind": "roles.agents:Agent", "chains": [c], "tasks": BUSY}
+    roles["flash-loan-executor"] = {"kind": "roles.agents:Executor", "chains": list(CHAINS),
+                                    "subscribe": False, "inbox": "interrupt", "tasks": BUSY}
+    roles["alphago-coordinator"] = {"kind": "roles.agents:Coordinator", "chains": ["arbitrum"],
+                                    "subscribe": False, "tasks": BUSY}
+    return render({"engine": {"name": name, "state_dir": str(state), "log_level": "warning"},
+                   "rings": {"event_slots": slots, "inbox_slots": slots},
+                   "supervisor": {"max_restarts": 0}, "switch": {"boost": boost},
+                   "roles": roles})
 
 
 def run_ours(events: int, rate: float, progress, boost: str = "fifo") -> dict:
