@@ -30,6 +30,8 @@ from enum import IntEnum
 import posix_ipc
 import mmap
 
+from .wiring import segment_name
+
 MAGIC = 0x53594E4443544C31  # "SYNDCTL1"
 VERSION = 1
 HEADER_BYTES = 64
@@ -160,7 +162,7 @@ class ControlBlock:
 
     @staticmethod
     def segment_name(engine: str) -> str:
-        return f"/syn.{engine}.control"
+        return segment_name(engine, "control")
 
     @classmethod
     def create(cls, engine: str, slots: int, supervisor_pid: int) -> "ControlBlock":

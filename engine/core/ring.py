@@ -101,6 +101,8 @@ from dataclasses import dataclass
 
 import posix_ipc
 
+from .wiring import SEGMENT_PREFIX
+
 MAGIC = int.from_bytes(b"SYNRING\x01", "little")
 VERSION = 1
 LINE = 64                       # bytes: a cache line
@@ -118,7 +120,7 @@ _R_CURSOR, _R_PID, _R_LOST = 0, 1, 2   # words within a reader's line
 MAX_SLOTS = 1 << 30
 MAX_SLOT_SIZE = 1 << 24
 MAX_READERS = 4096
-NAME_PREFIX = "/syn."
+NAME_PREFIX = SEGMENT_PREFIX
 STARTS = ("latest", "oldest", "resume")
 
 # Incremented in every forked child, so a Ring or reader used across a fork re-records its pid.

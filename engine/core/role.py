@@ -45,7 +45,7 @@ from .switch import EventPublisher, Interrupter
 from .tasks import Task, TaskContext, TaskManager
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .supervisor import Wiring
+    from .wiring import Wiring
 
 
 DISCOVERY_COMMIT_S = 1.0   # discoveries wait at most this long for the checkpoint that commits them

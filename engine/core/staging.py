@@ -26,6 +26,8 @@ import zlib
 
 import posix_ipc
 
+from .wiring import segment_name
+
 HEADER = struct.Struct("=QQQ")
 BUFFER_BYTES = 32 * 1024
 SLOT_BYTES = 2 * BUFFER_BYTES
@@ -38,7 +40,7 @@ class Staging:
 
     @staticmethod
     def segment_name(engine: str) -> str:
-        return f"/syn.{engine}.staging"
+        return segment_name(engine, "staging")
 
     @classmethod
     def create(cls, engine: str, slots: int) -> "Staging":

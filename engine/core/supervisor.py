@@ -15,7 +15,7 @@ writes a byte to a pipe; the loop sleeps in select() on that pipe and dispatches
 Reaping tolerates unknown pids.  Roles are forked from this process, so they inherit the shared
 memory mappings; each role opens the LMDB store itself after fork.
 
-Rings, derived from engine.toml (`Wiring`):
+Rings, derived from engine.toml (`Wiring`, engine/core/wiring.py):
     events.<chain>   written by the source role of that chain (a monitor), read by the roles
                      that list the chain and subscribe (they are interrupted on each batch)
     out.<role>       written by that role (its decisions), read by roles with inbox =
@@ -32,7 +32,7 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -47,80 +47,7 @@ from .signals import FORK_BLOCKED, can_boost, signame
 from .staging import Staging
 from .status import report
 from .watchdog import Watchdog
-
-MAX_ROLES = 32
-SEGMENT_PREFIX = "syn."
-
-
-@dataclass
-class Wiring:
-    """Who reads and writes which ring; built from the config, inherited by every role."""
-    control: ControlBlock
-    supervisor_pid: int
-    slots: dict[str, int]
-    rings: dict[str, Ring] = field(default_factory=dict)
-    inputs: dict[str, list[str]] = field(default_factory=dict)
-    outputs: dict[str, str] = field(default_factory=dict)
-    emits: dict[str, list[str]] = field(default_factory=dict)
-    subscribers: dict[str, list[str]] = field(default_factory=dict)
-    role_boost_priority: int | None = None
-    monitor_priority: int | None = None
-    map_size: int = 1 << 30
-    staging: Staging | None = None
-
-
-def plan_rings(cfg: config_mod.EngineConfig, sources: set[str]) -> dict:
-    """Ring names, readers, writers and interrupt targets for the enabled roles."""
-    roles = [r for r in cfg.roles.values() if r.enabled]
-    emits, inputs, outputs, subs = {}, {r.name: [] for r in roles}, {}, {}
-    for r in roles:
-        if r.name in sources:
-            emits[r.name] = [f"events.{c}" for c in r.chains]
-            for ring in emits[r.name]:
-                subs.setdefault(ring, [])
-        else:
-            outputs[r.name] = f"out.{r.name}"
-            subs.setdefault(outputs[r.name], [])
-    for r in roles:
-        if r.name in sources:
-            continue
-        if r.subscribe:
-            for c in r.chains:
-                ring = f"events.{c}"
-                if ring in subs:
-                    inputs[r.name].append(ring)
-                    subs[ring].append(r.name)
-        if r.inbox != "none":
-            for other, ring in outputs.items():
-                if other != r.name:
-                    inputs[r.name].append(ring)
-                    if r.inbox == "interrupt":
-                        subs[ring].append(r.name)
-    return {"emits": emits, "inputs": inputs, "outputs": outputs, "subscribers": subs}
-
-
-def segment_name(engine: str, ring: str) -> str:
-    return f"/{SEGMENT_PREFIX}{engine}.{ring}"
-
-
-def leftover_segments(engine: str) -> list[str]:
-    prefix = f"{SEGMENT_PREFIX}{engine}."
-    try:
-        return sorted(n for n in os.listdir("/dev/shm") if n.startswith(prefix))
-    except FileNotFoundError:
-        return []
-
-
-def remove_segments(engine: str) -> list[str]:
-    removed = []
-    for n in leftover_segments(engine):
-        try:
-            os.unlink(f"/dev/shm/{n}")
-            removed.append(n)
-        except FileNotFoundError:
-            pass
-    return removed
-
+from .wiring import MAX_ROLES, Wiring, plan_rings, remove_segments, segment_name
 
 class AlreadyRunning(Exception):
     pass
