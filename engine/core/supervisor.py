@@ -1,8 +1,8 @@
 """The supervisor (`syndicate run`): forks one process per role and keeps them running.
 
     syndicate run ─► validate engine.toml (exit 2 on any error, nothing started)
-                 ─► run dir: take the lock; a dead predecessor's leftovers are removed,
-                    a live one means refuse to start
+                 ─► the machine-wide owner lock (engine/core/owner.py), then the run dir;
+                    a dead predecessor's leftovers are removed, a live one means refuse
                  ─► shared memory: control block + rings (/syn.<name>.*), then fork roles
                  ─► loop:  signals (queued by handlers) ─► stop / reload / checkpoint / report
                            waitpid(-1, WNOHANG) ─► restart policy (engine/core/policy.py)
@@ -24,11 +24,9 @@ Rings, derived from engine.toml (`Wiring`, engine/core/wiring.py):
 from __future__ import annotations
 
 import argparse
-import fcntl
 import os
 import queue
 import select
-import shutil
 import signal
 import sys
 import time
@@ -40,6 +38,7 @@ import orjson
 from .. import config as config_mod
 from .control import ControlBlock, F, State
 from .log import Log
+from .owner import LOCK, AlreadyRunning, OwnerLock, RunDir
 from .policy import RestartPolicy, describe_status
 from .ring import Ring
 from .role import resolve_kind, role_main
@@ -48,72 +47,6 @@ from .staging import Staging
 from .status import report
 from .watchdog import Watchdog
 from .wiring import MAX_ROLES, Wiring, plan_rings, remove_segments, segment_name
-
-class AlreadyRunning(Exception):
-    pass
-
-
-class RunDir:
-    """state_dir/run/<name>: the lock (supervisor.pid), role pid files, status report, log link.
-
-    The lock is an flock on supervisor.pid held for the supervisor's life: the kernel drops it
-    when the process dies however it dies, so a stale file never blocks a new start."""
-
-    def __init__(self, path: Path, log_path: Path):
-        self.path, self.log_path = path, log_path
-        self.lock_fd: int | None = None
-
-    def acquire(self) -> bool:
-        """Take the lock; returns True if a dead predecessor left this directory behind."""
-        self.path.mkdir(parents=True, exist_ok=True)
-        (self.path / "roles").mkdir(exist_ok=True)
-        pidfile = self.path / "supervisor.pid"
-        fd = os.open(pidfile, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise AlreadyRunning(f"a supervisor of this name is running (pid {other}, "
-                                 f"run dir {self.path})")
-        stale = os.fstat(fd).st_size > 0
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self.lock_fd = fd
-        for f in (self.path / "roles").iterdir():
-            f.unlink(missing_ok=True)
-        link = self.path / "log"
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        os.symlink(self.log_path, link)
-        return stale
-
-    def write_role(self, role: str, pid: int) -> None:
-        tmp = self.path / "roles" / f".{role}.tmp"
-        tmp.write_text(f"{pid}\n")
-        tmp.replace(self.path / "roles" / f"{role}.pid")
-
-    def remove_role(self, role: str) -> None:
-        (self.path / "roles" / f"{role}.pid").unlink(missing_ok=True)
-
-    def write_status(self, doc: dict) -> Path:
-        p = self.path / "status.json"
-        tmp = self.path / ".status.json.tmp"
-        tmp.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
-        tmp.replace(p)
-        return p
-
-    def remove(self) -> None:
-        """Leave nothing: the directory goes (the log itself lives in state_dir/log)."""
-        shutil.rmtree(self.path, ignore_errors=True)
-        if self.lock_fd is not None:
-            os.close(self.lock_fd)
-            self.lock_fd = None
-        try:
-            self.path.parent.rmdir()  # state_dir/run, if no other engine uses it
-        except OSError:
-            pass
-
 
 @dataclass
 class Child:
@@ -130,6 +63,7 @@ class Supervisor:
         self.kinds = kinds
         self.name = cfg.name
         self.pid = os.getpid()
+        self.owner = OwnerLock(self.name)
         self.rundir = RunDir(cfg.run_dir, cfg.log_path)
         self.children: dict[int, Child] = {}         # pid -> child
         self.restart_at: dict[str, float] = {}       # role -> monotonic time to (re)start
@@ -166,8 +100,10 @@ class Supervisor:
     def setup(self) -> None:
         cfg = self.cfg
         cfg.log_path.parent.mkdir(parents=True, exist_ok=True)
-        stale = self.rundir.acquire()
-        removed = remove_segments(self.name)
+        # the machine-wide lock first: until it is ours, nothing of this name may be touched
+        stale = self.owner.acquire(str(cfg.run_dir.parent.parent))
+        stale = self.rundir.acquire() or stale
+        removed = remove_segments(self.name, keep=(LOCK,))
         if stale or removed:
             self.log.warning("cleaned up after a supervisor that did not stop cleanly",
                              segments=len(removed))
@@ -266,6 +202,7 @@ class Supervisor:
             os.close(self._wake_w)
             if self.rundir.lock_fd is not None:
                 os.close(self.rundir.lock_fd)
+            self.owner.close_in_child()
             if self.watchdog is not None:
                 self.watchdog.close_all()
             role_main(self.cfg, rc, w, self.log.reopen(role))
@@ -521,13 +458,14 @@ class Supervisor:
                 os.unlink(f"/dev/shm/{name.lstrip('/')}")
             except FileNotFoundError:
                 pass
-        remove_segments(self.name)
+        remove_segments(self.name, keep=(LOCK,))
         if self.store is not None:
             try:
                 self.store.close()
             except Exception:
                 pass
         self.rundir.remove()
+        self.owner.release()     # last: until here the segments of this name are ours
 
 
 # ------------------------------------------------------------------------------ entry point
@@ -607,7 +545,7 @@ def main(argv: list[str]) -> int:
             log.info("supervisor stopped", code=0)
         return code
     finally:
-        if sup.rundir.lock_fd is not None or sup.wiring is not None:
+        if sup.owner.fd is not None or sup.rundir.lock_fd is not None or sup.wiring is not None:
             sup.cleanup()
         log.close()
 

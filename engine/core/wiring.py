@@ -4,6 +4,7 @@
     /syn.<engine>.staging      the switch's task-state staging pages
     /syn.<engine>.events.<c>   events of chain <c>, written by its source role
     /syn.<engine>.out.<role>   a role's decisions
+    /syn.<engine>.lock         the machine-wide owner lock (a file, flock; engine/core/owner.py)
 
 Every segment name is made here (`segment_name`), so listing and removing what an engine left
 behind (`leftover_segments`, `remove_segments`) cannot miss one.  `plan_rings` derives the rings
