@@ -25,7 +25,6 @@ gives.
 """
 from __future__ import annotations
 
-import faulthandler
 import importlib
 import os
 import select
@@ -38,9 +37,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .control import F, Flag, H, State
-from .signals import (EXIT_RESTART, FORK_BLOCKED, SIG_CHECKPOINT, SIG_INTERRUPT, SIG_PAUSE, SIG_RESTART,
-                      SIG_RESUME, SIG_SHED, SIG_UNSHED, Background, set_parent_death_signal,
-                      set_realtime)
+from .signals import (EXIT_RESTART, FORK_BLOCKED, ROLE_SIGNALS, Background,
+                      set_parent_death_signal, set_realtime)
 from .switch import EventPublisher, Interrupter
 from .tasks import Task, TaskContext, TaskManager
 
@@ -131,7 +129,7 @@ class RoleRuntime:
         self.next_poll = 0.0
 
     # ------------------------------------------------------------------ signals (record only)
-    def _on_interrupt(self, signum, frame) -> None:
+    def on_interrupt(self, signum, frame) -> None:
         self.t_seen = time.monotonic_ns()
         self.interrupt[0] = True
 
@@ -139,16 +137,9 @@ class RoleRuntime:
         self.ops.append(signum)
 
     def install_signals(self) -> None:
-        for s in (signal.SIGHUP, signal.SIGUSR2, signal.SIGCHLD):
-            signal.signal(s, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(SIG_INTERRUPT, self._on_interrupt)
-        for s in (signal.SIGTERM, SIG_CHECKPOINT, SIG_PAUSE, SIG_RESUME, SIG_SHED, SIG_UNSHED,
-                  SIG_RESTART, signal.SIGXCPU):
-            signal.signal(s, self._on_op)
+        ROLE_SIGNALS.install(self, self._on_op)   # faulthandler: SIGABRT prints the Python stack
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
-        faulthandler.enable()  # SIGABRT/SIGSEGV from a stuck C call: the Python stack, then death
         signal.pthread_sigmask(signal.SIG_UNBLOCK, FORK_BLOCKED)
 
     # ------------------------------------------------------------------ start-up
@@ -388,38 +379,46 @@ class RoleRuntime:
     # ------------------------------------------------------------------ operator signals
     def _do_ops(self) -> None:
         while self.ops:
-            sig = self.ops.popleft()
-            if sig == signal.SIGTERM:
-                raise _Stop(0, "SIGTERM")
-            if sig == SIG_RESTART:
-                raise _Stop(EXIT_RESTART, "restart requested")
-            if sig == SIG_CHECKPOINT:
-                ok = self.checkpoint("requested")
-                self.log.info("checkpoint", why="requested", ok=ok)
-            elif sig == SIG_PAUSE:
-                self.tm.pause()
-                self.slot.set(F.FLAGS, self.slot.get(F.FLAGS) | Flag.PAUSED)
-                self.slot.set_state(State.PAUSED)
-                self.log.info("background work paused")
-            elif sig == SIG_RESUME:
-                self.tm.resume()
-                self.slot.set(F.FLAGS, self.slot.get(F.FLAGS) & ~Flag.PAUSED)
-                self.slot.set_state(State.BACKGROUND)
-                self.log.info("background work resumed")
-            elif sig == SIG_SHED:
-                if not self.tm.shedding:
-                    self.tm.shed(True)
-                    self.slot.add(F.SHED)
-                    self.slot.set(F.FLAGS, self.slot.get(F.FLAGS) | Flag.SHEDDING)
-                    self.log.warning("shedding load: LOW tasks paused, caches pruned")
-            elif sig == SIG_UNSHED:
-                if self.tm.shedding:
-                    self.tm.shed(False)
-                    self.slot.set(F.FLAGS, self.slot.get(F.FLAGS) & ~Flag.SHEDDING)
-                    self.log.info("load shedding over")
-            elif sig == signal.SIGXCPU:
-                self.bg.lower()
-                self.log.warning("ran boosted too long without blocking (RLIMIT_RTTIME): lowered")
+            ROLE_SIGNALS.dispatch(self, self.ops.popleft())
+
+    def handle_term(self) -> None:
+        raise _Stop(0, "SIGTERM")
+
+    def handle_restart(self) -> None:
+        raise _Stop(EXIT_RESTART, "restart requested")
+
+    def handle_checkpoint(self) -> None:
+        ok = self.checkpoint("requested")
+        self.log.info("checkpoint", why="requested", ok=ok)
+
+    def handle_pause(self) -> None:
+        self.tm.pause()
+        self.slot.set(F.FLAGS, self.slot.get(F.FLAGS) | Flag.PAUSED)
+        self.slot.set_state(State.PAUSED)
+        self.log.info("background work paused")
+
+    def handle_resume(self) -> None:
+        self.tm.resume()
+        self.slot.set(F.FLAGS, self.slot.get(F.FLAGS) & ~Flag.PAUSED)
+        self.slot.set_state(State.BACKGROUND)
+        self.log.info("background work resumed")
+
+    def handle_shed(self) -> None:
+        if not self.tm.shedding:
+            self.tm.shed(True)
+            self.slot.add(F.SHED)
+            self.slot.set(F.FLAGS, self.slot.get(F.FLAGS) | Flag.SHEDDING)
+            self.log.warning("shedding load: LOW tasks paused, caches pruned")
+
+    def handle_unshed(self) -> None:
+        if self.tm.shedding:
+            self.tm.shed(False)
+            self.slot.set(F.FLAGS, self.slot.get(F.FLAGS) & ~Flag.SHEDDING)
+            self.log.info("load shedding over")
+
+    def handle_xcpu(self) -> None:
+        self.bg.lower()
+        self.log.warning("ran boosted too long without blocking (RLIMIT_RTTIME): lowered")
 
     # ------------------------------------------------------------------ the loop
     def loop(self) -> None:

@@ -16,27 +16,19 @@ on two cores.  A source (which sleeps between events) runs under RLIMIT_RTTIME; 
 stops its heartbeat and the watchdog aborts it; RT throttling (95 %) keeps the machine usable.  Without permission for SCHED_FIFO (not root, no RLIMIT_RTPRIO),
 the boost is off and `syndicate status` says so.
 
-The table (README.md keeps the same one):
-
-    supervisor  TERM, INT  graceful stop (a second INT: stop at once)
-                HUP        reload engine.toml; restart only the roles whose config changed
-                USR1       checkpoint every role
-                USR2       write a status report to the run directory
-    role        RTMIN      opportunity interrupt (events waiting in the ring)
-                RTMIN+1    pause background work        RTMIN+2  resume it
-                RTMIN+3    shed load (soft memory limit) RTMIN+4  stop shedding
-                RTMIN+5    restart: checkpoint, exit, and the supervisor starts it again
-                USR1       checkpoint now
-                TERM       checkpoint and exit
-                INT        ignored (Ctrl-C belongs to the supervisor)
-                ABRT       from the watchdog when stalled: dump the Python stack and die
+One table, `SIGNALS` below, says for each process which signal does what: it installs the
+handlers of both processes (`SignalTable.install`), dispatches by name (`handle_<name>` on the
+supervisor or the role runtime, as gunicorn's arbiter does), derives `FORK_BLOCKED`, and
+README.md's "Signals" table is checked against it (tests/core/test_signals.py).
 """
 from __future__ import annotations
 
 import ctypes
+import faulthandler
 import os
 import resource
 import signal
+from dataclasses import dataclass
 
 SIG_INTERRUPT = signal.SIGRTMIN
 SIG_PAUSE = signal.SIGRTMIN + 1
@@ -55,13 +47,92 @@ ROLE_ACTIONS = {
     "unshed": SIG_UNSHED,
     "stop": signal.SIGTERM,
 }
-EXIT_RESTART = 75
+EXIT_RESTART = 75   # EX_TEMPFAIL: "restart me", whatever the restart policy says
+
+# How a signal is taken:
+QUEUE = "queue"          # the handler only records the number; the loop calls handle_<name>
+RECORD = "record"        # a handler of the process's own that records more (the interrupt's time)
+IGNORE = "ignore"
+DEFAULT = "default"      # the default action (a role does not reload, report or reap)
+FAULT = "faulthandler"   # faulthandler prints the Python stack, then the default action
+
+
+@dataclass(frozen=True)
+class Sig:
+    signum: int
+    name: str            # handled by handle_<name> (QUEUE) or on_<name> (RECORD)
+    doc: str             # one line: what it does
+    how: str = QUEUE
+    documented: bool = True   # in README.md's "Signals" table (operators send it)
+
+
+class SignalTable:
+    """The signals one process takes, and how."""
+
+    def __init__(self, process: str, entries: tuple[Sig, ...]):
+        self.process, self.entries = process, entries
+        self.by_signum = {s.signum: s for s in entries}
+        if len(self.by_signum) != len(entries):
+            raise ValueError(f"{process}: a signal is listed twice")
+
+    def handled(self) -> set[int]:
+        return {s.signum for s in self.entries if s.how in (QUEUE, RECORD)}
+
+    def install(self, target, record) -> None:
+        """Set every handler: QUEUE signals go to `record(signum, frame)`, RECORD ones to
+        `target.on_<name>`."""
+        for s in self.entries:
+            if s.how == QUEUE:
+                signal.signal(s.signum, record)
+            elif s.how == RECORD:
+                signal.signal(s.signum, getattr(target, f"on_{s.name}"))
+            elif s.how == IGNORE:
+                signal.signal(s.signum, signal.SIG_IGN)
+            elif s.how == DEFAULT:
+                signal.signal(s.signum, signal.SIG_DFL)
+            elif s.how == FAULT:
+                faulthandler.enable()
+
+    def dispatch(self, target, signum: int) -> None:
+        """Act on a recorded signal: `target.handle_<name>()`."""
+        getattr(target, f"handle_{self.by_signum[signum].name}")()
+
+
+SUPERVISOR_SIGNALS = SignalTable("supervisor", (
+    Sig(signal.SIGTERM, "term", "graceful stop: every role checkpoints and exits; KILL after grace"),
+    Sig(signal.SIGINT, "int", "graceful stop, as TERM; a second INT kills every role at once"),
+    Sig(signal.SIGHUP, "hup", "reload engine.toml; restart only the roles whose config changed"),
+    Sig(signal.SIGUSR1, "checkpoint", "every role checkpoints now"),
+    Sig(signal.SIGUSR2, "status", "write status.json to the run directory"),
+    Sig(signal.SIGCHLD, "chld", "a role exited (reaped every turn of the loop)", documented=False),
+))
+ROLE_SIGNALS = SignalTable("role", (
+    Sig(SIG_INTERRUPT, "interrupt", "opportunity interrupt: events are waiting in its rings",
+        how=RECORD),
+    Sig(SIG_PAUSE, "pause", "pause background work (interrupts are still handled)"),
+    Sig(SIG_RESUME, "resume", "resume background work"),
+    Sig(SIG_SHED, "shed", "shed load: LOW tasks pause, caches are pruned"),
+    Sig(SIG_UNSHED, "unshed", "stop shedding"),
+    Sig(SIG_RESTART, "restart", "checkpoint, exit 75: the supervisor starts it again"),
+    Sig(SIG_CHECKPOINT, "checkpoint", "checkpoint now"),
+    Sig(signal.SIGTERM, "term", "checkpoint and exit"),
+    Sig(signal.SIGINT, "int", "ignored (Ctrl-C belongs to the supervisor)", how=IGNORE),
+    Sig(signal.SIGABRT, "abort", "from the watchdog when stalled: Python stack, then death",
+        how=FAULT),
+    Sig(signal.SIGXCPU, "xcpu", "ran boosted too long without blocking (RLIMIT_RTTIME): lower",
+        documented=False),
+    Sig(signal.SIGHUP, "hup", "default (the supervisor's business)", how=DEFAULT,
+        documented=False),
+    Sig(signal.SIGUSR2, "usr2", "default (the supervisor's business)", how=DEFAULT,
+        documented=False),
+    Sig(signal.SIGCHLD, "chld", "default", how=DEFAULT, documented=False),
+))
+SIGNALS = (SUPERVISOR_SIGNALS, ROLE_SIGNALS)
+
 # Blocked in the supervisor around fork(), so a child can never receive one of these before it
 # has installed its own handlers (an RT signal's default action kills the process); the child
 # unblocks them once its handlers are in place, and whatever arrived meanwhile is delivered then.
-FORK_BLOCKED = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2,
-                signal.SIGCHLD, SIG_INTERRUPT, SIG_PAUSE, SIG_RESUME, SIG_SHED, SIG_UNSHED,
-                SIG_RESTART}  # EX_TEMPFAIL: "restart me", whatever the restart policy says
+FORK_BLOCKED = SUPERVISOR_SIGNALS.handled() | ROLE_SIGNALS.handled()
 
 
 def signame(sig: int) -> str:

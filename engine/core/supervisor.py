@@ -42,7 +42,7 @@ from .owner import LOCK, AlreadyRunning, OwnerLock, RunDir
 from .policy import RestartPolicy, describe_status
 from .ring import Ring
 from .role import resolve_kind, role_main
-from .signals import FORK_BLOCKED, can_boost, signame
+from .signals import FORK_BLOCKED, SIG_CHECKPOINT, SUPERVISOR_SIGNALS, can_boost
 from .staging import Staging
 from .status import report
 from .watchdog import Watchdog
@@ -92,9 +92,7 @@ class Supervisor:
     def install_signals(self) -> None:
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
-        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2,
-                  signal.SIGCHLD):
-            signal.signal(s, self._on_signal)
+        SUPERVISOR_SIGNALS.install(self, self._on_signal)
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -311,23 +309,31 @@ class Supervisor:
         self.signal_roles(signal.SIGTERM)
 
     def handle_signal(self, sig: int) -> None:
-        if sig == signal.SIGCHLD:
-            return  # reaping happens every turn
-        if sig in (signal.SIGTERM, signal.SIGINT):
-            if self.stopping and sig == signal.SIGINT:
-                self.log.warning("second SIGINT: killing every role now")
-                self.signal_roles(signal.SIGKILL)
-                return
-            self.begin_stop(signame(sig))
-        elif sig == signal.SIGHUP:
-            self.reload()
-        elif sig == signal.SIGUSR1:
-            self.log.info("checkpoint requested for every role")
-            from .signals import SIG_CHECKPOINT
-            self.signal_roles(SIG_CHECKPOINT)
-        elif sig == signal.SIGUSR2:
-            p = self.rundir.write_status(report(self.wiring.control, self.name))
-            self.log.info("status report written", path=str(p))
+        SUPERVISOR_SIGNALS.dispatch(self, sig)
+
+    def handle_chld(self) -> None:
+        pass  # reaping happens every turn
+
+    def handle_term(self) -> None:
+        self.begin_stop("SIGTERM")
+
+    def handle_int(self) -> None:
+        if self.stopping:
+            self.log.warning("second SIGINT: killing every role now")
+            self.signal_roles(signal.SIGKILL)
+            return
+        self.begin_stop("SIGINT")
+
+    def handle_hup(self) -> None:
+        self.reload()
+
+    def handle_checkpoint(self) -> None:
+        self.log.info("checkpoint requested for every role")
+        self.signal_roles(SIG_CHECKPOINT)
+
+    def handle_status(self) -> None:
+        p = self.rundir.write_status(report(self.wiring.control, self.name))
+        self.log.info("status report written", path=str(p))
 
     def reload(self) -> None:
         if self.stopping:
