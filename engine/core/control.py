@@ -87,14 +87,16 @@ class F(IntEnum):
     MISSED_INTERVALS = 29
     INTERRUPTS = 30       # signals seen
     DISCOVERIES = 31
-    SHED = 32             # times the role shed load on a soft memory limit
+    SHED = 32             # times the role started shedding load (memory or operator)
     CHECKPOINT_ERRORS = 33
     TASK_ERRORS = 34
 
 
 class Flag(IntEnum):
     PAUSED = 1
-    SHEDDING = 2
+    SHEDDING = 2             # shedding, for either reason below
+    SHED_BY_OPERATOR = 4     # `ctl ROLE shed`: holds until `ctl ROLE unshed`
+    SHED_BY_MEMORY = 8       # the watchdog's soft memory limit: lifted by the watchdog
 
 
 class H(IntEnum):

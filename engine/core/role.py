@@ -404,17 +404,33 @@ class RoleRuntime:
         self.log.info("background work resumed")
 
     def handle_shed(self) -> None:
-        if not self.tm.shedding:
-            self.tm.shed(True)
-            self.slot.add(F.SHED)
-            self.slot.set(F.FLAGS, self.slot.get(F.FLAGS) | Flag.SHEDDING)
-            self.log.warning("shedding load: LOW tasks paused, caches pruned")
+        self._shed_for(Flag.SHED_BY_OPERATOR, True)
 
     def handle_unshed(self) -> None:
-        if self.tm.shedding:
-            self.tm.shed(False)
-            self.slot.set(F.FLAGS, self.slot.get(F.FLAGS) & ~Flag.SHEDDING)
-            self.log.info("load shedding over")
+        self._shed_for(Flag.SHED_BY_OPERATOR, False)
+
+    def handle_memory_shed(self) -> None:
+        self._shed_for(Flag.SHED_BY_MEMORY, True)
+
+    def handle_memory_unshed(self) -> None:
+        self._shed_for(Flag.SHED_BY_MEMORY, False)
+
+    def _shed_for(self, why: Flag, on: bool) -> None:
+        """The operator and the watchdog each hold their own shed; the role sheds while either
+        does, so neither lifts the other's."""
+        flags = self.slot.get(F.FLAGS)
+        flags = flags | why if on else flags & ~why
+        want = bool(flags & (Flag.SHED_BY_OPERATOR | Flag.SHED_BY_MEMORY))
+        self.slot.set(F.FLAGS, flags | Flag.SHEDDING if want else flags & ~Flag.SHEDDING)
+        if want == self.tm.shedding:
+            return
+        self.tm.shed(want)
+        by = "operator" if why == Flag.SHED_BY_OPERATOR else "memory"
+        if want:
+            self.slot.add(F.SHED)
+            self.log.warning("shedding load: LOW tasks paused, caches pruned", by=by)
+        else:
+            self.log.info("load shedding over", by=by)
 
     def handle_xcpu(self) -> None:
         self.bg.lower()

@@ -36,6 +36,8 @@ SIG_RESUME = signal.SIGRTMIN + 2
 SIG_SHED = signal.SIGRTMIN + 3
 SIG_UNSHED = signal.SIGRTMIN + 4
 SIG_RESTART = signal.SIGRTMIN + 5
+SIG_MEMORY_SHED = signal.SIGRTMIN + 6     # the watchdog's, apart from the operator's shed: each
+SIG_MEMORY_UNSHED = signal.SIGRTMIN + 7   # lifts only its own (issue 9, defect 3.5)
 SIG_CHECKPOINT = signal.SIGUSR1
 
 ROLE_ACTIONS = {
@@ -111,8 +113,10 @@ ROLE_SIGNALS = SignalTable("role", (
         how=RECORD),
     Sig(SIG_PAUSE, "pause", "pause background work (interrupts are still handled)"),
     Sig(SIG_RESUME, "resume", "resume background work"),
-    Sig(SIG_SHED, "shed", "shed load: LOW tasks pause, caches are pruned"),
-    Sig(SIG_UNSHED, "unshed", "stop shedding"),
+    Sig(SIG_SHED, "shed", "the operator's shed: LOW tasks pause, caches are pruned, until unshed"),
+    Sig(SIG_UNSHED, "unshed", "lift the operator's shed"),
+    Sig(SIG_MEMORY_SHED, "memory_shed", "the watchdog's shed (soft memory limit)"),
+    Sig(SIG_MEMORY_UNSHED, "memory_unshed", "lift the watchdog's shed (memory back under 80 %)"),
     Sig(SIG_RESTART, "restart", "checkpoint, exit 75: the supervisor starts it again"),
     Sig(SIG_CHECKPOINT, "checkpoint", "checkpoint now"),
     Sig(signal.SIGTERM, "term", "checkpoint and exit"),

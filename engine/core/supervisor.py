@@ -125,7 +125,9 @@ class Supervisor:
                              staging=staging)
         self._apply_wiring(cfg)
         self._open_store()
-        self.watchdog = Watchdog(self, cfg.watchdog)
+        self.watchdog = Watchdog(cfg.watchdog, control=self.wiring.control,
+                                 children=lambda: list(self.children.values()),
+                                 limits=self.memory_limits, event=self.event)
         self.log.info("supervisor started", engine=self.name, roles=len(roles),
                       run_dir=str(cfg.run_dir), boost="on" if boost_ok else "off",
                       mode=cfg.engine["mode"])
@@ -165,6 +167,11 @@ class Supervisor:
         self.store = Store.open(path, durability=self.cfg.store["durability"],
                                 map_size=self.wiring.map_size)
         self.store.reader_check()
+
+    def memory_limits(self, role: str) -> tuple[int, int] | None:
+        """The watchdog's limits for `role` (None: removed by a reload, on its way out)."""
+        rc = self.cfg.roles.get(role)
+        return None if rc is None else (rc.memory_soft, rc.memory_hard)
 
     def event(self, kind: str, **fields) -> None:
         """Something the supervisor or watchdog did: to the log and to the `events` database."""

@@ -8,17 +8,10 @@ from types import SimpleNamespace
 import pytest
 
 from engine.core.policy import RestartPolicy, describe_status
+from fakes import Clock
 
 KILLED = signal.SIGKILL            # waitpid status of a process killed by SIGKILL
 EXIT0, EXIT1, EXIT75 = 0, 1 << 8, 75 << 8
-
-
-class Clock:
-    def __init__(self):
-        self.t = 1000.0
-
-    def __call__(self):
-        return self.t
 
 
 def policy(clock, **kw):

@@ -10,6 +10,7 @@ import pytest
 
 from engine.core.tasks import Priority, Task, TaskContext, TaskManager, Wait
 from roles.tasks import ChecksumTask, GasSampler
+from fakes import Clock
 
 
 class Counter(Task):
@@ -23,14 +24,6 @@ class Counter(Task):
         while self.state["i"] < end:
             self.state["i"] += 1
             yield None
-
-
-class Clock:
-    def __init__(self):
-        self.t = 100.0
-
-    def __call__(self):
-        return self.t
 
 
 def mgr(tasks, **kw):
@@ -86,7 +79,7 @@ def test_preempted_task_resumes_exactly_where_it_stopped():
 
 
 def test_missed_intervals_counted():
-    clock = Clock()
+    clock = Clock(100.0)
 
     class Slow(Task):
         interval = 1.0
