@@ -18,7 +18,6 @@ time.monotonic).
 from __future__ import annotations
 
 import os
-import signal
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable
@@ -94,6 +93,3 @@ class RestartPolicy:
     def forget(self, role: str) -> None:
         self.failures.pop(role, None)
 
-
-def exit_code_for(sig: int) -> int:
-    return 128 + sig if sig in (signal.SIGINT, signal.SIGTERM) else 1

@@ -36,9 +36,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .control import F, Flag, H, State
-from .signals import (EXIT_RESTART, FORK_BLOCKED, ROLE_SIGNALS, Background,
-                      set_parent_death_signal, set_realtime)
+from .control import F, H, State
+from .role_ops import OperatorHandlers, Stop as _Stop
+from .signals import (FORK_BLOCKED, ROLE_SIGNALS, Background, set_parent_death_signal,
+                      set_realtime)
 from .switch import EventPublisher, Interrupter
 from .tasks import Task, TaskContext, TaskManager
 
@@ -94,12 +95,7 @@ def resolve_kind(path: str) -> type[RoleKind]:
     return obj
 
 
-class _Stop(Exception):
-    def __init__(self, code: int, reason: str):
-        self.code, self.reason = code, reason
-
-
-class RoleRuntime:
+class RoleRuntime(OperatorHandlers):
     """Everything a role process owns after fork."""
 
     def __init__(self, cfg, role_cfg, wiring: "Wiring", log):
@@ -375,66 +371,6 @@ class RoleRuntime:
                 slot.observe(H.EVENT, t_decided - tw)
         slot.observe(H.RESUME, t_resumed - t_decided)
         return True
-
-    # ------------------------------------------------------------------ operator signals
-    def _do_ops(self) -> None:
-        while self.ops:
-            ROLE_SIGNALS.dispatch(self, self.ops.popleft())
-
-    def handle_term(self) -> None:
-        raise _Stop(0, "SIGTERM")
-
-    def handle_restart(self) -> None:
-        raise _Stop(EXIT_RESTART, "restart requested")
-
-    def handle_checkpoint(self) -> None:
-        ok = self.checkpoint("requested")
-        self.log.info("checkpoint", why="requested", ok=ok)
-
-    def handle_pause(self) -> None:
-        self.tm.pause()
-        self.slot.set(F.FLAGS, self.slot.get(F.FLAGS) | Flag.PAUSED)
-        self.slot.set_state(State.PAUSED)
-        self.log.info("background work paused")
-
-    def handle_resume(self) -> None:
-        self.tm.resume()
-        self.slot.set(F.FLAGS, self.slot.get(F.FLAGS) & ~Flag.PAUSED)
-        self.slot.set_state(State.BACKGROUND)
-        self.log.info("background work resumed")
-
-    def handle_shed(self) -> None:
-        self._shed_for(Flag.SHED_BY_OPERATOR, True)
-
-    def handle_unshed(self) -> None:
-        self._shed_for(Flag.SHED_BY_OPERATOR, False)
-
-    def handle_memory_shed(self) -> None:
-        self._shed_for(Flag.SHED_BY_MEMORY, True)
-
-    def handle_memory_unshed(self) -> None:
-        self._shed_for(Flag.SHED_BY_MEMORY, False)
-
-    def _shed_for(self, why: Flag, on: bool) -> None:
-        """The operator and the watchdog each hold their own shed; the role sheds while either
-        does, so neither lifts the other's."""
-        flags = self.slot.get(F.FLAGS)
-        flags = flags | why if on else flags & ~why
-        want = bool(flags & (Flag.SHED_BY_OPERATOR | Flag.SHED_BY_MEMORY))
-        self.slot.set(F.FLAGS, flags | Flag.SHEDDING if want else flags & ~Flag.SHEDDING)
-        if want == self.tm.shedding:
-            return
-        self.tm.shed(want)
-        by = "operator" if why == Flag.SHED_BY_OPERATOR else "memory"
-        if want:
-            self.slot.add(F.SHED)
-            self.log.warning("shedding load: LOW tasks paused, caches pruned", by=by)
-        else:
-            self.log.info("load shedding over", by=by)
-
-    def handle_xcpu(self) -> None:
-        self.bg.lower()
-        self.log.warning("ran boosted too long without blocking (RLIMIT_RTTIME): lowered")
 
     # ------------------------------------------------------------------ the loop
     def loop(self) -> None:

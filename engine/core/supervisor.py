@@ -1,10 +1,11 @@
 """The supervisor (`syndicate run`): forks one process per role and keeps them running.
 
-    syndicate run ─► validate engine.toml (exit 2 on any error, nothing started)
+    syndicate run ─► validate engine.toml (engine/core/run.py; exit 2 on any error, nothing started)
                  ─► the machine-wide owner lock (engine/core/owner.py), then the run dir;
                     a dead predecessor's leftovers are removed, a live one means refuse
                  ─► shared memory: control block + rings (/syn.<name>.*), then fork roles
-                 ─► loop:  signals (queued by handlers) ─► stop / reload / checkpoint / report
+                 ─► loop:  signals (queued by handlers) ─► handle_<name>: stop / reload
+                           (planned by engine/core/reload.py) / checkpoint / report
                            waitpid(-1, WNOHANG) ─► restart policy (engine/core/policy.py)
                            restarts that are due ─► fork
                            watchdog: memory, CPU, heartbeat (engine/core/watchdog.py)
@@ -23,7 +24,6 @@ Rings, derived from engine.toml (`Wiring`, engine/core/wiring.py):
 """
 from __future__ import annotations
 
-import argparse
 import os
 import queue
 import select
@@ -32,21 +32,27 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import orjson
 
 from .. import config as config_mod
 from .control import ControlBlock, F, State
 from .log import Log
-from .owner import LOCK, AlreadyRunning, OwnerLock, RunDir
+from .owner import LOCK, OwnerLock, RunDir
 from .policy import RestartPolicy, describe_status
+from .reload import plan_reload
 from .ring import Ring
-from .role import resolve_kind, role_main
 from .signals import FORK_BLOCKED, SIG_CHECKPOINT, SUPERVISOR_SIGNALS, can_boost
 from .staging import Staging
 from .status import report
 from .watchdog import Watchdog
 from .wiring import MAX_ROLES, Wiring, plan_rings, remove_segments, segment_name
+
+def sources_of(kinds: dict[str, type]) -> set[str]:
+    """The roles whose kind is an event source (a monitor)."""
+    return {n for n, k in kinds.items() if getattr(k, "source", False)}
+
 
 @dataclass
 class Child:
@@ -57,7 +63,18 @@ class Child:
 
 
 class Supervisor:
-    def __init__(self, cfg: config_mod.EngineConfig, *, log: Log, kinds: dict[str, type]):
+    def __init__(self, cfg: config_mod.EngineConfig, *, log: Log, kinds: dict[str, type],
+                 resolve_kind: Callable[[str], type], role_main: Callable[..., None],
+                 clock: Callable[[], float] = time.monotonic, fork: Callable[[], int] = os.fork,
+                 waitpid: Callable[[int, int], tuple[int, int]] = os.waitpid,
+                 kill: Callable[[int, int], None] = os.kill):
+        """`resolve_kind` (a dotted path to a role kind) and `role_main` (a forked role's
+        body, never returns) come from engine/core/role.py through the entry point
+        (engine/core/run.py), so the supervisor and the role process share only the wiring.
+        `clock`, `fork`, `waitpid` and `kill` are seams: tests drive the supervisor's decisions
+        with fakes, without processes (tests/core/test_supervisor_decisions.py)."""
+        self.resolve_kind, self.role_main = resolve_kind, role_main
+        self.clock, self.fork, self.waitpid, self.kill = clock, fork, waitpid, kill
         self.cfg = cfg
         self.log = log
         self.kinds = kinds
@@ -78,7 +95,7 @@ class Supervisor:
         self.policy = RestartPolicy(max_restarts=sup["max_restarts"],
                                     restart_window=sup["restart_window"],
                                     backoff_initial=sup["backoff_initial"],
-                                    backoff_max=sup["backoff_max"], clock=time.monotonic)
+                                    backoff_max=sup["backoff_max"], clock=self.clock)
         self.store = None
         self.wiring: Wiring | None = None
         self.watchdog: Watchdog | None = None
@@ -106,6 +123,11 @@ class Supervisor:
             self.log.warning("cleaned up after a supervisor that did not stop cleanly",
                              segments=len(removed))
         self.install_signals()
+        self.build()
+
+    def build(self) -> None:
+        """Shared memory, wiring, store and watchdog (after the locks: `setup`)."""
+        cfg = self.cfg
         roles = [r for r in cfg.roles.values() if r.enabled]
         if len(roles) > MAX_ROLES:
             raise config_mod.ConfigError(f"{cfg.path}: roles: at most {MAX_ROLES} enabled roles")
@@ -127,15 +149,15 @@ class Supervisor:
         self._open_store()
         self.watchdog = Watchdog(cfg.watchdog, control=self.wiring.control,
                                  children=lambda: list(self.children.values()),
-                                 limits=self.memory_limits, event=self.event)
+                                 limits=self.memory_limits, event=self.event,
+                                 kill=self.kill, clock=self.clock)
         self.log.info("supervisor started", engine=self.name, roles=len(roles),
                       run_dir=str(cfg.run_dir), boost="on" if boost_ok else "off",
                       mode=cfg.engine["mode"])
 
     def _apply_wiring(self, cfg: config_mod.EngineConfig) -> None:
         w = self.wiring
-        sources = {n for n, k in self.kinds.items() if getattr(k, "source", False)}
-        plan = plan_rings(cfg, sources)
+        plan = plan_rings(cfg, sources_of(self.kinds))
         for r in cfg.roles.values():
             if r.enabled and r.name not in w.slots:
                 used = set(w.slots.values())
@@ -194,12 +216,12 @@ class Supervisor:
         sys.stderr.flush()
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORK_BLOCKED)
         try:
-            pid = os.fork()
+            pid = self.fork()
         except OSError as e:   # EAGAIN/ENOMEM: try again later rather than die
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
             self.event("fork_failed", role=role, error=str(e), level="error", action="retry in 1 s")
             slot.set_state(State.RESTARTING)
-            self.restart_at[role] = time.monotonic() + 1.0
+            self.restart_at[role] = self.clock() + 1.0
             return
         if pid == 0:  # child: never returns; role_main unblocks once its handlers are set
             signal.set_wakeup_fd(-1)
@@ -210,17 +232,17 @@ class Supervisor:
             self.owner.close_in_child()
             if self.watchdog is not None:
                 self.watchdog.close_all()
-            role_main(self.cfg, rc, w, self.log.reopen(role))
+            self.role_main(self.cfg, rc, w, self.log.reopen(role))
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         slot.set(F.PID, pid)
-        self.children[pid] = Child(role, pid, time.monotonic(), idx)
+        self.children[pid] = Child(role, pid, self.clock(), idx)
         self.rundir.write_role(role, pid)
         self.log.info("role started", role=role, pid=pid)
 
     def reap(self) -> None:
         while True:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                pid, status = self.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
@@ -254,7 +276,7 @@ class Supervisor:
             self.reload_pending.discard(role)
             self.policy.forget(role)
             slot.set_state(State.RESTARTING)
-            self.restart_at[role] = time.monotonic()
+            self.restart_at[role] = self.clock()
             self.event("role_reloaded", role=role, pid=child.pid, status=what)
             return
         verdict = self.policy.on_exit(
@@ -274,7 +296,7 @@ class Supervisor:
         if verdict.restart:
             slot.add(F.RESTARTS)
             slot.set_state(State.RESTARTING)
-            self.restart_at[role] = time.monotonic() + verdict.delay
+            self.restart_at[role] = self.clock() + verdict.delay
             self.event("role_exited", role=role, pid=child.pid, status=what,
                        action=f"restart in {verdict.delay:.2f}s",
                        level="warning" if not verdict.reason.endswith("requested") else "info")
@@ -284,7 +306,7 @@ class Supervisor:
                        action="not restarted", reason=verdict.reason)
 
     def start_due(self) -> None:
-        now = time.monotonic()
+        now = self.clock()
         for role, at in list(self.restart_at.items()):
             if at <= now and not self.stopping:
                 del self.restart_at[role]
@@ -300,7 +322,7 @@ class Supervisor:
         for c in list(self.children.values()):
             if roles is None or c.role in roles:
                 try:
-                    os.kill(c.pid, sig)
+                    self.kill(c.pid, sig)
                 except ProcessLookupError:
                     pass
 
@@ -310,7 +332,7 @@ class Supervisor:
             return
         self.stopping = True
         self.restart_at.clear()
-        self.stop_deadline = time.monotonic() + self.cfg.engine["grace"]
+        self.stop_deadline = self.clock() + self.cfg.engine["grace"]
         self.log.info("stopping: every role checkpoints and exits", why=why,
                       grace=self.cfg.engine["grace"])
         self.signal_roles(signal.SIGTERM)
@@ -350,66 +372,46 @@ class Supervisor:
             new = config_mod.with_overrides(config_mod.load(self.cfg.path), name=self.name,
                                             state_dir=self.cfg.engine["state_dir"],
                                             log_format=self.cfg.engine["log_format"])
-            kinds = {r.name: resolve_kind(r.kind) for r in new.roles.values() if r.enabled}
+            kinds = {r.name: self.resolve_kind(r.kind) for r in new.roles.values() if r.enabled}
         except (config_mod.ConfigError, ImportError, TypeError) as e:
             self.event("reload_refused", error=str(e), level="error")
             return
-        fixed = [s for s in ("engine", "rings", "switch", "store")
-                 if getattr(new, s) != getattr(self.cfg, s)]
-        if fixed:
-            self.log.warning("reload: these sections need a full restart and were not applied",
-                             sections=",".join(fixed))
-            new = config_mod.EngineConfig(**{**new.__dict__, **{s: getattr(self.cfg, s)
-                                                                for s in fixed}})
-        old_roles = {n: r for n, r in self.cfg.roles.items() if r.enabled}
-        new_roles = {n: r for n, r in new.roles.items() if r.enabled}
-        if len(set(self.wiring.slots) | set(new_roles)) > MAX_ROLES:
-            self.event("reload_refused", level="error", error=(
-                f"more than {MAX_ROLES} roles in this engine's life (a control-block slot each); "
-                "restart the engine to use the new set"))
+        merged = {**self.kinds, **kinds}
+        plan = plan_reload(self.cfg, new, sources=sources_of(merged),
+                           lifetime_roles=set(self.wiring.slots))
+        if plan.refused:
+            self.event("reload_refused", level="error", error=plan.refused)
             return
-        old_plan = (self.wiring.inputs, self.wiring.subscribers)
-        self.kinds = {**self.kinds, **kinds}
-        changed = {n for n in new_roles if n in old_roles and new_roles[n] != old_roles[n]}
-        if new.manifest != self.cfg.manifest:   # endpoints moved: every role may use them
-            changed |= {n for n in new_roles if n in old_roles}
-        added = set(new_roles) - set(old_roles)
-        removed = set(old_roles) - set(new_roles)
-        self.cfg = new
-        self._apply_wiring(new)
-        # A role whose rings or interrupt targets changed must restart to pick them up.
-        for n in new_roles:
-            if n in old_roles and (old_plan[0].get(n) != self.wiring.inputs.get(n)):
-                changed.add(n)
-        for ring, subs in self.wiring.subscribers.items():
-            if old_plan[1].get(ring) != subs:
-                writers = [n for n, rings in self.wiring.emits.items() if ring in rings] + \
-                          [n for n, out in self.wiring.outputs.items() if out == ring]
-                changed.update(w for w in writers if w in old_roles)
-        self.event("reload", changed=",".join(sorted(changed)) or "-",
-                   added=",".join(sorted(added)) or "-", removed=",".join(sorted(removed)) or "-")
-        for n in removed:
+        if plan.fixed:
+            self.log.warning("reload: these sections need a full restart and were not applied",
+                             sections=",".join(plan.fixed))
+        self.kinds, self.cfg = merged, plan.config
+        self._apply_wiring(plan.config)
+        self.event("reload", changed=",".join(sorted(plan.changed)) or "-",
+                   added=",".join(sorted(plan.added)) or "-",
+                   removed=",".join(sorted(plan.removed)) or "-")
+        for n in plan.removed:
             self.retired.add(n)
             self.restart_at.pop(n, None)
             self.signal_roles(signal.SIGTERM, [n])
-        for n in changed:
+        for n in plan.changed:
             if self.pid_of(n):
                 self.reload_pending.add(n)
                 self.signal_roles(signal.SIGTERM, [n])
             else:
-                self.restart_at[n] = time.monotonic()
-        for n in added:
+                self.restart_at[n] = self.clock()
+        for n in plan.added:
             self.retired.discard(n)
-            self.restart_at[n] = time.monotonic()
+            self.restart_at[n] = self.clock()
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> int:
         for role in [r.name for r in self.cfg.roles.values() if r.enabled]:
             self.spawn(role)
         interval = self.cfg.watchdog["interval_ms"] / 1000.0
-        next_watch = time.monotonic() + interval
+        next_watch = self.clock() + interval
         while True:
-            now = time.monotonic()
+            now = self.clock()
             timeouts = [next_watch - now]
             if self.restart_at:
                 timeouts.append(min(self.restart_at.values()) - now)
@@ -433,27 +435,27 @@ class Supervisor:
             if self.stopping:
                 if not self.children:
                     break
-                if self.stop_deadline is not None and time.monotonic() >= self.stop_deadline:
+                if self.stop_deadline is not None and self.clock() >= self.stop_deadline:
                     left = sorted(c.role for c in self.children.values())
                     self.log.warning("grace period over: killing", roles=",".join(left))
                     self.signal_roles(signal.SIGKILL)
                     self.stop_deadline = None
                 continue
             self.start_due()
-            if time.monotonic() >= next_watch:
+            if self.clock() >= next_watch:
                 try:
                     self.watchdog.tick()
                 except Exception as e:  # a watchdog bug must not take the engine down
                     self.log.error("watchdog failed", error=repr(e))
-                next_watch = time.monotonic() + interval
+                next_watch = self.clock() + interval
         return self.exit_code
 
     def cleanup(self) -> None:
         """Every exit path ends here: no process, no segment, no run dir left."""
         for c in list(self.children.values()):
             try:
-                os.kill(c.pid, signal.SIGKILL)
-                os.waitpid(c.pid, 0)
+                self.kill(c.pid, signal.SIGKILL)
+                self.waitpid(c.pid, 0)
             except (ProcessLookupError, ChildProcessError):
                 pass
         self.children.clear()
@@ -479,88 +481,3 @@ class Supervisor:
                 pass
         self.rundir.remove()
         self.owner.release()     # last: until here the segments of this name are ours
-
-
-# ------------------------------------------------------------------------------ entry point
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="syndicate run", description=(
-        "Start the supervisor: one process per role in engine.toml, restarted by policy, "
-        "controlled by signals (see README: Signals)."))
-    p.add_argument("-c", "--config", default="engine.toml", help="configuration file "
-                   "(default: ./engine.toml)")
-    p.add_argument("--name", help="engine instance name (default: [engine] name); two engines "
-                   "with different names run side by side")
-    p.add_argument("--state-dir", help="override [engine] state_dir")
-    p.add_argument("--log-format", choices=("text", "json"), help="override [engine] log_format")
-    p.add_argument("--check", action="store_true", help="validate the configuration and exit")
-    return p
-
-
-def load_checked(args) -> tuple[config_mod.EngineConfig, dict[str, type]]:
-    cfg = config_mod.load(args.config)
-    cfg = config_mod.with_overrides(cfg, name=args.name, state_dir=args.state_dir,
-                                    log_format=args.log_format)
-    kinds = {}
-    for r in cfg.roles.values():
-        if not r.enabled:
-            continue
-        try:
-            kinds[r.name] = resolve_kind(r.kind)
-        except (ImportError, TypeError) as e:
-            raise config_mod.ConfigError(f"{cfg.path}: roles.{r.name}.kind: {e}")
-        if getattr(kinds[r.name], "source", False) and not r.chains:
-            raise config_mod.ConfigError(f"{cfg.path}: roles.{r.name}.chains: a source role "
-                                         "needs the chains it watches")
-    return cfg, kinds
-
-
-def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        cfg, kinds = load_checked(args)
-    except config_mod.ConfigError as e:
-        print(f"syndicate: configuration error: {e}", file=sys.stderr)
-        return 2
-    if args.check:
-        print(f"{cfg.path}: ok ({sum(r.enabled for r in cfg.roles.values())} roles)")
-        return 0
-    try:
-        cfg.log_path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        print(f"syndicate: cannot create {cfg.log_path.parent}: {e.strerror}", file=sys.stderr)
-        return 2
-    log = Log("supervisor", fmt=cfg.engine["log_format"], level=cfg.engine["log_level"],
-              path=cfg.log_path)
-    sup = Supervisor(cfg, log=log, kinds=kinds)
-    try:
-        try:
-            sup.setup()
-        except AlreadyRunning as e:
-            log.error(f"refusing to start: {e}")
-            return 2
-        except config_mod.ConfigError as e:
-            log.error(f"configuration error: {e}")
-            return 2
-        except OSError as e:   # a state dir that is a file, not writable, a full disk…
-            log.error(f"cannot set up: {e.strerror or e}"
-                      + (f": {e.filename}" if getattr(e, "filename", None) else ""))
-            return 2
-        except Exception as e:
-            from .store import StoreError
-            if isinstance(e, StoreError):   # not a store, a newer schema, a corrupt file
-                log.error(f"cannot open the store: {e}")
-                return 2
-            raise
-        code = sup.run()
-        if code:
-            log.error("supervisor exiting", code=code, reason=sup.exit_reason)
-        else:
-            log.info("supervisor stopped", code=0)
-        return code
-    finally:
-        if sup.owner.fd is not None or sup.rundir.lock_fd is not None or sup.wiring is not None:
-            sup.cleanup()
-        log.close()
-
-
-main_run = main

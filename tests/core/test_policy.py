@@ -103,7 +103,7 @@ def test_nothing_restarts_while_stopping():
     assert not policy(c).on_exit("r", "permanent", KILLED, started=c.t, stopping=True).restart
 
 
-def test_supervisor_reap_with_waitpid_replaced(monkeypatch, tmp_path):
+def test_supervisor_reap_with_waitpid_replaced(tmp_path):
     """The supervisor's reap loop: unknown pids tolerated, restarts scheduled with the policy's
     delay, intensity exhaustion begins the stop — with waitpid and the clock replaced."""
     from engine import config
@@ -117,21 +117,20 @@ def test_supervisor_reap_with_waitpid_replaced(monkeypatch, tmp_path):
                            path=tmp_path / "engine.toml")
     log = SimpleNamespace(**{k: (lambda *a, **k: None) for k in
                              ("info", "warning", "error", "debug", "log")})
-    s = sup_mod.Supervisor(cfg, log=log, kinds={})
     c = Clock()
-    s.policy.clock = c
-    monkeypatch.setattr(sup_mod.time, "monotonic", c)
+    sent = []
+    results = []
+    from engine.core.role import resolve_kind, role_main
+    s = sup_mod.Supervisor(cfg, log=log, kinds={}, clock=c, resolve_kind=resolve_kind,
+                           role_main=role_main,
+                           kill=lambda pid, sig: sent.append((pid, sig)),
+                           waitpid=lambda pid, flags: results.pop(0) if results else (0, 0))
     name = f"reap{os.getpid()}"
     cb = ControlBlock.create(name, 4, os.getpid())
     try:
         s.wiring = sup_mod.Wiring(control=cb, supervisor_pid=os.getpid(), slots={"a": 0})
         cb.slot(0).reset("a")
         s.rundir = SimpleNamespace(remove_role=lambda r: None)
-        sent = []
-        monkeypatch.setattr(sup_mod.os, "kill", lambda pid, sig: sent.append((pid, sig)))
-        results = []
-        monkeypatch.setattr(sup_mod.os, "waitpid",
-                            lambda pid, flags: results.pop(0) if results else (0, 0))
 
         s.children = {101: sup_mod.Child("a", 101, c.t, 0)}
         results[:] = [(999, KILLED), (101, KILLED)]     # 999: not ours, tolerated
