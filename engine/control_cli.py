@@ -25,8 +25,8 @@ from .core.status import report
 def task_table(store_dir: Path) -> dict:
     """{role: {"checkpoint_age_s", "tasks": {task: stats}}} from each role's last checkpoint,
     read-only (the engine may be running)."""
-    from .core.store import Store
-    s = Store.open(store_dir, readonly=True)
+    from .core.store import ReadOnlyStore
+    s = ReadOnlyStore.open(store_dir)
     out = {}
     try:
         with s.read() as r:

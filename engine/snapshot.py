@@ -7,7 +7,7 @@
     syndicate snapshot PATH copy DEST [--compact]       a consistent backup, engine running or not
     syndicate snapshot PATH verify [--tmp DIR]          structure of every page, then every value
 
-Everything opens the store read-only (engine/core/store.py: a reader slot in lock.mdb, never a
+Everything opens a ReadOnlyStore (engine/core/store/reader.py: a reader slot in lock.mdb, never a
 write to data.mdb; lock=False would not be safe beside a live writer).  Reads happen in one
 read transaction, so a listing or an export is one consistent point in time while roles keep
 committing.  `verify` first copies the file (LMDB's copy is a raw page copy, consistent and
@@ -29,7 +29,7 @@ import time
 import lmdb
 import orjson
 
-from engine.core.store import DATABASES, SEQ_DATABASES, Store, StoreError, key_text, parse_key
+from engine.core.store import DATABASES, SEQ_DATABASES, ReadOnlyStore, StoreError, key_text, parse_key
 
 PROG = "syndicate snapshot"
 
@@ -89,8 +89,8 @@ def main(argv: list[str]) -> int:
         return 0
 
 
-def _open(path: str) -> Store:
-    return Store.open(path, readonly=True)
+def _open(path: str) -> ReadOnlyStore:
+    return ReadOnlyStore.open(path)
 
 
 def _human(n: float) -> str:
@@ -250,7 +250,7 @@ def _prepare_dest(dest: str) -> None:
 def _copy(args) -> int:
     with _open(args.path) as store:
         _prepare_dest(args.dest)
-        store._env.copy(args.dest, compact=args.compact)
+        store.copy(args.dest, compact=args.compact)
     size = os.path.getsize(os.path.join(args.dest, "data.mdb"))
     with _open(args.dest) as check:  # the copy must open as a store of the same schema
         version = check.schema_version
@@ -267,7 +267,7 @@ def _verify(args) -> int:
     tmp = tempfile.mkdtemp(prefix="syndicate-verify-", dir=args.tmp)
     try:
         with _open(args.path) as store:
-            store._env.copy(tmp)   # raw pages: consistent beside a live writer
+            store.copy(tmp)   # raw pages: consistent beside a live writer
         try:
             problems = verify(tmp)
         except VerifyError as e:

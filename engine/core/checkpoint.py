@@ -1,6 +1,6 @@
 """Checkpoints on the switch path: save a role's task states within a time budget, or go on late.
 
-    switch (role's main thread)              Store (engine/core/store.py)
+    switch (role's main thread)              WritableStore (engine/core/store/writer.py)
     save(states, budget_s)
       encode {task: state} now ──────────►  inline commit, if the writer lock is free and the
                                             recent commit time fits what is left of the budget
@@ -23,7 +23,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from engine.core.store import Store, StoreError, _Job
+from engine.core.store import StoreError, WritableStore, WriteJob
 
 
 @dataclass
@@ -56,11 +56,11 @@ class Checkpointer:
     """One per role process: `save(states, budget_s)` on every switch, every minute, on
     `ctl checkpoint`/USR1 and at a graceful stop (with a long budget); `load()` at start."""
 
-    def __init__(self, store: Store, role: str, *, window: int = 4096):
-        if store.readonly:
+    def __init__(self, store: WritableStore, role: str, *, window: int = 4096):
+        if not isinstance(store, WritableStore):
             raise StoreError(f"{store.path}: a Checkpointer needs a writable store")
         self.store, self.role = store, role
-        self._late: _Job | None = None
+        self._late: WriteJob | None = None
         self._late_started = 0.0
         self._hold = deque(maxlen=window)
         self._commit = deque(maxlen=window)
@@ -85,15 +85,14 @@ class Checkpointer:
 
         job = None
         late = self._late
-        if late is not None and not late.done():
-            with self.store._cv:
-                if not late.started:       # still queued: the newer state joins its txn
-                    late.ops.append(op)    # (not replace: each op carries its discoveries)
-                    job = late
-                    self._n["superseded"] += 1
+        # Still queued: the newer state joins its txn (not replace: each op carries its
+        # discoveries).
+        if late is not None and self.store.join_queued(late, [op]):
+            job = late
+            self._n["superseded"] += 1
         if job is None:
             inline = self.store.commit_estimate_s() <= deadline - time.perf_counter()
-            job = self.store._write([op], inline=inline)
+            job = self.store.write([op], inline=inline)
             if job.inline:
                 self._n["inline"] += 1
         committed = job.wait(deadline - time.perf_counter())
@@ -108,7 +107,7 @@ class Checkpointer:
             self._late, self._late_started = job, start
         return False
 
-    def _settle(self, job: _Job, start: float, now: float, deadline: float) -> bool:
+    def _settle(self, job: WriteJob, start: float, now: float, deadline: float) -> bool:
         if job.error is not None:
             self._n["failures"] += 1
             self.last_error = f"{type(job.error).__name__}: {job.error}"

@@ -14,7 +14,8 @@ import pytest
 from lmdb.verify import verify
 
 from engine.core.checkpoint import Checkpointer
-from engine.core.store import SCHEMA_VERSION, WRITER_LOCK, Store, StoreError
+from engine.core.store import (SCHEMA_VERSION, WRITER_LOCK, ReadOnlyStore, Store, StoreError,
+                               WritableStore)
 
 ROLE = "arbitrum-spotter"
 
@@ -151,6 +152,32 @@ def test_foreign_lmdb_is_refused_and_left_untouched(tmp_path):
     with env.begin() as txn:
         assert list(txn.cursor()) == [(b"hello", b"world")]
     env.close()
+
+
+def test_read_only_and_writable_stores_are_separate_types(tmp_path):
+    path = tmp_path / "s"
+    with Store.open(path) as store:
+        assert type(store) is WritableStore and not store.readonly
+        store.save_checkpoint(ROLE, {"t": 1})
+    for open_ in (ReadOnlyStore.open, lambda p: Store.open(p, readonly=True)):
+        with open_(path) as r:     # one handle per environment and process: py-lmdb's rule
+            assert type(r) is ReadOnlyStore and r.readonly
+            for write in ("save_checkpoint", "append_discovery", "append", "log_event",
+                          "write", "flush", "reader_check"):
+                assert not hasattr(r, write), write
+            assert r.load_checkpoint(ROLE)["states"] == {"t": 1}
+            with pytest.raises(StoreError, match="needs a writable store"):
+                Checkpointer(r, ROLE)
+
+
+def test_a_job_joins_only_while_the_writer_has_not_started_it(tmp_path):
+    with Store.open(tmp_path / "s") as store:
+        job = store.write([store.checkpoint_op(ROLE, {"v": 1})])   # to the writer thread
+        assert job.result(10) == [1] and not job.inline
+        assert store.join_queued(job, [store.checkpoint_op(ROLE, {"v": 2})]) is False
+        assert len(job.ops) == 1 and store.load_checkpoint(ROLE)["states"] == {"v": 1}
+        inline = store.write([store.checkpoint_op(ROLE, {"v": 3})], inline=True)
+        assert inline.done() and inline.inline and inline.results == [2]   # nobody held the lock
 
 
 # ── crash safety ─────────────────────────────────────────────────────────────────────────────
