@@ -174,6 +174,10 @@ def render(doc: dict) -> str:
     lost = sum(r["events_lost"] for r in doc["roles"])
     if lost:
         notes.append(f"{lost} events lost by lagging readers")
+    failed = {r["name"]: r["task_errors"] for r in doc["roles"] if r["task_errors"]}
+    if failed:
+        notes.append("background task failures: " + ", ".join(
+            f"{n} {k}" for n, k in failed.items()) + " (`status --tasks` and the log say which)")
     return "\n".join(lines + ([""] + notes if notes else []))
 
 

@@ -7,7 +7,9 @@
     gas-sampler  Waits on I/O.  Polls an EVM JSON-RPC endpoint (eth_blockNumber, eth_gasPrice)
                  over a non-blocking HTTP/1.1 connection, yielding while the socket is not ready,
                  and keeps an EWMA of the gas price; a move of more than `alert_pct` from the
-                 average is recorded as a discovery.
+                 average is recorded as a discovery.  A call that fails (node down, bad answer)
+                 fails the run (`Failed`): the role's error count, completion rate and log
+                 show it.
 
 Each `run` continues from `self.state`, which is all a checkpoint saves.
 """
@@ -20,7 +22,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from engine.core.tasks import Priority, Task, TaskContext, Wait
+from engine.core.tasks import Failed, Priority, Task, TaskContext, Wait
 
 
 class ChecksumTask(Task):
@@ -71,7 +73,7 @@ class GasSampler(Task):
         url = self.options.get("rpc")
         if not url:
             self.state["last_error"] = "no rpc endpoint configured"
-            return
+            raise Failed(self.state["last_error"])
         timeout = float(self.options.get("timeout", 5.0))
         try:
             block = yield from _rpc(url, "eth_blockNumber", [], timeout)
@@ -79,7 +81,7 @@ class GasSampler(Task):
         except (OSError, RpcError, ValueError) as e:
             self.state["errors"] += 1
             self.state["last_error"] = f"{url}: {e}"
-            return
+            raise Failed(self.state["last_error"]) from e   # counted, logged; the task lives on
         gwei = int(price, 16) / 1e9
         st = self.state
         st["samples"] += 1

@@ -168,7 +168,7 @@ class RoleRuntime:
                           options=self.config.options)
         self.tm = TaskManager(tasks, ctx, max_concurrent=self.config.max_concurrent,
                               slice_budget_us=self.config.slice_budget_us,
-                              on_error=self._task_error)
+                              on_error=self._task_error, log=self.log)
         self._restore()
         w = self.wiring
         for ring_name in w.inputs.get(self.name, []):
@@ -259,8 +259,7 @@ class RoleRuntime:
             self.store.append_discovery(self.name, {"task": task, "t": time.time(), **record})
 
     def _task_error(self, task: Task, exc: BaseException) -> None:
-        self.slot.add(F.TASK_ERRORS)
-        self.log.error("background task failed", task=task.name, error=repr(exc))
+        self.slot.add(F.TASK_ERRORS)   # every failure; the task manager logs them, rate-limited
 
     # ------------------------------------------------------------------ checkpoints
     def _stage(self, states: dict) -> bool:
