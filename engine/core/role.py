@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from ..config import KindSpec
 from .control import F, Flag, H, State
 from .signals import (EXIT_RESTART, FORK_BLOCKED, SIG_CHECKPOINT, SIG_INTERRUPT, SIG_PAUSE, SIG_RESTART,
                       SIG_RESUME, SIG_SHED, SIG_UNSHED, Background, set_parent_death_signal,
@@ -52,8 +53,32 @@ DISCOVERY_COMMIT_S = 1.0   # discoveries wait at most this long for the checkpoi
 
 
 class RoleKind:
-    """What a role is: its background tasks and how it handles events.  Subclass in roles/."""
+    """What a role is: its background tasks and how it handles events.  Subclass in roles/.
 
+    A kind declares what engine.toml may say about it; `syndicate run`, `--check` and a reload
+    refuse anything else (exit 2, naming the key and its line):
+
+        class Watcher(RoleKind):
+            OPTIONS = {"rate": (float, 2.0, "polls per second"),     # roles.<name>.options
+                       "url": (str, None, "endpoint (None: not set)")}
+            TASKS = {"poll": PollTask}          # roles.<name>.tasks.<task>: what it may run
+            source = True                       # it writes events.<chain> rings
+
+    OPTIONS maps each option to (type, default, one-line doc); `float` accepts an integer.
+    `self.options` is the defaults overlaid with the configured values, so the default lives
+    in one place.  TASKS maps each task name the kind may create to its Task class, whose own
+    OPTIONS declare `roles.<name>.tasks.<task>.options` the same way.  A subclass extends its
+    base's: `OPTIONS = {**Agent.OPTIONS, "dedup_window": (int, 100_000, "...")}`.  A kind that
+    declares nothing takes no options and no task configuration.
+    """
+
+    #: roles.<name>.options: name -> (type, default, doc)
+    OPTIONS: dict[str, tuple] = {}
+    #: the tasks it may run: task name -> Task class (the class declares the task's options)
+    TASKS: dict[str, type[Task]] = {}
+    #: True for event sources: they write their chains' `events.<chain>` rings (so they need
+    #: `chains`) and are interrupted by no ring
+    source = False
     #: True for event sources (monitors): they run at the monitor FIFO priority and mostly sleep.
     realtime = False
 
@@ -61,8 +86,14 @@ class RoleKind:
         self.rt = rt
         self.name = rt.name
         self.config = rt.config
-        self.options = dict(rt.config.options)
+        self.options = {**{k: d[1] for k, d in self.OPTIONS.items()}, **rt.config.options}
         self.log = rt.log
+
+    @classmethod
+    def spec(cls) -> KindSpec:
+        """The declarations, as data for the configuration check (engine/config.py)."""
+        return KindSpec(options=dict(cls.OPTIONS), source=bool(cls.source),
+                        tasks={n: dict(t.OPTIONS) for n, t in cls.TASKS.items()})
 
     def tasks(self) -> list[Task]:
         return []
@@ -94,6 +125,11 @@ def resolve_kind(path: str) -> type[RoleKind]:
     if not (isinstance(obj, type) and issubclass(obj, RoleKind)):
         raise TypeError(f"kind {path!r} is not a RoleKind subclass")
     return obj
+
+
+def describe_kind(path: str) -> KindSpec:
+    """What the kind at `path` declares (for `engine.config.load(describe=...)`)."""
+    return resolve_kind(path).spec()
 
 
 class _Stop(Exception):

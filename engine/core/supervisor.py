@@ -42,7 +42,7 @@ from .control import ControlBlock, F, State
 from .log import Log
 from .policy import RestartPolicy, describe_status
 from .ring import Ring
-from .role import resolve_kind, role_main
+from .role import describe_kind, resolve_kind, role_main
 from .signals import FORK_BLOCKED, can_boost, signame
 from .staging import Staging
 from .status import report
@@ -470,7 +470,8 @@ class Supervisor:
             return
         try:
             # what the command line overrode stays overridden
-            new = config_mod.with_overrides(config_mod.load(self.cfg.path), name=self.name,
+            new = config_mod.with_overrides(config_mod.load(self.cfg.path,
+                                                            describe=describe_kind), name=self.name,
                                             state_dir=self.cfg.engine["state_dir"],
                                             log_format=self.cfg.engine["log_format"])
             kinds = {r.name: resolve_kind(r.kind) for r in new.roles.values() if r.enabled}
@@ -619,20 +620,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_checked(args) -> tuple[config_mod.EngineConfig, dict[str, type]]:
-    cfg = config_mod.load(args.config)
+    # each enabled role's kind is resolved and its options and tasks checked by load()
+    cfg = config_mod.load(args.config, describe=describe_kind)
     cfg = config_mod.with_overrides(cfg, name=args.name, state_dir=args.state_dir,
                                     log_format=args.log_format)
-    kinds = {}
-    for r in cfg.roles.values():
-        if not r.enabled:
-            continue
-        try:
-            kinds[r.name] = resolve_kind(r.kind)
-        except (ImportError, TypeError) as e:
-            raise config_mod.ConfigError(f"{cfg.path}: roles.{r.name}.kind: {e}")
-        if getattr(kinds[r.name], "source", False) and not r.chains:
-            raise config_mod.ConfigError(f"{cfg.path}: roles.{r.name}.chains: a source role "
-                                         "needs the chains it watches")
+    kinds = {r.name: resolve_kind(r.kind) for r in cfg.roles.values() if r.enabled}
     return cfg, kinds
 
 

@@ -74,6 +74,9 @@ class Task:
     name: str = "task"
     priority: Priority = Priority.MEDIUM
     interval: float = 60.0
+    #: its `options` (engine.toml: roles.<name>.tasks.<task>.options): name -> (type, default,
+    #: doc), as RoleKind.OPTIONS; `self.options` starts from these defaults
+    OPTIONS: dict[str, tuple] = {}
 
     def __init__(self, *, name: str | None = None, interval: float | None = None,
                  priority: str | Priority | None = None, options: dict | None = None):
@@ -83,7 +86,7 @@ class Task:
             self.interval = float(interval)
         if priority is not None:
             self.priority = Priority.parse(priority)
-        self.options = dict(options or {})
+        self.options = {**{k: d[1] for k, d in self.OPTIONS.items()}, **(options or {})}
         self.state: Any = self.initial_state()
 
     def initial_state(self) -> Any:
