@@ -269,8 +269,8 @@ class RoleRuntime:
         known = {t.name for t in tasks}
         for name in self.config.tasks:
             if name not in known:
-                self.log.warning("engine.toml configures an unknown task (ignored)",
-                                 task=name, known=",".join(sorted(known)))
+                self.log.warning("engine.toml configures a task this role does not run "
+                                 "(ignored)", task=name, running=",".join(sorted(known)))
         for t in tasks:
             tc = self.config.tasks.get(t.name)
             if tc:
