@@ -8,10 +8,8 @@ reference describes.
 
 A role is named by engine.toml and built from `kind`, a dotted path "package.module:Class".
 This module never imports it (engine/core knows roles only by name): the supervisor resolves it
-after fork.  What a kind declares (its options, its tasks and theirs, whether it is a source:
-engine/core/role.py, RoleKind) reaches this module as data, a `KindSpec` from the `describe`
-callback given to `load`, so `roles.<name>.options` and `roles.<name>.tasks` are checked like
-every other key.
+after fork.  What a kind declares (options, tasks, source: RoleKind in engine/core/role.py)
+reaches this module as data, a `KindSpec` from the `describe` callback given to `load`.
 """
 from __future__ import annotations
 
@@ -170,13 +168,7 @@ class KindSpec:
 
 def _declared_schema(declared: dict[str, tuple]) -> dict[str, tuple[Any, Any, Any]]:
     """A kind's declaration as a SCHEMA table: the same checks as every other key."""
-    out = {}
-    for key, (typ, default, _doc) in declared.items():
-        types = typ if isinstance(typ, tuple) else (typ,)
-        if float in types and int not in types:
-            types = (*types, int)
-        out[key] = (types, default, None)
-    return out
+    return {key: (typ, default, None) for key, (typ, default, _doc) in declared.items()}
 
 
 @dataclass(frozen=True)
@@ -338,6 +330,8 @@ class _Checker:
                 continue
             v = raw[key]
             types = typ if isinstance(typ, tuple) else (typ,)
+            if float in types:
+                types = (*types, int)   # TOML writes 1 for 1.0
             if isinstance(v, bool) and bool not in types:
                 ok = False
             else:
