@@ -144,6 +144,7 @@ def test_failed_runs_reach_status_and_the_log_of_a_real_engine(engine_factory):
     text = e.cli("status", "-c", str(e.path), "--tasks").stdout
     row = next(line.split() for line in text.splitlines() if "gas-sampler" in line)
     assert row[5] == "0", text                    # DONE%
+    assert "background task failures: spotter" in e.cli("status", "-c", str(e.path)).stdout
     assert e.stop() == 0
     log = (e.tmp / "state" / "log" / f"{e.name}.log").read_text()
     failed = [line for line in log.splitlines()
