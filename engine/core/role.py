@@ -77,7 +77,7 @@ class RoleKind:
     #: the tasks it may run: task name -> Task class (the class declares the task's options)
     TASKS: dict[str, type[Task]] = {}
     #: True for event sources: they write their chains' `events.<chain>` rings (so they need
-    #: `chains`) and are interrupted by no ring
+    #: `chains`), read no ring and have no outbox
     source = False
     #: True for event sources (monitors): they run at the monitor FIFO priority and mostly sleep.
     realtime = False
