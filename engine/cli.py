@@ -10,10 +10,13 @@
 Sub-commands other than `run` are imported lazily, so `syndicate status` starts fast and a
 broken optional module never stops the supervisor from starting.  Every sub-command module
 exposes `main(argv: list[str]) -> int`; exit code 2 always means "bad input, nothing done".
+Output cut short by its reader (`syndicate status | head -1`) ends the command quietly, exit 0,
+whichever sub-command wrote it.
 """
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 # name -> (module, one-line help).  `bench` and `snapshot` parse their own arguments.
@@ -35,7 +38,21 @@ def usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        try:
+            return _dispatch(list(sys.argv[1:] if argv is None else argv))
+        finally:   # also after argparse's SystemExit; a pipe is block-buffered: EPIPE shows here
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader has gone (`| head`): what it wanted it got.  Point stdout at /dev/null so
+        # the interpreter's own flush at exit finds nowhere to fail either.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 0
+
+
+def _dispatch(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
         return 0 if argv else 2

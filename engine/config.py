@@ -8,7 +8,8 @@ reference describes.
 
 A role is named by engine.toml and built from `kind`, a dotted path "package.module:Class".
 This module never imports it (engine/core knows roles only by name): the supervisor resolves it
-after fork.
+after fork.  What a kind declares (options, tasks, source: RoleKind in engine/core/role.py)
+reaches this module as data, a `KindSpec` from the `describe` callback given to `load`.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 DEFAULT_ROLES = ("arbitrum-spotter", "base-analyst", "polygon-specialist",
                  "flash-loan-executor", "alphago-coordinator")
@@ -154,6 +155,23 @@ TASK_SCHEMA: dict[str, tuple[Any, Any, Any]] = {
 
 
 @dataclass(frozen=True)
+class KindSpec:
+    """What a role kind lets engine.toml say about it (see RoleKind in engine/core/role.py).
+
+    options: `roles.<name>.options` keys -> (type, default, one-line doc); float accepts an int
+    tasks:   task names it may run -> that task's `options` keys, declared the same way
+    source:  it writes event rings, so it needs `chains`"""
+    options: dict[str, tuple]
+    tasks: dict[str, dict[str, tuple]]
+    source: bool = False
+
+
+def _declared_schema(declared: dict[str, tuple]) -> dict[str, tuple[Any, Any, Any]]:
+    """A kind's declaration as a SCHEMA table: the same checks as every other key."""
+    return {key: (typ, default, None) for key, (typ, default, _doc) in declared.items()}
+
+
+@dataclass(frozen=True)
 class RoleConfig:
     name: str
     kind: str
@@ -274,15 +292,12 @@ def _line_of(text: str, section: str | None, key: str | None) -> int | None:
                     return i + 1
                 break
         else:
-            # maybe an inline table: `name = { ... }` inside the parent section
-            leaf = parts[-1]
-            for i, line in enumerate(lines):
-                if re.match(rf'^\s*"?{re.escape(leaf)}"?\s*=\s*\{{', line):
-                    return i + 1
-            return None
+            # an inline table (`leaf = { ... }`) or dotted keys (`leaf.x = ...`) in the parent
+            parent = ".".join(parts[:-1]) or None
+            return _line_of(text, parent, parts[-1]) if parent else None
     if key is None:
         return None
-    kpat = re.compile(rf'^\s*"?{re.escape(key)}"?\s*=|[{{,]\s*"?{re.escape(key)}"?\s*=')
+    kpat = re.compile(rf'^\s*"?{re.escape(key)}"?\s*[=.]|[{{,]\s*"?{re.escape(key)}"?\s*=')
     for i in range(start, len(lines)):
         if i > start and re.match(r"^\s*\[", lines[i]) and section:
             break
@@ -297,7 +312,8 @@ class _Checker:
 
     def fail(self, section: str | None, key: str | None, msg: str) -> ConfigError:
         dotted = ".".join(x for x in (section, key) if x)
-        line = _line_of(self.text, section, key)
+        # a key that is missing (or not found) is reported at its section's line
+        line = _line_of(self.text, section, key) or (key and _line_of(self.text, section, None))
         where = f"{self.path}:{line}" if line else str(self.path)
         return ConfigError(f"{where}: {dotted}: {msg}")
 
@@ -314,6 +330,8 @@ class _Checker:
                 continue
             v = raw[key]
             types = typ if isinstance(typ, tuple) else (typ,)
+            if float in types:
+                types = (*types, int)   # TOML writes 1 for 1.0
             if isinstance(v, bool) and bool not in types:
                 ok = False
             else:
@@ -327,7 +345,13 @@ class _Checker:
         return out
 
 
-def load(path: str | os.PathLike) -> EngineConfig:
+Describe = Callable[[str], KindSpec]   # a kind's dotted path -> what it declares
+
+
+def load(path: str | os.PathLike, *, describe: Describe | None = None) -> EngineConfig:
+    """Read and check engine.toml.  With `describe` (the supervisor passes
+    engine.core.role.describe_kind), each enabled role's kind is resolved and its options and
+    tasks are checked against what it declares; a kind that cannot be resolved is refused."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -339,10 +363,11 @@ def load(path: str | os.PathLike) -> EngineConfig:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}")
-    return from_dict(raw, path=path.resolve(), text=text)
+    return from_dict(raw, path=path.resolve(), text=text, describe=describe)
 
 
-def from_dict(raw: dict, *, path: Path = Path("engine.toml"), text: str = "") -> EngineConfig:
+def from_dict(raw: dict, *, path: Path = Path("engine.toml"), text: str = "",
+              describe: Describe | None = None) -> EngineConfig:
     ck = _Checker(path, text)
     known = set(SCHEMA) | {"roles"}
     unknown = sorted(set(raw) - known)
@@ -381,6 +406,8 @@ def from_dict(raw: dict, *, path: Path = Path("engine.toml"), text: str = "") ->
         tasks = {}
         for tname, traw in t["tasks"].items():
             tasks[tname] = ck.table(f"{sec}.tasks.{tname}", traw, TASK_SCHEMA)
+        if describe is not None and t["enabled"]:
+            _check_declared(ck, sec, t, tasks, describe)
         roles[name] = RoleConfig(
             name=name, kind=t["kind"], enabled=t["enabled"], chains=tuple(t["chains"]),
             restart=t["restart"], memory_soft=parse_size(t["memory_soft"]),
@@ -395,6 +422,23 @@ def from_dict(raw: dict, *, path: Path = Path("engine.toml"), text: str = "") ->
     if sections["chains"]["manifest"]:
         manifest = _load_manifest(_resolve(base, sections["chains"]["manifest"]), lambda msg: ck.fail("chains", "manifest", msg))
     return EngineConfig(path=path, base_dir=base, roles=roles, manifest=manifest, **sections)
+
+
+def _check_declared(ck: _Checker, sec: str, t: dict, tasks: dict, describe: Describe) -> None:
+    """A role's options and tasks against what its kind declares (KindSpec)."""
+    try:
+        spec = describe(t["kind"])
+    except (ImportError, TypeError) as e:
+        raise ck.fail(sec, "kind", str(e))
+    ck.table(f"{sec}.options", t["options"], _declared_schema(spec.options))
+    for tname, tc in tasks.items():
+        if tname not in spec.tasks:
+            raise ck.fail(f"{sec}.tasks.{tname}", None, "unknown task (known: "
+                          f"{', '.join(sorted(spec.tasks)) or 'none: this kind runs no tasks'})")
+        ck.table(f"{sec}.tasks.{tname}.options", tc["options"],
+                 _declared_schema(spec.tasks[tname]))
+    if spec.source and not t["chains"]:
+        raise ck.fail(sec, "chains", "a source role needs the chains it watches")
 
 
 def _load_manifest(path: Path, fail) -> dict:

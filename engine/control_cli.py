@@ -22,9 +22,23 @@ from .core.signals import ROLE_ACTIONS, signame
 from .core.status import report
 
 
-def task_table(store_dir: Path) -> dict:
-    """{role: {"checkpoint_age_s", "tasks": {task: stats}}} from each role's last checkpoint,
-    read-only (the engine may be running)."""
+def live_roles(name: str) -> tuple[bool, set[str]]:
+    """(whether the engine's supervisor runs, the roles alive now), from shared memory."""
+    try:
+        cb = ControlBlock.attach(name)
+    except (posix_ipc.ExistentialError, ValueError):
+        return False, set()
+    try:
+        doc = report(cb, name)
+        return doc["running"], {r["name"] for r in doc["roles"] if r["alive"]}
+    finally:
+        cb.close()
+
+
+def task_table(store_dir: Path, alive: set[str] = frozenset()) -> dict:
+    """{role: {"checkpoint_age_s", "running", "tasks": {task: stats}}} from each role's last
+    checkpoint, read-only (the engine may be running).  `running`: the role is alive now (one
+    of `alive`); a task's `in_run` says a run was in progress when the checkpoint was taken."""
     from .core.store import ReadOnlyStore
     s = ReadOnlyStore.open(store_dir)
     out = {}
@@ -36,6 +50,7 @@ def task_table(store_dir: Path) -> dict:
             if not rec:
                 continue
             out[role] = {"checkpoint_age_s": round((time.time_ns() - rec["time_ns"]) / 1e9, 1),
+                         "running": role in alive,
                          "tasks": {t: {k: v for k, v in st.items() if k != "state"}
                                    for t, st in rec.get("states", {}).items()}}
     finally:
@@ -43,7 +58,9 @@ def task_table(store_dir: Path) -> dict:
     return out
 
 
-def render_tasks(table: dict) -> str:
+def render_tasks(table: dict, engine: str = "", running: bool = True) -> str:
+    """NOW is "running" for a run in progress in a live role; a role that is not running shows
+    "stopped mid-run" for a run its last checkpoint caught in progress (it resumes on start)."""
     cols = ("ROLE", "TASK", "PRIO", "EVERY", "RUNS", "DONE%", "MEAN ms", "MISSED", "ERR", "NOW",
             "SAVED")
     rows = [cols]
@@ -57,10 +74,15 @@ def render_tasks(table: dict) -> str:
                          "-" if rate is None else f"{rate * 100:.0f}",
                          "-" if mean is None else f"{mean:.1f}",
                          str(st.get("missed_intervals", 0)), str(st.get("errors", 0)),
-                         "running" if st.get("in_run") else "-",
+                         ("running" if rec.get("running", True) else "stopped mid-run")
+                         if st.get("in_run") else "-",
                          f"{rec['checkpoint_age_s']:.0f}s ago"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(cols))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    if not running:
+        lines[:0] = [f"engine {engine!r} is not running: figures as of each role's last "
+                     "checkpoint", ""]
+    return "\n".join(lines)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -68,9 +90,14 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="engine instance name (default: [engine] name)")
 
 
-def _locate(args) -> config_mod.EnginePaths:
-    return config_mod.locate(args.config or "engine.toml", args.name,
-                             path_given=args.config is not None)
+def _locate_or_exit(args, prog: str) -> config_mod.EnginePaths:
+    """The engine's paths from -c/--name, or exit 2 with the reason (bad input)."""
+    try:
+        return config_mod.locate(args.config or "engine.toml", args.name,
+                                 path_given=args.config is not None)
+    except config_mod.ConfigError as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def _cmdline(pid: int) -> str:
@@ -88,11 +115,7 @@ def main_ctl(argv: list[str]) -> int:
     p.add_argument("role", help="a role name from engine.toml, or 'all'")
     p.add_argument("action", choices=sorted(ROLE_ACTIONS))
     args = p.parse_args(argv)
-    try:
-        where = _locate(args)
-    except config_mod.ConfigError as e:
-        print(f"syndicate ctl: {e}", file=sys.stderr)
-        return 2
+    where = _locate_or_exit(args, "syndicate ctl")
     name, run_dir = where.name, where.run_dir
     roles_dir = run_dir / "roles"
     if not (run_dir / "supervisor.pid").exists():
@@ -174,6 +197,10 @@ def render(doc: dict) -> str:
     lost = sum(r["events_lost"] for r in doc["roles"])
     if lost:
         notes.append(f"{lost} events lost by lagging readers")
+    failed = {r["name"]: r["task_errors"] for r in doc["roles"] if r["task_errors"]}
+    if failed:
+        notes.append("background task failures: " + ", ".join(
+            f"{n} {k}" for n, k in failed.items()) + " (`status --tasks` and the log say which)")
     return "\n".join(lines + ([""] + notes if notes else []))
 
 
@@ -189,20 +216,17 @@ def main_status(argv: list[str]) -> int:
         "per task: runs, completion rate, mean duration, missed intervals, errors — from each "
         "role's last checkpoint in the store (read-only; `ctl all checkpoint` refreshes it)"))
     args = p.parse_args(argv)
-    try:
-        where = _locate(args)
-    except config_mod.ConfigError as e:
-        print(f"syndicate status: {e}", file=sys.stderr)
-        return 2
+    where = _locate_or_exit(args, "syndicate status")
     name = where.name
-    if args.tasks:
+    if args.tasks:   # from the store: works (and exits 0) whether the engine runs or not
         from .core.store import StoreError
+        running, alive = live_roles(name)
         try:
-            table = task_table(where.store_path)
+            table = task_table(where.store_path, alive)
         except StoreError as e:
             print(f"syndicate status: {e}", file=sys.stderr)
             return 2
-        print(orjson.dumps(table).decode() if args.json else render_tasks(table))
+        print(orjson.dumps(table).decode() if args.json else render_tasks(table, name, running))
         return 0
     try:
         cb = ControlBlock.attach(name)
@@ -224,7 +248,7 @@ def main_status(argv: list[str]) -> int:
                 print(render(doc))
             sys.stdout.flush()
             if not args.watch:
-                return 0
+                return 0 if doc["running"] else 1   # what is left of a killed engine: 1
             time.sleep(args.watch)
     except KeyboardInterrupt:
         return 0

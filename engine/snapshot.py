@@ -22,6 +22,7 @@ import argparse
 import csv
 import os
 import shutil
+import struct
 import sys
 import tempfile
 import time
@@ -84,9 +85,6 @@ def main(argv: list[str]) -> int:
     except lmdb.Error as e:
         print(f"{PROG}: {args.path}: LMDB error, the file may be damaged: {e}", file=sys.stderr)
         return 2
-    except BrokenPipeError:   # `… | head`
-        sys.stderr.close()
-        return 0
 
 
 def _open(path: str) -> ReadOnlyStore:
@@ -106,6 +104,34 @@ def _when(ns: int) -> str:
 
 
 # ── info ─────────────────────────────────────────────────────────────────────────────────────
+
+_MDB_MAGIC = 0xBEEFC0DE
+
+
+def file_map_size(data_mdb: str, psize: int) -> int | None:
+    """The map size recorded in the file by its last writer (the newer of the two LMDB meta
+    pages): the engine's `[store] map_size`, or more if the store grew.  Not the map of this
+    read-only reader, which is as large as it likes.  None if the meta pages are unreadable."""
+    # MDB_meta after the page header: magic u32, version u32, address (8), mapsize u64 at +16,
+    # two 48-byte MDB_db records, last_pg u64, txnid u64 at +128
+    best = None
+    try:
+        with open(data_mdb, "rb") as f:
+            for page in (0, 1):
+                f.seek(page * psize)
+                head = f.read(256)
+                hdr = next((o for o in range(0, 64, 4) if len(head) >= o + 136 and
+                            struct.unpack_from("<I", head, o)[0] == _MDB_MAGIC), None)
+                if hdr is None:
+                    continue
+                mapsize, = struct.unpack_from("<Q", head, hdr + 16)
+                txnid, = struct.unpack_from("<Q", head, hdr + 128)
+                if best is None or txnid > best[0]:
+                    best = (txnid, mapsize)
+    except OSError:
+        return None
+    return best[1] if best else None
+
 
 def _info(args) -> int:
     with _open(args.path) as store, store.read() as r:
@@ -130,8 +156,10 @@ def _info(args) -> int:
                 discoveries[role] = int.from_bytes(key[-8:], "big")
         schema = r.schema()
     lm = info["lmdb"]
+    map_bytes = file_map_size(os.path.join(info["path"], "data.mdb"), info["psize"])
     doc = {"path": info["path"], "schema": schema, "file_bytes": info["file_bytes"],
-           "used_bytes": (lm["last_pgno"] + 1) * info["psize"], "map_bytes": lm["map_size"],
+           "used_bytes": (lm["last_pgno"] + 1) * info["psize"],
+           "map_bytes": map_bytes or lm["map_size"],   # the file's (the last writer's) map
            "page_size": info["psize"], "last_txnid": lm["last_txnid"],
            "readers": lm["num_readers"], "max_readers": info["max_readers"], "databases": dbs,
            "last_checkpoint": checkpoints, "last_discovery_seq": discoveries}
@@ -142,7 +170,8 @@ def _info(args) -> int:
            f"schema    version {schema.get('schema_version')} ({schema.get('application')}), "
            f"created {_when(schema['created_ns']) if 'created_ns' in schema else '?'}",
            f"file      {_human(doc['file_bytes'])}, used {_human(doc['used_bytes'])}, map "
-           f"{_human(doc['map_bytes'])}, page {doc['page_size']} B, last txn {doc['last_txnid']}, "
+           f"{_human(doc['map_bytes'])} (the last writer's: [store] map_size, or more if it "
+           f"grew), page {doc['page_size']} B, last txn {doc['last_txnid']}, "
            f"reader slots {doc['readers']}/{doc['max_readers']}",
            "", f"  {'database':<14}{'entries':>10}{'pages':>9}{'size':>12}"]
     for name, d in dbs.items():

@@ -19,9 +19,15 @@ from .tasks import ChecksumTask, GasSampler
 class Agent(RoleKind):
     """A spotter, analyst or chain specialist: watches its chains' event rings."""
 
+    OPTIONS = {"rpc": (str, None, "JSON-RPC endpoint for the gas-sampler (default: the devnet "
+                                  "manifest's rpc_url of the role's first chain it serves)"),
+               "impact_threshold_bps": (float, 50.0, "an event moving a price this much is a "
+                                                     "candidate")}
+    TASKS = {"checksum": ChecksumTask, "gas-sampler": GasSampler}
+
     def tasks(self):
-        ts = [ChecksumTask(options=self.options.get("checksum", {}))]
-        rpc = self.options.get("rpc") or self._manifest_rpc()
+        ts = [ChecksumTask()]
+        rpc = self.options["rpc"] or self._manifest_rpc()
         if rpc:
             ts.append(GasSampler(options={"rpc": rpc}))
         return ts
@@ -36,7 +42,7 @@ class Agent(RoleKind):
         return None
 
     def handle(self, events):
-        threshold = float(self.options.get("impact_threshold_bps", 50))
+        threshold = float(self.options["impact_threshold_bps"])
         out = []
         for ev in events:
             if not ev["ring"].startswith("events."):
@@ -58,10 +64,13 @@ class Executor(Agent):
     cursor, publishes again after its restart), so the executor acts on each (role, event) once:
     it remembers the last `dedup_window` it has seen."""
 
+    OPTIONS = {**Agent.OPTIONS,
+               "dedup_window": (int, 100_000, "(role, event) pairs remembered to act once")}
+
     def __init__(self, rt):
         super().__init__(rt)
         self._seen: dict[tuple, None] = {}
-        self._window = int(self.options.get("dedup_window", 100_000))
+        self._window = int(self.options["dedup_window"])
 
     def _first_time(self, key: tuple) -> bool:
         if key in self._seen:

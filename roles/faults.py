@@ -73,6 +73,13 @@ class Stall(Task):
 
 
 class FaultAgent(Agent):
+    OPTIONS = {**Agent.OPTIONS,
+               "discover": (bool, False, "run the counting task that records discoveries"),
+               "leak_mib_per_s": (float, None, "run a task leaking this many MiB a second"),
+               "stall_after_s": (float, None, "stall in a C call this long after start"),
+               "stall_flag": (str, None, "a file marking that the stall happened (once)")}
+    TASKS = {**Agent.TASKS, "discover": Counting, "leak": Leak, "stall": Stall}
+
     def tasks(self):
         ts = super().tasks()
         o = self.options

@@ -3,17 +3,14 @@
 `SyntheticSource` emits swap-shaped events at a configured rate: it drives
 `syndicate bench switch` and the out-of-the-box main job until the chain monitor (node
 WebSocket logs and the Moralis webhook, a later issue) replaces it.  Every event it writes says
-`"source": "synthetic"`.  Options:
-
-    rate        events per second per chain (default 2)
-    burst       events per publication; the roles drain a burst in one switch (default 1)
-    count       stop emitting after this many publications (default: never)
-    impact_bps  the price impact the events claim (default 75)
+`"source": "synthetic"`.  Its options (rate, burst, count, impact_bps) are declared, with
+their defaults, in `SyntheticSource.OPTIONS`; the roles drain a burst in one switch.
 """
 from __future__ import annotations
 
 import time
 
+from engine.config import CHAINS
 from engine.core.role import RoleKind
 from engine.core.tasks import Priority, Task, Wait
 
@@ -32,9 +29,9 @@ class _Emit(Task):
 
     def run(self, ctx):
         o = self.source.options
-        period = 1.0 / float(o.get("rate", 2.0))
-        burst = int(o.get("burst", 1))
-        count = o.get("count")
+        period = 1.0 / float(o["rate"])
+        burst = int(o["burst"])
+        count = o["count"]
         nxt = time.monotonic()
         st = self.state
         while count is None or st["published"] < int(count):
@@ -42,7 +39,7 @@ class _Emit(Task):
             yield Wait(until=nxt)
             events = [{"id": f"{self.chain}-{st['events'] + i}", "chain": self.chain,
                        "source": "synthetic", "pool": "0x" + "00" * 20,
-                       "impact_bps": float(o.get("impact_bps", 75))} for i in range(burst)]
+                       "impact_bps": float(o["impact_bps"])} for i in range(burst)]
             self.source.rt.publish(self.ring, events)
             st["published"] += 1
             st["events"] += burst
@@ -51,6 +48,11 @@ class _Emit(Task):
 
 
 class SyntheticSource(RoleKind):
+    OPTIONS = {"rate": (float, 2.0, "events per second per chain"),
+               "burst": (int, 1, "events per publication"),
+               "count": (int, None, "stop after this many publications (None: never)"),
+               "impact_bps": (float, 75.0, "the price impact the events claim")}
+    TASKS = {f"emit-{c}": _Emit for c in CHAINS}
     source = True
     realtime = True
 

@@ -7,7 +7,9 @@
     gas-sampler  Waits on I/O.  Polls an EVM JSON-RPC endpoint (eth_blockNumber, eth_gasPrice)
                  over a non-blocking HTTP/1.1 connection, yielding while the socket is not ready,
                  and keeps an EWMA of the gas price; a move of more than `alert_pct` from the
-                 average is recorded as a discovery.
+                 average is recorded as a discovery.  A call that fails (node down, bad answer)
+                 fails the run (`Failed`): the role's error count, completion rate and log
+                 show it.
 
 Each `run` continues from `self.state`, which is all a checkpoint saves.
 """
@@ -20,20 +22,22 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from engine.core.tasks import Priority, Task, TaskContext, Wait
+from engine.core.tasks import Failed, Priority, Task, TaskContext, Wait
 
 
 class ChecksumTask(Task):
     name = "checksum"
     priority = Priority.LOW
     interval = 0.0  # continuous: a new run as soon as one ends
+    OPTIONS = {"links_per_run": (int, 20_000, "hash links in one run (a run ends at a multiple)"),
+               "links_per_step": (int, 16, "hash links between two safe points (yields)")}
 
     def initial_state(self):
         return {"n": 0, "digest": hashlib.blake2b(b"syndicate", digest_size=32).hexdigest()}
 
     def run(self, ctx: TaskContext):
-        links = int(self.options.get("links_per_run", 20_000))
-        per_step = int(self.options.get("links_per_step", 16))
+        links = int(self.options["links_per_run"])
+        per_step = int(self.options["links_per_step"])
         st = self.state
         end = (st["n"] // links + 1) * links   # a run ends at the next multiple: resumable
         d = bytes.fromhex(st["digest"])
@@ -62,6 +66,10 @@ class GasSampler(Task):
     name = "gas-sampler"
     priority = Priority.MEDIUM
     interval = 60.0
+    OPTIONS = {"rpc": (str, None, "the http:// JSON-RPC endpoint polled (the role sets it)"),
+               "timeout": (float, 5.0, "seconds one call may take"),
+               "alpha": (float, 0.2, "weight of a new sample in the moving average"),
+               "alert_pct": (float, 20.0, "a move this far from the average is a discovery")}
 
     def initial_state(self):
         return {"samples": 0, "errors": 0, "ewma_gwei": None, "last_block": None,
@@ -71,23 +79,23 @@ class GasSampler(Task):
         url = self.options.get("rpc")
         if not url:
             self.state["last_error"] = "no rpc endpoint configured"
-            return
-        timeout = float(self.options.get("timeout", 5.0))
+            raise Failed(self.state["last_error"])
+        timeout = float(self.options["timeout"])
         try:
             block = yield from _rpc(url, "eth_blockNumber", [], timeout)
             price = yield from _rpc(url, "eth_gasPrice", [], timeout)
         except (OSError, RpcError, ValueError) as e:
             self.state["errors"] += 1
             self.state["last_error"] = f"{url}: {e}"
-            return
+            raise Failed(self.state["last_error"]) from e   # counted, logged; the task lives on
         gwei = int(price, 16) / 1e9
         st = self.state
         st["samples"] += 1
         st["last_block"], st["last_gwei"] = int(block, 16), gwei
-        alpha = float(self.options.get("alpha", 0.2))
+        alpha = float(self.options["alpha"])
         prev = st["ewma_gwei"]
         st["ewma_gwei"] = gwei if prev is None else prev + alpha * (gwei - prev)
-        alert = float(self.options.get("alert_pct", 20.0))
+        alert = float(self.options["alert_pct"])
         if prev and abs(gwei - prev) / prev * 100 >= alert:
             ctx.discover(self.name, {"kind": "gas-move", "block": st["last_block"],
                                      "gwei": gwei, "ewma_gwei": prev})

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from ..config import KindSpec
 from .control import F, H, State
 from .role_ops import OperatorHandlers, Stop as _Stop
 from .signals import (FORK_BLOCKED, ROLE_SIGNALS, Background, set_parent_death_signal,
@@ -51,8 +52,32 @@ DISCOVERY_COMMIT_S = 1.0   # discoveries wait at most this long for the checkpoi
 
 
 class RoleKind:
-    """What a role is: its background tasks and how it handles events.  Subclass in roles/."""
+    """What a role is: its background tasks and how it handles events.  Subclass in roles/.
 
+    A kind declares what engine.toml may say about it; `syndicate run`, `--check` and a reload
+    refuse anything else (exit 2, naming the key and its line):
+
+        class Watcher(RoleKind):
+            OPTIONS = {"rate": (float, 2.0, "polls per second"),     # roles.<name>.options
+                       "url": (str, None, "endpoint (None: not set)")}
+            TASKS = {"poll": PollTask}          # roles.<name>.tasks.<task>: what it may run
+            source = True                       # it writes events.<chain> rings
+
+    OPTIONS maps each option to (type, default, one-line doc); `float` accepts an integer.
+    `self.options` is the defaults overlaid with the configured values, so the default lives
+    in one place.  TASKS maps each task name the kind may create to its Task class, whose own
+    OPTIONS declare `roles.<name>.tasks.<task>.options` the same way.  A subclass extends its
+    base's: `OPTIONS = {**Agent.OPTIONS, "dedup_window": (int, 100_000, "...")}`.  A kind that
+    declares nothing takes no options and no task configuration.
+    """
+
+    #: roles.<name>.options: name -> (type, default, doc)
+    OPTIONS: dict[str, tuple] = {}
+    #: the tasks it may run: task name -> Task class (the class declares the task's options)
+    TASKS: dict[str, type[Task]] = {}
+    #: True for event sources: they write their chains' `events.<chain>` rings (so they need
+    #: `chains`), read no ring and have no outbox
+    source = False
     #: True for event sources (monitors): they run at the monitor FIFO priority and mostly sleep.
     realtime = False
 
@@ -60,8 +85,14 @@ class RoleKind:
         self.rt = rt
         self.name = rt.name
         self.config = rt.config
-        self.options = dict(rt.config.options)
+        self.options = {**{k: d[1] for k, d in self.OPTIONS.items()}, **rt.config.options}
         self.log = rt.log
+
+    @classmethod
+    def spec(cls) -> KindSpec:
+        """The declarations, as data for the configuration check (engine/config.py)."""
+        return KindSpec(options=dict(cls.OPTIONS), source=bool(cls.source),
+                        tasks={n: dict(t.OPTIONS) for n, t in cls.TASKS.items()})
 
     def tasks(self) -> list[Task]:
         return []
@@ -93,6 +124,11 @@ def resolve_kind(path: str) -> type[RoleKind]:
     if not (isinstance(obj, type) and issubclass(obj, RoleKind)):
         raise TypeError(f"kind {path!r} is not a RoleKind subclass")
     return obj
+
+
+def describe_kind(path: str) -> KindSpec:
+    """What the kind at `path` declares (for `engine.config.load(describe=...)`)."""
+    return resolve_kind(path).spec()
 
 
 class RoleRuntime(OperatorHandlers):
@@ -155,7 +191,7 @@ class RoleRuntime(OperatorHandlers):
                           options=self.config.options)
         self.tm = TaskManager(tasks, ctx, max_concurrent=self.config.max_concurrent,
                               slice_budget_us=self.config.slice_budget_us,
-                              on_error=self._task_error)
+                              on_error=self._task_error, log=self.log)
         self._restore()
         w = self.wiring
         for ring_name in w.inputs.get(self.name, []):
@@ -220,8 +256,8 @@ class RoleRuntime(OperatorHandlers):
         known = {t.name for t in tasks}
         for name in self.config.tasks:
             if name not in known:
-                self.log.warning("engine.toml configures an unknown task (ignored)",
-                                 task=name, known=",".join(sorted(known)))
+                self.log.warning("engine.toml configures a task this role does not run "
+                                 "(ignored)", task=name, running=",".join(sorted(known)))
         for t in tasks:
             tc = self.config.tasks.get(t.name)
             if tc:
@@ -246,8 +282,7 @@ class RoleRuntime(OperatorHandlers):
             self.store.append_discovery(self.name, {"task": task, "t": time.time(), **record})
 
     def _task_error(self, task: Task, exc: BaseException) -> None:
-        self.slot.add(F.TASK_ERRORS)
-        self.log.error("background task failed", task=task.name, error=repr(exc))
+        self.slot.add(F.TASK_ERRORS)   # every failure; the task manager logs them, rate-limited
 
     # ------------------------------------------------------------------ checkpoints
     def _stage(self, states: dict) -> bool:

@@ -13,7 +13,7 @@ import sys
 from .. import config as config_mod
 from .log import Log
 from .owner import AlreadyRunning
-from .role import resolve_kind, role_main
+from .role import describe_kind, resolve_kind, role_main
 from .supervisor import Supervisor
 
 
@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_checked(args) -> tuple[config_mod.EngineConfig, dict[str, type]]:
-    cfg = config_mod.load(args.config)
+    # each enabled role's kind is resolved and its options and tasks checked by load()
+    cfg = config_mod.load(args.config, describe=describe_kind)
     cfg = config_mod.with_overrides(cfg, name=args.name, state_dir=args.state_dir,
                                     log_format=args.log_format)
     kinds = {}

@@ -364,12 +364,17 @@ class Supervisor:
         p = self.rundir.write_status(report(self.wiring.control, self.name))
         self.log.info("status report written", path=str(p))
 
+    def describe_kind(self, path: str):
+        """What the kind at `path` declares (its options and tasks), for the config check."""
+        return self.resolve_kind(path).spec()
+
     def reload(self) -> None:
         if self.stopping:
             return
         try:
             # what the command line overrode stays overridden
-            new = config_mod.with_overrides(config_mod.load(self.cfg.path), name=self.name,
+            new = config_mod.with_overrides(config_mod.load(self.cfg.path,
+                                                            describe=self.describe_kind), name=self.name,
                                             state_dir=self.cfg.engine["state_dir"],
                                             log_format=self.cfg.engine["log_format"])
             kinds = {r.name: self.resolve_kind(r.kind) for r in new.roles.values() if r.enabled}

@@ -11,6 +11,7 @@ the generators in short slices:
      │  until budget spent or interrupt │──► interrupt pending: stop at once (a safe point)
      └────────────────┬─────────────────┘
                       ▼ StopIteration: run complete, next due = start + interval
+                        raise Failed(why) (or any exception): run failed, next due = now + interval
 
 Why generators and not threads: a Python thread holding the GIL delays the main thread's signal
 handler by the whole switch interval (5 ms by default; ARCHITECTURE.md), and a preempted thread's
@@ -21,6 +22,13 @@ default 200 µs); steps that overrun are counted.
 
 A task's `state` is a JSON-serialisable value; a checkpoint saves it (with whether a run was in
 progress) and a restarted role restores it, so a run must be written to continue from its state.
+
+A run that cannot do its work (an endpoint down, a bad answer) raises `Failed("why")`; a bug
+raises whatever it raises.  Either way the run counts as an error and not as a completion (so
+the completion rate falls), the task lives on and runs again at its next interval, and the
+role's log says so: the first failure at once, then at most one line per task every
+`error_log_interval` seconds with the number of failures since the last line, and one line when
+the task completes a run again.
 """
 from __future__ import annotations
 
@@ -45,6 +53,13 @@ class Priority(IntEnum):
         return cls[str(text).upper()]
 
 
+ERROR_LOG_INTERVAL_S = 30.0   # at most one "task failed" line per task this often
+
+
+class Failed(Exception):
+    """Raised by a run that could not do its work: the run is a failure, the task lives on."""
+
+
 @dataclass
 class Wait:
     """Yielded by a task that waits: for a file descriptor (`fd`, `write`) and/or a time."""
@@ -59,6 +74,9 @@ class Task:
     name: str = "task"
     priority: Priority = Priority.MEDIUM
     interval: float = 60.0
+    #: its `options` (engine.toml: roles.<name>.tasks.<task>.options): name -> (type, default,
+    #: doc), as RoleKind.OPTIONS; `self.options` starts from these defaults
+    OPTIONS: dict[str, tuple] = {}
 
     def __init__(self, *, name: str | None = None, interval: float | None = None,
                  priority: str | Priority | None = None, options: dict | None = None):
@@ -68,7 +86,7 @@ class Task:
             self.interval = float(interval)
         if priority is not None:
             self.priority = Priority.parse(priority)
-        self.options = dict(options or {})
+        self.options = {**{k: d[1] for k, d in self.OPTIONS.items()}, **(options or {})}
         self.state: Any = self.initial_state()
 
     def initial_state(self) -> Any:
@@ -106,6 +124,7 @@ class TaskContext:
 
 @dataclass
 class TaskStats:
+    """A task's history: kept across restarts (it is saved in every checkpoint)."""
     runs: int = 0
     completed: int = 0
     errors: int = 0
@@ -121,6 +140,17 @@ class TaskStats:
                 "mean_run_ms": (self.run_ns_total / self.completed / 1e6) if self.completed else None,
                 "last_error": self.last_error}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "TaskStats":
+        """The inverse of `as_dict` (a checkpoint record; unknown keys are ignored)."""
+        completed = int(d.get("completed", 0))
+        mean = d.get("mean_run_ms")
+        return cls(runs=int(d.get("runs", 0)), completed=completed,
+                   errors=int(d.get("errors", 0)), missed=int(d.get("missed_intervals", 0)),
+                   busy_ns=int(float(d.get("busy_ms") or 0) * 1e6),
+                   run_ns_total=int(float(mean) * 1e6 * completed) if mean is not None else 0,
+                   last_error=str(d.get("last_error") or ""))
+
 
 @dataclass
 class _Entry:
@@ -132,6 +162,9 @@ class _Entry:
     wait: Wait | None = None
     stats: TaskStats = field(default_factory=TaskStats)
     order: int = 0                          # round robin among equal priorities
+    unlogged: int = 0                       # failures since the last log line about them
+    quiet_until: float = float("-inf")      # no "failed" line before this (monotonic)
+    failing: bool = False                   # the last run failed
 
 
 class TaskManager:
@@ -140,7 +173,11 @@ class TaskManager:
     def __init__(self, tasks: list[Task], ctx: TaskContext, *, max_concurrent: int = 5,
                  slice_budget_us: int = 200, clock: Callable[[], float] = time.monotonic,
                  clock_ns: Callable[[], int] = time.perf_counter_ns,
-                 on_error: Callable[[Task, BaseException], None] | None = None):
+                 on_error: Callable[[Task, BaseException], None] | None = None,
+                 log: Any = None, error_log_interval: float = ERROR_LOG_INTERVAL_S):
+        """`on_error(task, exc)` is called on every failed run (the role counts it); `log` (an
+        object with `error` and `info` methods taking a message and fields) gets the
+        rate-limited lines about failures."""
         names = [t.name for t in tasks]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
@@ -150,6 +187,7 @@ class TaskManager:
         self.budget_ns = slice_budget_us * 1000
         self.clock, self.clock_ns = clock, clock_ns
         self.on_error = on_error
+        self.log, self.error_log_interval = log, error_log_interval
         now = clock()
         self.entries: dict[str, _Entry] = {t.name: _Entry(t, next_due=now) for t in tasks}
         self.paused = False
@@ -207,15 +245,9 @@ class TaskManager:
             restored.append(name)
             if "runs" not in rec:
                 continue   # a slim (staged) state: the history stays as it was
-            st = e.stats   # the history carries over restarts
-            # a run that was in progress starts again at once and counts itself once more
-            st.runs = int(rec.get("runs", 0)) - (1 if rec.get("in_run") else 0)
-            st.completed = int(rec.get("completed", 0))
-            st.errors = int(rec.get("errors", 0))
-            st.missed = int(rec.get("missed_intervals", 0))
-            st.busy_ns = int(float(rec.get("busy_ms") or 0) * 1e6)
-            if rec.get("mean_run_ms") is not None:
-                st.run_ns_total = int(float(rec["mean_run_ms"]) * 1e6 * st.completed)
+            e.stats = TaskStats.from_dict(rec)   # the history carries over restarts
+            if rec.get("in_run"):   # that run starts again at once and counts itself once more
+                e.stats.runs -= 1
         return restored
 
     # ------------------------------------------------------------------ scheduling
@@ -310,17 +342,39 @@ class TaskManager:
             e.stats.completed += 1
             e.stats.run_ns_total += int((end - e.run_started) * 1e9)
             self._schedule_next(e, end)
-        except Exception as exc:  # a task's bug must not take the role down
-            e.gen = None
-            e.stats.errors += 1
-            e.stats.last_error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-            e.next_due = self.clock() + e.task.interval
-            if self.on_error:
-                self.on_error(e.task, exc)
+            if e.failing:
+                self._recovered(e)
+        except Exception as exc:  # Failed, or a task's bug: neither may take the role down
+            self._failed(e, exc)
         spent = clock_ns() - t0
         e.stats.busy_ns += spent
         self.busy_ns += spent
         return True
+
+    def _failed(self, e: _Entry, exc: Exception) -> None:
+        now = self.clock()
+        e.gen = None
+        e.stats.errors += 1
+        e.stats.last_error = str(exc) if isinstance(exc, Failed) else \
+            "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        e.next_due = now + e.task.interval
+        e.failing = True
+        e.unlogged += 1
+        if self.on_error:
+            self.on_error(e.task, exc)
+        if self.log is not None and now >= e.quiet_until:
+            self.log.error("background task failed", task=e.task.name, error=e.stats.last_error,
+                           failures=e.unlogged, errors=e.stats.errors)
+            e.unlogged = 0
+            e.quiet_until = now + self.error_log_interval
+
+    def _recovered(self, e: _Entry) -> None:
+        e.failing = False
+        if self.log is not None:
+            self.log.info("background task recovered: a run completed again", task=e.task.name,
+                          failures=e.unlogged, errors=e.stats.errors)
+        e.unlogged = 0
+        e.quiet_until = float("-inf")
 
     def _schedule_next(self, e: _Entry, end: float) -> None:
         if e.task.interval <= 0:   # continuous: the next run starts at once
