@@ -16,12 +16,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # pragma: no cover - annotations only: those modules import this one
-    from .control import ControlBlock
-    from .ring import Ring
-    from .staging import Staging
 
 MAX_ROLES = 32          # control-block and staging slots, ring reader lines
 SEGMENT_PREFIX = "/syn."
@@ -57,7 +51,9 @@ def remove_segments(engine: str, keep: tuple[str, ...] = ()) -> list[str]:
 
 @dataclass
 class Wiring:
-    """Who reads and writes which ring; built from the config, inherited by every role."""
+    """Who reads and writes which ring; built from the config, inherited by every role.
+    The segment types are named, not imported: control.py, ring.py and staging.py import
+    this module for their names, and the floors allow no import cycle."""
     control: "ControlBlock"
     supervisor_pid: int
     slots: dict[str, int]
