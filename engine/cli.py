@@ -5,7 +5,7 @@
     syndicate status    [--name N] [--json] [--watch]    reads shared memory (engine/control_cli.py)
     syndicate snapshot  PATH info|ls|show|export|copy|verify   offline LMDB  (engine/snapshot.py)
     syndicate bench     ring|switch|store|decide [...]   benchmarks         (engine/bench/<name>.py)
-    syndicate devnet    up|down|traffic [...]            local anvil chains (scripts/devnet.py)
+    syndicate devnet    up|down|traffic [...]            local anvil chains (engine/devnet/)
 
 Sub-commands other than `run` are imported lazily, so `syndicate status` starts fast and a
 broken optional module never stops the supervisor from starting.  Every sub-command module
@@ -26,7 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("engine.control_cli", "show every role's state, read from shared memory"),
     "snapshot": ("engine.snapshot", "read an LMDB state directory offline"),
     "bench": ("engine.bench", "benchmarks: ring, switch, store, decide"),
-    "devnet": ("scripts.devnet", "local three-chain anvil devnet with Uniswap pools"),
+    "devnet": ("engine.devnet.cli", "local three-chain anvil devnet with Uniswap pools"),
 }
 
 

@@ -1,7 +1,8 @@
 """The floors of ARCHITECTURE.md, checked on the source (imports), so a violation fails here first:
 engine/core knows nothing of chains, arbitrage or roles; engine/arb and engine/config.py do no
-I/O and build on nothing of ours; engine/chain does not reach up into roles or the CLI; and the
-modules of engine/ import each other without a cycle.
+I/O and build on nothing of ours; engine/chain and engine/devnet do not reach up into roles or
+the CLI (and the devnet, a test and development tool, stays out of the core and the chain
+layer); and the modules of engine/ import each other without a cycle.
 
 Every rule is proved able to fail: a test plants a forbidden import (each spelling: `import`,
 `from … import`, relative, inside a function) or a cycle in a copy of the tree under tmp_path
@@ -35,7 +36,9 @@ RULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "config is pure": ("engine/config.py", ("engine.core", "engine.chain", "engine.arb",
                                             "engine.bench", "roles", "scripts") + _IO),
     "chain builds on arb and core only": ("engine/chain", ("roles", "scripts", "engine.cli",
-                                                           "engine.bench")),
+                                                           "engine.bench", "engine.devnet")),
+    "devnet builds on chain and arb only": ("engine/devnet", ("engine.core", "roles", "scripts",
+                                                             "engine.cli", "engine.bench")),
 }
 
 

@@ -18,7 +18,7 @@ def devnet():
     reason = toolchain_missing()
     if reason:
         pytest.skip(reason)
-    from scripts.devnet import Devnet
+    from engine.devnet import Devnet
     with Devnet.start(("arbitrum", "base", "polygon"), seed=0) as net:
         yield net
 

@@ -110,7 +110,7 @@ def test_prices_are_realistic(devnet):
 # ---- traffic --------------------------------------------------------------------------------
 
 def test_traffic_makes_small_and_big_swaps(devnet, arb):
-    from scripts.devnet import Traffic
+    from engine.devnet import Traffic
     t = Traffic(devnet.manifest, rate=50, big_every=4, seed=3, chains=["arbitrum", "polygon"])
     big = [t.step(big=True) for _ in range(12)]
     assert all(abs(r.price_move) >= 0.005 for r in big), [r.price_move for r in big]
@@ -126,7 +126,7 @@ def test_traffic_makes_small_and_big_swaps(devnet, arb):
 CHILD = textwrap.dedent("""
     import json, os, sys, time
     sys.path.insert(0, {root!r})
-    from scripts.devnet import Devnet
+    from engine.devnet import Devnet
     net = Devnet.start(("base",))
     print(json.dumps([a.proc.pid for a in net.anvils.values()]), flush=True)
     mode = sys.argv[1]
@@ -197,7 +197,7 @@ def test_cli_up_stops_every_anvil_on_signal(sig, tmp_path):
 
 
 def test_cli_rejects_bad_input():
-    from scripts.devnet import main
+    from engine.devnet import main
     assert main(["up", "--chains", "arbitrum,mars"]) == 2
     assert main(["traffic", "--manifest", "/nonexistent/manifest.json"]) == 2
     assert main(["bogus"]) == 2
@@ -206,11 +206,12 @@ def test_cli_rejects_bad_input():
 @needs_toolchain
 def test_cached_start_equals_a_fresh_deployment(tmp_path, monkeypatch):
     """The state cache is only a shortcut: a fresh deployment gives the same chain."""
-    import scripts.devnet as d
-    monkeypatch.setattr(d, "CACHE_DIR", tmp_path)
-    with d.Devnet.start(("base",), seed=7) as fresh:
+    import engine.devnet.deploy as deploy
+    from engine.devnet import Devnet
+    monkeypatch.setattr(deploy, "CACHE_DIR", tmp_path)
+    with Devnet.start(("base",), seed=7) as fresh:
         assert fresh.how == {"base": "deployed"} and list(tmp_path.glob("base-7-*.state"))
-    with d.Devnet.start(("base",), seed=7) as cached, d.Devnet.start(("base",), seed=7, cache=False) as again:
+    with Devnet.start(("base",), seed=7) as cached, Devnet.start(("base",), seed=7, cache=False) as again:
         assert cached.how == {"base": "cached"} and again.how == {"base": "deployed"}
         a, b = cached.manifest["chains"]["base"], again.manifest["chains"]["base"]
         strip = ("port", "rpc_url", "ws_url", "anvil_pid")
@@ -240,7 +241,7 @@ def test_websocket_endpoint_answers(devnet):
 @needs_toolchain
 def test_a_taken_port_is_retried_or_reported():
     import socket
-    from scripts.devnet import Devnet, free_port
+    from engine.devnet import Devnet, free_port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
@@ -249,7 +250,7 @@ def test_a_taken_port_is_retried_or_reported():
         with pytest.raises(RuntimeError, match=f"port {taken}"):
             Devnet.start(("base",), base_port=taken)
         # free ports: a collision is retried on another port
-        import scripts.devnet as d
+        import engine.devnet.anvil as d    # where Devnet.start finds free ports
         ports = iter([taken, free_port()])
         orig = d.free_port
         d.free_port = lambda: next(ports, None) or orig()

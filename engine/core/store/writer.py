@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import lmdb
 
 from . import fork, schema
-from .jobs import Gate, WriteJob
+from .jobs import WriteJob
 from .keys import (SEQ_DATABASES, StoreError, encode, last_seq, prefix_bytes, refuse_secrets,
                    seq_bytes, seq_of)
 from .reader import Store

@@ -1,0 +1,162 @@
+"""Traffic on the devnet: random swaps from the manifest's trader account through DevPeriphery.
+
+    Traffic(net.manifest, rate=5, big_every=10, seed=1).run(duration=30)
+
+Sizes are log-uniform between 0.001 % and 0.1 % of the input reserve; with probability
+1/big_every a swap is sized to move the pool's price by 0.6-1.5 % (V2: from the reserves; V3:
+from the active liquidity, a lower bound on the move since liquidity only thins away from the
+price).  Directions lean back toward the seeded price so a long run does not drift away.  The
+sizing and the lean are pure functions of the pool's state (unit-tested against engine/arb's
+exact math); `Traffic.step` reads the state, draws the randomness and sends the swap.
+"""
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Iterable
+
+from engine.arb.v3 import Q96
+from engine.chain.contracts import load
+
+from .anvil import web3
+
+BIG_MOVE = (0.006, 0.015)          # a big swap moves its pool's price by this much (relative)
+SMALL_V2 = (-5.0, -3.0)            # log10 of a small swap's share of the input reserve
+SMALL_V3 = (-5.0, -3.3)            # log10 of a small swap's relative price move
+LEAN = 0.65                        # share of swaps that push the price back toward its start
+
+
+# ---- sizing: pure ---------------------------------------------------------------------------
+
+def v2_share_for_move(move: float) -> float:
+    """The share x of the input reserve whose swap moves a V2 price by a factor >= 1 + move:
+    an input of x·r_in moves r1/r0 by about (1 + x)^2, less the fee; 1 % more covers 0.3 %."""
+    return (math.sqrt(1 + move) - 1) * 1.01
+
+
+def v2_amount_in(reserve_in: int, share: float) -> int:
+    """`share` of the input reserve, in raw units, at least 1."""
+    return max(1, int(reserve_in * share))
+
+
+def v3_amount_in(sqrt_price_x96: int, liquidity: int, zero_for_one: bool, move: float,
+                 fee: int) -> int:
+    """The input that moves a V3 price (token1 per token0) by `move` (relative: down when selling
+    token0, up when buying it) if the active liquidity held all the way, fee (hundredths of a
+    bip) and 1 % added.  The liquidity thins away from the price, so the move is at least this."""
+    if zero_for_one:
+        target = int(sqrt_price_x96 * math.sqrt(1 - move))
+        amount = liquidity * Q96 * (sqrt_price_x96 - target) // (sqrt_price_x96 * target)
+    else:
+        target = int(sqrt_price_x96 * math.sqrt(1 + move))
+        amount = liquidity * (target - sqrt_price_x96) // Q96
+    return max(1, int(amount * (1 + fee / 1e6) * 1.01))
+
+
+def leans_back(price: float, start: float, u: float, lean: float = LEAN) -> bool:
+    """zero_for_one (sell token0, which lowers the price) for a uniform draw u in [0, 1): with
+    probability `lean` the direction that moves the price back toward `start`."""
+    back = price > start
+    return back if u < lean else not back
+
+
+# ---- swaps ----------------------------------------------------------------------------------
+
+@dataclass
+class SwapRecord:
+    chain: str
+    pool: str
+    dex: str
+    pair: str              # "WETH/USDC" (token0/token1) and, for V3, the fee tier
+    token_in: str
+    amount_in: int
+    big: bool
+    price_move: float      # relative change of the pool's price (token1 per token0), signed
+    tx: str
+
+
+class Traffic:
+    """Random swaps against a running devnet (see the module docstring)."""
+
+    def __init__(self, manifest: dict, *, rate: float = 2.0, big_every: int = 20, seed: int = 0,
+                 chains: Iterable[str] | None = None):
+        if rate <= 0 or big_every < 1:
+            raise ValueError("rate must be > 0 and big_every >= 1")
+        self.rate, self.big_every = rate, big_every
+        self.rng = random.Random(seed)
+        self.chains = {n: c for n, c in manifest["chains"].items() if chains is None or n in chains}
+        self._w3 = {n: web3(c["rpc_url"]) for n, c in self.chains.items()}
+        self._pair, self._pool, self._periph = load("UniswapV2Pair"), load("UniswapV3Pool"), load("DevPeriphery")
+        self._start_price: dict[str, float] = {}
+        self.sent = 0
+
+    def _price(self, w3, pool: dict) -> float:
+        if pool["kind"] == "v2":
+            r0, r1, _ = self._pair.contract(w3, pool["address"]).functions.getReserves().call()
+            return r1 / r0
+        sp = self._pool.contract(w3, pool["address"]).functions.slot0().call()[0]
+        return (sp / Q96) ** 2
+
+    def step(self, big: bool | None = None) -> SwapRecord:
+        """Make one swap on a random pool of a random chain."""
+        rng = self.rng
+        chain = rng.choice(sorted(self.chains))
+        c = self.chains[chain]
+        w3 = self._w3[chain]
+        pool = rng.choice(c["pools"])
+        if big is None:
+            big = rng.random() < 1.0 / self.big_every
+        before = self._price(w3, pool)
+        start = self._start_price.setdefault(pool["address"], before)
+        zero_for_one = leans_back(before, start, rng.random())
+        if before == start:
+            zero_for_one = rng.random() < 0.5
+        token_in = pool["token0"] if zero_for_one else pool["token1"]
+        periph = self._periph.contract(w3, c["contracts"]["periphery"])
+        trader = c["accounts"]["trader"]
+        move = rng.uniform(*BIG_MOVE) if big else None
+        if pool["kind"] == "v2":
+            r0, r1, _ = self._pair.contract(w3, pool["address"]).functions.getReserves().call()
+            share = v2_share_for_move(move) if big else 10 ** rng.uniform(*SMALL_V2)
+            amount = v2_amount_in(r0 if zero_for_one else r1, share)
+            fn = periph.functions.swapV2(pool["address"], token_in, amount, pool["fee"], trader)
+        else:
+            contract = self._pool.contract(w3, pool["address"])
+            sp = contract.functions.slot0().call()[0]
+            liq = contract.functions.liquidity().call()
+            frac = move if big else 10 ** rng.uniform(*SMALL_V3)
+            amount = v3_amount_in(sp, liq, zero_for_one, frac, pool["fee"])
+            fn = periph.functions.swapV3(pool["address"], zero_for_one, amount, trader)
+        tx_hash = fn.transact({"from": trader})
+        receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=30, poll_latency=0.005)
+        if receipt["status"] != 1:
+            raise RuntimeError(f"traffic swap {tx_hash.hex()} on {pool['address']} reverted")
+        after = self._price(w3, pool)
+        self.sent += 1
+        pair = f"{pool['symbol0']}/{pool['symbol1']}" + (f" {pool['fee']}" if pool["kind"] == "v3" else "")
+        return SwapRecord(chain, pool["address"], pool["dex"], pair, token_in, amount, big,
+                          after / before - 1, "0x" + tx_hash.hex().removeprefix("0x"))
+
+    def run(self, duration: float | None = None, stop: threading.Event | None = None,
+            on_swap=None) -> int:
+        """Swap at `rate` per second until `duration` passes or `stop` is set; return the count."""
+        stop = stop or threading.Event()
+        t_end = None if duration is None else time.monotonic() + duration
+        next_at = time.monotonic()
+        n = 0
+        while not stop.is_set() and (t_end is None or time.monotonic() < t_end):
+            rec = self.step()
+            n += 1
+            if on_swap:
+                on_swap(rec)
+            # Poisson arrivals at the configured rate
+            next_at += self.rng.expovariate(self.rate)
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                stop.wait(delay if t_end is None else min(delay, max(0.0, t_end - time.monotonic())))
+            else:
+                next_at = time.monotonic()
+        return n
