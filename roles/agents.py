@@ -11,6 +11,7 @@ Background tasks (roles/tasks.py): `checksum` (CPU-bound, verifiable) always; `g
 """
 from __future__ import annotations
 
+from engine.chain import records
 from engine.core.role import RoleKind
 
 from .tasks import ChecksumTask, GasSampler
@@ -18,6 +19,8 @@ from .tasks import ChecksumTask, GasSampler
 
 class Agent(RoleKind):
     """A spotter, analyst or chain specialist: watches its chains' event rings."""
+
+    decoders = records.DECODERS   # pool updates in their binary layout, beside JSON events
 
     def tasks(self):
         ts = [ChecksumTask(options=self.options.get("checksum", {}))]

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from engine.core.ring import Ring
-from enginehelp import agent
+from enginehelp import agent, collect
 
 PROBE = "roles.probe:ChecksumProbe"
 
@@ -25,23 +25,6 @@ def probe(**kw):
     r["kind"] = PROBE
     r["tasks"] = {"checksum": {"interval": 0.0, "options": {"links_per_run": 5000}}}
     return r
-
-
-def collect(e, role, want, timeout=120.0):
-    ring = Ring.attach(f"/syn.{e.name}.out.{role}")
-    try:
-        rd = ring.reader(31, start="oldest")
-        out, lost = [], 0
-        deadline = time.monotonic() + timeout
-        while len(out) < want and time.monotonic() < deadline:
-            b = rd.poll(4096)
-            lost += b.lost
-            out += [orjson.loads(r) for r in b.records]
-            if not b.records:
-                time.sleep(0.05)
-        return out, lost
-    finally:
-        ring.close()
 
 
 def chain_ok(points):
