@@ -7,21 +7,21 @@ it), field for field what orjson carries, so `decode(encode(d)) == orjson.loads(
      "event", "state": {...}, ["delta": {...}], "impact_bps", "interrupt", "reverted",
      "t_origin", ["t_written"]}
 
-Layout (little-endian, 244 bytes, every record the same size; engine/core/frame.py owns the
-first 16 bytes, so the ring publisher stamps `t_written` without knowing any of this):
+Layout (little-endian, 240 bytes: one 256-byte ring slot with its header; engine/core/frame.py
+owns the first 16 bytes, so the ring publisher stamps `t_written` without knowing any of this):
 
     off  size  field                      off  size  field
-      0     1  tag 0x50 ("P")              56     8  impact_bps      (i64)
-      1     1  version 1                   64     8  t_origin        (u64 ns)
-      8     8  t_written (0 = unstamped)   72    32  block_hash
-     16     1  chain   (index in CHAINS)  104    32  tx
-     17     1  kind    (v2, v3)           136    32  v2 reserve0 | v3 sqrt_price_x96  (u256 BE)
-     18     1  event   (index in EVENTS)  168    32  v2 reserve1 | v3 liquidity       (u256 BE)
-     19     1  flags   (interrupt 1, reverted 2, delta 4)      200  4  v3 tick       (i32)
-     20    20  pool                       204     4  delta.tick_lower (i32)
-     40     4  log_index (u32)            208     4  delta.tick_upper (i32)
-     44     4  -                          212    32  delta.liquidity  (i256 BE, two's complement)
-     48     8  block (u64)                (16..19 and the pool sit together: `peek` reads 24 bytes)
+      0     1  tag 0x50 ("P")              52     8  impact_bps      (i64)
+      1     1  version 1                   60     8  t_origin        (u64 ns)
+      8     8  t_written (0 = unstamped)   68    32  block_hash
+     16     1  chain   (index in CHAINS)  100    32  tx
+     17     1  kind    (v2, v3)           132    32  v2 reserve0 | v3 sqrt_price_x96  (u256 BE)
+     18     1  event   (index in EVENTS)  164    32  v2 reserve1 | v3 liquidity       (u256 BE)
+     19     1  flags   (interrupt 1, reverted 2, delta 4)      196  4  v3 tick       (i32)
+     20    20  pool                       200     4  delta.tick_lower (i32)
+     40     4  log_index (u32)            204     4  delta.tick_upper (i32)
+     44     8  block (u64)                208    32  delta.liquidity  (i256 BE, two's complement)
+    (tag, chain, flags and pool sit in the first 40 bytes: `peek` reads only those)
 
 Why: orjson's loads of this record costs a reader 2-3 µs and builds a dozen objects, for every
 record, even the ones it will ignore; `peek` answers "which pool, does it interrupt?" from 24
@@ -43,7 +43,7 @@ KINDS = ("v2", "v3")
 EVENTS = ("sync", "swap", "mint", "burn", "created")
 F_INTERRUPT, F_REVERTED, F_DELTA = 1, 2, 4
 
-_LAYOUT = struct.Struct("<BB6xQ BBBB20sI4xQqQ 32s32s32s32s iii32s")
+_LAYOUT = struct.Struct("<BB6xQ BBBB20sIQqQ 32s32s32s32s iii32s")
 SIZE = _LAYOUT.size
 _PEEK = struct.Struct("<B15xBBBB20s")
 _CHAIN_IX = {c: i for i, c in enumerate(CHAINS)}
@@ -57,7 +57,7 @@ _STATE_KEYS = {"v2": frozenset(("reserve0", "reserve1")),
 _DELTA_KEYS = frozenset(("tick_lower", "tick_upper", "liquidity"))
 _U256 = 1 << 256
 _I32 = 1 << 31
-assert SIZE == 244 and HEADER_SIZE == 16   # the table above
+assert SIZE == 240 and HEADER_SIZE == 16   # the table above
 
 
 def _fail(field: str, why: str) -> ValueError:
@@ -134,7 +134,7 @@ def _keys(d, want: frozenset, optional: frozenset, where: str) -> None:
 
 
 def encode(rec: dict) -> bytes:
-    """The record as SIZE (244) bytes; ValueError naming the field if it is not a valid pool update."""
+    """The record as SIZE (240) bytes; ValueError naming the field if it is not a valid pool update."""
     _keys(rec, _KEYS, _OPTIONAL, "")
     if rec["type"] != "pool":
         raise _fail("type", f"must be 'pool', not {rec['type']!r}")
