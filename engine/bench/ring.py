@@ -1,8 +1,16 @@
 """`syndicate bench ring [--json] [--records N] [--samples M] [--readers 1,3,5]`
 
 Throughput and one-way latency of engine/core/ring.py against multiprocessing.Queue and
-faster-fifo, measured in the same run, 200-byte records, one writer and 1, 3 and 5 reader
-processes (forked, as the supervisor forks roles).
+faster-fifo, measured in the same run, one writer and 1, 3 and 5 reader processes (forked, as
+the supervisor forks roles).  The payload is the hot record of the engine, the pool update of
+engine/chain/records.py (v3 swaps over 8 pools), in three forms:
+
+    raw      240 bytes, nothing decoded (the transport alone)
+    orjson   dumps in the writer (~490 B), loads of every record in every reader (the cold path)
+    binary   the 240-byte layout, encoded once by the source before the clock starts (encoding
+             is the monitor's cost whatever the transport: see the codec rows); every reader
+             peeks at each record (type, chain, pool, interrupt) and decodes the ones of the
+             one pool it watches (1 in 8), as an agent keeps only its pools' replicas
 
     writer ──publish_many──▶ Ring (shared memory) ──poll──▶ reader 1 … reader k   (broadcast)
     writer ──put × k──────▶ one mp.Queue / faster-fifo queue per reader ──get──▶ reader i
@@ -10,9 +18,10 @@ processes (forked, as the supervisor forks roles).
 * throughput: N records to every reader; records/s = N / (last record seen by the slowest
   reader - writer start).  The ring writer keeps the slowest reader inside the ring's lossless
   window (the benchmark's own flow control, from `statistics()`; the ring never waits), so
-  every reader gets every record: any loss is reported.  Raw bytes and orjson-encoded events
-  (dumps of a ready event in the writer, loads in each reader: the cold path of
-  ARCHITECTURE.md).
+  every reader gets every record: any loss is reported.  The baselines carry the same bytes
+  and their readers do the same decoding.
+* codec: µs per record of records.encode / decode / peek beside orjson dumps / loads, in
+  this process.
 * latency: M records, one every ~200 µs, each carrying CLOCK_MONOTONIC at publish; a reader
   subtracts it from its clock on receipt.  Ring readers busy-poll `pending()` and yield the CPU
   between checks (sched_yield); queue readers block in get().
@@ -35,10 +44,13 @@ import time
 import orjson
 
 from engine.bench.report import Comparison, Summary, emit
+from engine.chain import records
 from engine.core.ring import Ring
 
-RECORD = 200
-SLOTS, SLOT_SIZE = 4096, 256
+RECORD = records.SIZE
+SLOTS = 4096
+SLOT_SIZE = {"raw": 256, "binary": 256, "orjson": 512}   # payload + the 16-byte slot header
+POOLS = 8
 CHUNK = 64                     # records per publish_many / put_many
 LATENCY_GAP = 0.0002           # seconds between latency probes
 IDLE_SLEEP = 0.00005           # an idle ring reader's nap in the "sleep" wait strategy
@@ -47,17 +59,48 @@ _STAMP = struct.Struct("<Q")
 _PR_SET_PDEATHSIG = 1
 
 
+def _pool(i: int) -> str:
+    return "0x" + (0xC31E54C7A869B9FCBECC14363CF510D1C41FA443 + i).to_bytes(20, "big").hex()
+
+
 def _event(seq: int) -> dict:
-    """A 16-field swap event, about 200 bytes as JSON (uint256 amounts as strings)."""
-    return {"s": seq, "c": 42161, "b": 250_000_000 + seq, "tx": "0xab12", "li": seq % 7,
-            "p": "0xcd34", "d": "v3", "t0": "WETH", "t1": "USDC",
-            "a0": str(10**15 + seq), "a1": str(3_100_000_000 + seq),
-            "sp": "177184581270", "l": "1800000", "tk": -197_000,
-            "bp": 41, "ts": 1_700_000}
+    """A v3 swap as the chain monitor publishes it (the pool-update record, records.md)."""
+    return {"type": "pool", "chain": "arbitrum", "block": 250_000_000 + seq,
+            "block_hash": "0x" + (seq * 0x9E3779B97F4A7C15 + 1).to_bytes(32, "big").hex(),
+            "tx": "0x" + (seq * 0xBF58476D1CE4E5B9 + 7).to_bytes(32, "big").hex(),
+            "log_index": seq % 7, "pool": _pool(seq % POOLS), "kind": "v3", "event": "swap",
+            "state": {"sqrt_price_x96": str(4_295_128_739 * 10**20 + seq),
+                      "liquidity": str(18_000_000_000_000_000 + seq), "tick": -197_000 + seq % 50},
+            "impact_bps": 41 + seq % 30, "interrupt": seq % 3 == 0, "reverted": False,
+            "t_origin": 1_700_000_000_000 + seq}
 
 
 def _raw(seq: int) -> bytes:
     return seq.to_bytes(8, "little") + b"r" * (RECORD - 8)
+
+
+def _payloads(kind: str) -> tuple[list | None, list[dict]]:
+    """The writer's ready-made records (raw, binary) or None (orjson: dumps in the loop)."""
+    events = [_event(s) for s in range(CHUNK)]
+    if kind == "raw":
+        return [_raw(s) for s in range(CHUNK)], events
+    if kind == "binary":
+        return [records.encode(e) for e in events], events
+    return None, events
+
+
+def _reader_work(kind: str, reader_index: int):
+    """What a reader does with each record it gets (None: nothing, the raw transport)."""
+    if kind == "orjson":
+        return orjson.loads
+    if kind == "binary":
+        mine, peek, decode = _pool(reader_index % POOLS), records.peek, records.decode
+
+        def work(raw):
+            if peek(raw)[2] == mine:
+                decode(raw)
+        return work
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,8 +195,7 @@ def _alive(pid: int) -> bool:
 def _ring_write(ring: Ring, n: int, kind: str, batched: bool, barrier, out) -> None:
     k = len(ring.statistics()["readers"])
     window = ring.capacity - 2 * ring.claim_block - CHUNK
-    raw = [_raw(s) for s in range(CHUNK)] if kind == "raw" else None
-    events = [_event(s) for s in range(CHUNK)]
+    raw, events = _payloads(kind)
     barrier.wait()
     t0 = time.perf_counter_ns()
     seq = 0
@@ -173,9 +215,9 @@ def _ring_write(ring: Ring, n: int, kind: str, batched: bool, barrier, out) -> N
 
 
 def _ring_read(reader, n: int, kind: str, barrier, out) -> None:
+    work = _reader_work(kind, reader.index)
     barrier.wait()
     got = lost = 0
-    loads = orjson.loads
     while got + lost < n:
         if not reader.pending():
             os.sched_yield()
@@ -183,21 +225,20 @@ def _ring_read(reader, n: int, kind: str, barrier, out) -> None:
         b = reader.poll(256)
         lost += b.lost
         got += len(b.records)
-        if kind != "raw":
+        if work is not None:
             for r in b.records:
-                loads(r)
+                work(r)
     out.put(("reader", time.perf_counter_ns(), got, lost))
 
 
 def _queue_write(queues, n: int, kind: str, fifo: bool, barrier, out) -> None:
-    raw = [_raw(s) for s in range(CHUNK)]
-    events = [_event(s) for s in range(CHUNK)]
+    raw, events = _payloads(kind)
     barrier.wait()
     t0 = time.perf_counter_ns()
     seq = 0
     while seq < n:
         m = min(CHUNK, n - seq)
-        recs = raw[:m] if kind == "raw" else [orjson.dumps(e) for e in events[:m]]
+        recs = raw[:m] if raw is not None else [orjson.dumps(e) for e in events[:m]]
         for q in queues:
             if fifo:
                 q.put_many(recs, timeout=60)
@@ -212,19 +253,19 @@ def _queue_write(queues, n: int, kind: str, fifo: bool, barrier, out) -> None:
             q.join_thread()
 
 
-def _queue_read(q, n: int, kind: str, fifo: bool, barrier, out) -> None:
+def _queue_read(q, index: int, n: int, kind: str, fifo: bool, barrier, out) -> None:
+    work = _reader_work(kind, index)
     barrier.wait()
     got = 0
-    loads = orjson.loads
     while got < n:
         if fifo:
             recs = q.get_many(timeout=60, max_messages_to_get=256)
         else:
             recs = (q.get(timeout=60),)
         got += len(recs)
-        if kind != "raw":
+        if work is not None:
             for r in recs:
-                loads(r)
+                work(r)
     out.put(("reader", time.perf_counter_ns(), got, 0))
 
 
@@ -294,7 +335,7 @@ def _throughput(transport: str, k: int, n: int, kind: str, name: str) -> tuple[f
     try:
         barrier, out = _ctx.Barrier(k + 1), _ctx.SimpleQueue()
         if transport.startswith("ring"):
-            ring = c.ring(name, slots=SLOTS, slot_size=SLOT_SIZE, max_readers=k)
+            ring = c.ring(name, slots=SLOTS, slot_size=SLOT_SIZE[kind], max_readers=k)
             readers = [ring.reader(i) for i in range(k)]
             for r in readers:
                 c.start(_ring_read, r, n, kind, barrier, out)
@@ -302,8 +343,8 @@ def _throughput(transport: str, k: int, n: int, kind: str, name: str) -> tuple[f
         else:
             fifo = transport == "faster-fifo"
             queues = _queues(c, k, fifo)
-            for q in queues:
-                c.start(_queue_read, q, n, kind, fifo, barrier, out)
+            for i, q in enumerate(queues):
+                c.start(_queue_read, q, i, n, kind, fifo, barrier, out)
             c.start(_queue_write, queues, n, kind, fifo, barrier, out)
         results = _collect(c, out, k + 1, f"{transport} throughput", 60 + n / 2000)
         t0 = next(r[1] for r in results if r[0] == "writer")
@@ -330,7 +371,7 @@ def _latency(transport: str, k: int, m: int, name: str) -> list[float]:
     try:
         barrier, out = _ctx.Barrier(k + 1), _ctx.SimpleQueue()
         if transport.startswith("ring"):
-            ring = c.ring(name, slots=SLOTS, slot_size=SLOT_SIZE, max_readers=k)
+            ring = c.ring(name, slots=SLOTS, slot_size=SLOT_SIZE["raw"], max_readers=k)
             idle = transport.split("-")[1]
             for i in range(k):
                 c.start(_latency_ring_read, ring.reader(i), m, idle, barrier, out)
@@ -351,22 +392,51 @@ def _latency(transport: str, k: int, m: int, name: str) -> list[float]:
         c.finish()
 
 
+def _per_record_us(fn, arg, n: int = 3000) -> list[float]:
+    """µs per call, in 10 batches of n/10 (the summary's p50 is the typical batch)."""
+    out = []
+    for _ in range(10):
+        t0 = time.perf_counter_ns()
+        for _ in range(n // 10):
+            fn(arg)
+        out.append((time.perf_counter_ns() - t0) / (n // 10) / 1000)
+    return out
+
+
+def codec_costs() -> list[Comparison]:
+    """The binary codec beside orjson on the same pool record, in this process."""
+    ev = _event(1)
+    raw, js = records.encode(ev), orjson.dumps(ev)
+    rows = [("encode (the source, once per record)", records.encode, ev, orjson.dumps, ev,
+             "records.encode", "orjson.dumps"),
+            ("decode to the dict (a reader that keeps it)", records.decode, raw, orjson.loads, js,
+             "records.decode", "orjson.loads"),
+            ("peek: type, chain, pool, interrupt", records.peek, raw, orjson.loads, js,
+             "records.peek", "orjson.loads (the whole record)")]
+    return [Comparison(f"codec, pool update: {what}", "us per record",
+                       Summary.of(a_label, _per_record_us(a, a_arg)),
+                       Summary.of(b_label, _per_record_us(b, b_arg)))
+            for what, a, a_arg, b, b_arg, a_label, b_label in rows]
+
+
 def run(n: int, m: int, reader_counts: list[int], progress) -> tuple[list[Comparison], dict]:
     base = f"/syn.bench{os.getpid()}"
     results: list[Comparison] = []
     lost_total = {}
+    results.extend(codec_costs())
     for k in reader_counts:
         name = f"{base}.ring{k}"
-        for kind in ("raw", "orjson"):
+        for kind in ("raw", "orjson", "binary"):
             figures = {}
             for transport in ("ring", "ring-single", "mp.Queue", "faster-fifo"):
-                if kind == "orjson" and transport == "ring-single":
+                if kind != "raw" and transport == "ring-single":
                     continue
                 progress(f"throughput {kind} {transport} k={k}")
                 figures[transport], lost = _throughput(transport, k, n, kind, name)
                 if transport.startswith("ring"):
                     lost_total[f"{transport} {kind} k={k}"] = lost
-            label = "200 B bytes" if kind == "raw" else "orjson event (~200 B)"
+            label = {"raw": f"{RECORD} B bytes", "orjson": "pool update, orjson (~490 B)",
+                     "binary": f"pool update, binary ({RECORD} B, peek + own pool decoded)"}[kind]
             ring_s = Summary.single("ring publish_many/poll", figures["ring"])
             for baseline in ("mp.Queue", "faster-fifo"):
                 how = "put per record" if baseline == "mp.Queue" else "put_many/get_many"
@@ -442,6 +512,6 @@ def main(argv: list[str]) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     extra["config"] = {"records": args.records, "samples": args.samples, "readers": counts,
-                       "slots": SLOTS, "slot_size": SLOT_SIZE, "chunk": CHUNK}
+                       "slots": SLOTS, "slot_size": SLOT_SIZE, "chunk": CHUNK, "pools": POOLS}
     emit("ring", results, args.json, extra)
     return 0

@@ -116,7 +116,8 @@ def run_ours(events: int, rate: float, progress, boost: str = "fifo") -> dict:
         cb.close()
         # Events the sources wrote before every role had started measure the start-up (a
         # role's first switch waits for the role to exist), not the switch: counted, left out.
-        warm = {k: [d for d in v if (d.get("t_origin") or 0) >= t_ready] for k, v in samples.items()}
+        warm = {k: [d for d in v if (d.get("t_origin") or 0) >= t_ready]
+                for k, v in samples.items()}
         excluded = {k: len(samples[k]) - len(warm[k]) for k in samples}
         return {"samples": warm, "lost": lost, "status": doc, "want": want,
                 "warmup_excluded": excluded}
@@ -330,9 +331,10 @@ def repeat_table(runs: list[dict]) -> str:
     out.append("")
     verdict = []
     for fig in runs[0]["heads"]:
-        worst = {q: max(getattr(r["heads"][fig][0], q) for r in runs) for q in ("p50", "p99", "p99_9")}
+        qs = ("p50", "p99", "p99_9")
+        worst = {q: max(getattr(r["heads"][fig][0], q) for r in runs) for q in qs}
         bases = [r["heads"][fig][1] for r in runs if r["heads"][fig][1] is not None]
-        bw = {q: max(getattr(b, q) for b in bases) for q in ("p50", "p99", "p99_9")} if bases else None
+        bw = {q: max(getattr(b, q) for b in bases) for q in qs} if bases else None
         out.append(f"{'worst':>4} {'':>5}  {fig:<14}{worst['p50']:>7.0f}{worst['p99']:>8.0f}"
                    f"{worst['p99_9']:>8.0f}   " + (f"{bw['p50']:>7.0f}{bw['p99']:>8.0f}"
                                                      f"{bw['p99_9']:>8.0f}" if bw else ""))

@@ -126,6 +126,8 @@ def _keys(d, want: frozenset, optional: frozenset, where: str) -> None:
     if not isinstance(d, dict):
         raise _fail(where or "record", f"must be an object, not {type(d).__name__}")
     have = d.keys()
+    if have == want:   # the common case, in one comparison
+        return
     missing, extra = want - have, have - want - optional
     if missing or extra:
         raise _fail(where or "record", (f"missing {', '.join(sorted(missing))}" if missing else "")
@@ -134,7 +136,7 @@ def _keys(d, want: frozenset, optional: frozenset, where: str) -> None:
 
 
 def encode(rec: dict) -> bytes:
-    """The record as SIZE (240) bytes; ValueError naming the field if it is not a valid pool update."""
+    """The record as SIZE (240) bytes; ValueError naming the field if it is not a pool update."""
     _keys(rec, _KEYS, _OPTIONAL, "")
     if rec["type"] != "pool":
         raise _fail("type", f"must be 'pool', not {rec['type']!r}")
