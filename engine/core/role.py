@@ -519,7 +519,7 @@ class RoleRuntime:
             if os.getppid() != self.supervisor_pid:
                 raise _Stop(0, "supervisor gone")
             timeout, rd, wr = tm.next_wakeup()
-            cap = max(0.0, min(0.5, self.next_checkpoint - mono()))
+            cap = max(0.0, min(0.5, self.next_checkpoint - mono(), self.commit_due - mono()))
             timeout = cap if timeout is None else min(timeout, cap)
             try:
                 r, _, _ = select.select([self._wake_r, *rd], wr, [], timeout)
