@@ -107,3 +107,18 @@ def test_restarted_role_resumes_its_checksum(engine_factory):
     assert max(d["checksum"]["n"] for d in got) >= before
     assert "resumed from" in e.stderr()
     assert e.stop() == 0
+
+
+def test_switches_commit_their_staged_state_once_for_a_burst(engine_factory):
+    """A switch stages its state in shared memory; the LMDB commit follows between background
+    slices, one for all the switches of SWITCH_COMMIT_S, not one per switch."""
+    e = engine_factory(roles={"src": source(count=20, rate=40.0), "spot": probe()},
+                       store={"checkpoint_interval": 3600.0}).start()
+    got, lost = collect(e, "spot", 20, timeout=30)
+    assert lost == 0 and len(got) == 20
+    r = e.wait_for(lambda: (x := e.roles()["spot"])["checkpoints"] >= 1 and x, 10,
+                   "the staged state committed")
+    assert r["switches"] >= 5                  # 20 events over 0.5 s: many switches...
+    assert r["checkpoints"] < r["switches"]    # ...committed together
+    assert r["checkpoint_errors"] == 0 and r["late_saves"] == 0
+    assert e.stop() == 0
