@@ -43,64 +43,17 @@ import time
 
 import orjson
 
+from engine.bench.payloads import CHUNK, POOLS, RECORD, codec_costs, payloads, reader_work
 from engine.bench.report import Comparison, Summary, emit
-from engine.chain import records
 from engine.core.ring import Ring
 
-RECORD = records.SIZE
 SLOTS = 4096
 SLOT_SIZE = {"raw": 256, "binary": 256, "orjson": 512}   # payload + the 16-byte slot header
-POOLS = 8
-CHUNK = 64                     # records per publish_many / put_many
 LATENCY_GAP = 0.0002           # seconds between latency probes
 IDLE_SLEEP = 0.00005           # an idle ring reader's nap in the "sleep" wait strategy
 _ctx = multiprocessing.get_context("fork")
 _STAMP = struct.Struct("<Q")
 _PR_SET_PDEATHSIG = 1
-
-
-def _pool(i: int) -> str:
-    return "0x" + (0xC31E54C7A869B9FCBECC14363CF510D1C41FA443 + i).to_bytes(20, "big").hex()
-
-
-def _event(seq: int) -> dict:
-    """A v3 swap as the chain monitor publishes it (the pool-update record, records.md)."""
-    return {"type": "pool", "chain": "arbitrum", "block": 250_000_000 + seq,
-            "block_hash": "0x" + (seq * 0x9E3779B97F4A7C15 + 1).to_bytes(32, "big").hex(),
-            "tx": "0x" + (seq * 0xBF58476D1CE4E5B9 + 7).to_bytes(32, "big").hex(),
-            "log_index": seq % 7, "pool": _pool(seq % POOLS), "kind": "v3", "event": "swap",
-            "state": {"sqrt_price_x96": str(4_295_128_739 * 10**20 + seq),
-                      "liquidity": str(18_000_000_000_000_000 + seq), "tick": -197_000 + seq % 50},
-            "impact_bps": 41 + seq % 30, "interrupt": seq % 3 == 0, "reverted": False,
-            "t_origin": 1_700_000_000_000 + seq}
-
-
-def _raw(seq: int) -> bytes:
-    return seq.to_bytes(8, "little") + b"r" * (RECORD - 8)
-
-
-def _payloads(kind: str) -> tuple[list | None, list[dict]]:
-    """The writer's ready-made records (raw, binary) or None (orjson: dumps in the loop)."""
-    events = [_event(s) for s in range(CHUNK)]
-    if kind == "raw":
-        return [_raw(s) for s in range(CHUNK)], events
-    if kind == "binary":
-        return [records.encode(e) for e in events], events
-    return None, events
-
-
-def _reader_work(kind: str, reader_index: int):
-    """What a reader does with each record it gets (None: nothing, the raw transport)."""
-    if kind == "orjson":
-        return orjson.loads
-    if kind == "binary":
-        mine, peek, decode = _pool(reader_index % POOLS), records.peek, records.decode
-
-        def work(raw):
-            if peek(raw)[2] == mine:
-                decode(raw)
-        return work
-    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,7 +148,7 @@ def _alive(pid: int) -> bool:
 def _ring_write(ring: Ring, n: int, kind: str, batched: bool, barrier, out) -> None:
     k = len(ring.statistics()["readers"])
     window = ring.capacity - 2 * ring.claim_block - CHUNK
-    raw, events = _payloads(kind)
+    raw, events = payloads(kind)
     barrier.wait()
     t0 = time.perf_counter_ns()
     seq = 0
@@ -215,7 +168,7 @@ def _ring_write(ring: Ring, n: int, kind: str, batched: bool, barrier, out) -> N
 
 
 def _ring_read(reader, n: int, kind: str, barrier, out) -> None:
-    work = _reader_work(kind, reader.index)
+    work = reader_work(kind, reader.index)
     barrier.wait()
     got = lost = 0
     while got + lost < n:
@@ -232,7 +185,7 @@ def _ring_read(reader, n: int, kind: str, barrier, out) -> None:
 
 
 def _queue_write(queues, n: int, kind: str, fifo: bool, barrier, out) -> None:
-    raw, events = _payloads(kind)
+    raw, events = payloads(kind)
     barrier.wait()
     t0 = time.perf_counter_ns()
     seq = 0
@@ -254,7 +207,7 @@ def _queue_write(queues, n: int, kind: str, fifo: bool, barrier, out) -> None:
 
 
 def _queue_read(q, index: int, n: int, kind: str, fifo: bool, barrier, out) -> None:
-    work = _reader_work(kind, index)
+    work = reader_work(kind, index)
     barrier.wait()
     got = 0
     while got < n:
@@ -392,33 +345,6 @@ def _latency(transport: str, k: int, m: int, name: str) -> list[float]:
         c.finish()
 
 
-def _per_record_us(fn, arg, n: int = 3000) -> list[float]:
-    """µs per call, in 10 batches of n/10 (the summary's p50 is the typical batch)."""
-    out = []
-    for _ in range(10):
-        t0 = time.perf_counter_ns()
-        for _ in range(n // 10):
-            fn(arg)
-        out.append((time.perf_counter_ns() - t0) / (n // 10) / 1000)
-    return out
-
-
-def codec_costs() -> list[Comparison]:
-    """The binary codec beside orjson on the same pool record, in this process."""
-    ev = _event(1)
-    raw, js = records.encode(ev), orjson.dumps(ev)
-    rows = [("encode (the source, once per record)", records.encode, ev, orjson.dumps, ev,
-             "records.encode", "orjson.dumps"),
-            ("decode to the dict (a reader that keeps it)", records.decode, raw, orjson.loads, js,
-             "records.decode", "orjson.loads"),
-            ("peek: type, chain, pool, interrupt", records.peek, raw, orjson.loads, js,
-             "records.peek", "orjson.loads (the whole record)")]
-    return [Comparison(f"codec, pool update: {what}", "us per record",
-                       Summary.of(a_label, _per_record_us(a, a_arg)),
-                       Summary.of(b_label, _per_record_us(b, b_arg)))
-            for what, a, a_arg, b, b_arg, a_label, b_label in rows]
-
-
 def run(n: int, m: int, reader_counts: list[int], progress) -> tuple[list[Comparison], dict]:
     base = f"/syn.bench{os.getpid()}"
     results: list[Comparison] = []
@@ -459,7 +385,7 @@ def run(n: int, m: int, reader_counts: list[int], progress) -> tuple[list[Compar
             how = ("idle reader: sched_yield" if ours == "ring-yield"
                    else f"idle reader: sleep {IDLE_SLEEP * 1e6:.0f} µs")
             results.append(Comparison(
-                f"one-way latency, 200 B, 1 writer -> {k} reader(s)", "us",
+                f"one-way latency, {RECORD} B, 1 writer -> {k} reader(s)", "us",
                 Summary.of(f"ring ({how})", lat[ours]),
                 Summary.of(f"{baseline} (blocking get)", lat[baseline]),
                 notes="a record every ~200 µs; publish to receipt, CLOCK_MONOTONIC"))

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import struct
 
+import orjson
+
 JSON_FIRST = 0x7B            # b"{"
 HEADER = struct.Struct("<BB6xQ")
 T_WRITTEN = struct.Struct("<Q")
@@ -44,3 +46,15 @@ def stamped(record, t_written: int):
 def t_written(record) -> int:
     """The stamp of a binary record (0: never published)."""
     return T_WRITTEN.unpack_from(record, T_WRITTEN_OFFSET)[0]
+
+
+def decode(raw, decoders: dict, owner: str = "this role kind") -> dict:
+    """A ring record as a dict: JSON by orjson, a tagged binary record by `decoders[tag]`
+    ({tag byte: decoder(bytes) -> dict}, a RoleKind's `decoders`).  ValueError (orjson's
+    JSONDecodeError is one) when neither can read it: a role counts the record as lost."""
+    if raw[:1] == b"{":
+        return orjson.loads(raw)
+    dec = decoders.get(raw[0]) if raw else None
+    if dec is None:
+        raise ValueError(f"record with tag {raw[:1]!r}: {owner} has no decoder for it")
+    return dec(raw)

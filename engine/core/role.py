@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from . import frame
 from .control import F, Flag, H, State
 from .signals import (EXIT_RESTART, FORK_BLOCKED, SIG_CHECKPOINT, SIG_INTERRUPT, SIG_PAUSE, SIG_RESTART,
                       SIG_RESUME, SIG_SHED, SIG_UNSHED, Background, set_parent_death_signal,
@@ -69,22 +70,13 @@ class RoleKind:
         self.options = dict(rt.config.options)
         self.log = rt.log
 
-    #: Binary ring records this kind reads: {tag byte: decoder(bytes) -> dict}.  A record
-    #: whose first byte is b"{" is JSON; any other first byte is a tag (engine/core/frame.py).
-    #: A decoder raises ValueError on a record it cannot read (counted as lost).
+    #: The binary ring records this kind reads, {tag: decoder} (engine/core/frame.py).
     decoders: dict = {}
 
     @classmethod
     def decode(cls, raw) -> dict:
-        """One ring record as a dict: JSON by orjson, a tagged binary record by the decoder
-        for its tag.  ValueError when neither can read it (the switch counts it as lost)."""
-        if raw[:1] == b"{":
-            return orjson.loads(raw)
-        dec = cls.decoders.get(raw[0]) if raw else None
-        if dec is None:
-            raise ValueError(f"record with tag {raw[:1]!r}: role kind {cls.__name__} has no "
-                             "decoder for it")
-        return dec(raw)
+        """A ring record as a dict (JSON, or by its tag's decoder); ValueError if unreadable."""
+        return frame.decode(raw, cls.decoders, cls.__name__)
 
     def tasks(self) -> list[Task]:
         return []
@@ -408,13 +400,8 @@ class RoleRuntime:
             reader.commit()
         self.bg.lower()
         if staged:
-            # The state is safe in the staging page (a role that dies now is resumed from it);
-            # its LMDB commit waits for the loop.  Committing here, after every switch, put
-            # the tail on the *next* switch: the commit ran at background priority (in this
-            # thread, or in the store's writer thread when it could not go inline), and an
-            # interrupt that landed meanwhile found the GIL held by a nice-10 thread the
-            # boost does not raise (sched_setscheduler moves one thread), starved by the
-            # load: p99 0.6-1.3 ms, p99.9 5-10 ms, measured (DEVELOPING.md).
+            # Safe in the staging page; the LMDB commit waits for the loop.  Committed here it
+            # held up the *next* interrupt (p99 to 9 ms: DEVELOPING.md, "the atomic switch").
             self.commit_due = min(self.commit_due, time.monotonic() + SWITCH_COMMIT_S)
         slot.set_state(State.PAUSED if self.tm.paused else State.BACKGROUND)
         t_resumed = time.monotonic_ns()
