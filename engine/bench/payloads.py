@@ -1,9 +1,9 @@
 """What `syndicate bench ring` carries: the pool-update record (engine/chain/records.py) as raw
 bytes, orjson or its binary layout, what a reader does with each, and the codec's own cost.
 
-Readers of the binary form peek at every record (type, chain, pool, interrupt) and decode the
-ones of the one pool they watch (1 in POOLS), as an agent keeps only its own pools' replicas;
-readers of orjson must load every record to know as much.
+Readers of the binary form compare each record's pool bytes (records.pool_bytes) with the one
+pool they watch and decode the ones that match (1 in POOLS), as an agent keeps only its own
+pools' replicas; readers of orjson must load every record to know as much.
 """
 from __future__ import annotations
 
@@ -54,10 +54,10 @@ def reader_work(kind: str, reader_index: int):
     if kind == "orjson":
         return orjson.loads
     if kind == "binary":
-        mine, peek, decode = pool(reader_index % POOLS), records.peek, records.decode
+        mine, decode = bytes.fromhex(pool(reader_index % POOLS)[2:]), records.decode
 
         def work(rec):
-            if peek(rec)[2] == mine:
+            if rec[20:40] == mine:   # records.pool_bytes, inlined: the reader's filter
                 decode(rec)
         return work
     return None

@@ -9,8 +9,8 @@ engine/chain/records.py (v3 swaps over 8 pools), in three forms:
     orjson   dumps in the writer (~490 B), loads of every record in every reader (the cold path)
     binary   the 240-byte layout, encoded once by the source before the clock starts (encoding
              is the monitor's cost whatever the transport: see the codec rows); every reader
-             peeks at each record (type, chain, pool, interrupt) and decodes the ones of the
-             one pool it watches (1 in 8), as an agent keeps only its pools' replicas
+             compares each record's pool bytes with the one pool it watches and decodes the
+             ones that match (1 in 8), as an agent keeps only its pools' replicas
 
     writer ──publish_many──▶ Ring (shared memory) ──poll──▶ reader 1 … reader k   (broadcast)
     writer ──put × k──────▶ one mp.Queue / faster-fifo queue per reader ──get──▶ reader i
@@ -362,7 +362,7 @@ def run(n: int, m: int, reader_counts: list[int], progress) -> tuple[list[Compar
                 if transport.startswith("ring"):
                     lost_total[f"{transport} {kind} k={k}"] = lost
             label = {"raw": f"{RECORD} B bytes", "orjson": "pool update, orjson (~490 B)",
-                     "binary": f"pool update, binary ({RECORD} B, peek + own pool decoded)"}[kind]
+                     "binary": f"pool update, binary ({RECORD} B, own pool decoded)"}[kind]
             ring_s = Summary.single("ring publish_many/poll", figures["ring"])
             for baseline in ("mp.Queue", "faster-fifo"):
                 how = "put per record" if baseline == "mp.Queue" else "put_many/get_many"

@@ -212,6 +212,12 @@ def peek(raw) -> tuple[str, str, str, bool]:
     return "pool", CHAINS[chain], "0x" + pool.hex(), bool(flags & F_INTERRUPT)
 
 
+def pool_bytes(raw) -> bytes:
+    """The pool's 20 address bytes, as they sit in the record: a reader that keeps only some
+    pools compares these with `bytes.fromhex(address[2:])` and decodes nothing else."""
+    return raw[20:40]
+
+
 def interrupts(raw) -> bool:
     """Whether this record should interrupt anyone (one byte read)."""
     return bool(raw[19] & F_INTERRUPT)

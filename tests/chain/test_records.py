@@ -58,6 +58,7 @@ def test_decode_equals_what_orjson_gives(rec):
     assert R.decode(raw) == orjson.loads(orjson.dumps(rec))
     assert R.peek(raw) == ("pool", rec["chain"], rec["pool"], rec["interrupt"])
     assert R.interrupts(raw) is rec["interrupt"]
+    assert R.pool_bytes(raw) == bytes.fromhex(rec["pool"][2:])
 
 
 @settings(max_examples=100, deadline=None)
