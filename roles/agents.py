@@ -11,6 +11,7 @@ Background tasks (roles/tasks.py): `checksum` (CPU-bound, verifiable) always; `g
 """
 from __future__ import annotations
 
+from engine.chain import records
 from engine.core.role import RoleKind
 
 from .tasks import ChecksumTask, GasSampler
@@ -24,6 +25,7 @@ class Agent(RoleKind):
                "impact_threshold_bps": (float, 50.0, "an event moving a price this much is a "
                                                      "candidate")}
     TASKS = {"checksum": ChecksumTask, "gas-sampler": GasSampler}
+    decoders = records.DECODERS   # pool updates in their binary layout, beside JSON events
 
     def tasks(self):
         ts = [ChecksumTask()]

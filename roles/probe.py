@@ -1,10 +1,20 @@
-"""A diagnostic role: an agent whose every decision carries its checksum task's state.
+"""Diagnostic roles for tests and benchmarks.
 
-Tests and benchmarks use it to prove that a switch never corrupts or loses background state:
-each decision says how far the hash chain had got (`n`, `digest`) when the event preempted it,
-and anyone can recompute the chain (roles/tasks.py: ChecksumTask.expected).
+`ChecksumProbe`: an agent whose every decision carries its checksum task's state, to prove that
+a switch never corrupts or loses background state: each decision says how far the hash chain
+had got (`n`, `digest`) when the event preempted it, and anyone can recompute the chain
+(roles/tasks.py: ChecksumTask.expected).
+
+`PoolRecordSource`: a source of binary pool-update records (engine/chain/records.py), some of
+them published without an interrupt, to prove the binary path end to end.
 """
 from __future__ import annotations
+
+import time
+
+from engine.chain import records
+from engine.core.role import RoleKind
+from engine.core.tasks import Priority, Task, Wait
 
 from .agents import Agent
 
@@ -18,3 +28,55 @@ class ChecksumProbe(Agent):
             d["checksum"] = st
             d["paused"] = self.rt.tm.paused
         return out
+
+
+class PoolRecordSource(RoleKind):
+    """Publishes `count` pool-update records in their binary layout (engine/chain/records.py)
+    at `rate` per second: every `quiet`-th one does not interrupt (it is published without a
+    signal, as the chain monitor publishes updates under the threshold)."""
+    source = True
+    realtime = True
+
+    def tasks(self):
+        return [_PoolEmit(self, f"events.{c}", c) for c in self.config.chains]
+
+
+class _PoolEmit(Task):
+    name = "pool-emit"
+    priority = Priority.CRITICAL
+    interval = 0.0
+
+    def __init__(self, source, ring: str, chain: str):
+        super().__init__(name=f"pool-emit-{chain}")
+        self.source, self.ring, self.chain = source, ring, chain
+
+    def initial_state(self):
+        return {"published": 0}
+
+    def run(self, ctx):
+        o = self.source.options
+        period, count, quiet = 1.0 / float(o.get("rate", 20.0)), int(o.get("count", 10)), \
+            int(o.get("quiet", 3))
+        nxt = time.monotonic()
+        st = self.state
+        while st["published"] < count:
+            nxt = max(nxt + period, time.monotonic())
+            yield Wait(until=nxt)
+            i = st["published"]
+            rec = pool_record(self.chain, i, interrupt=(i + 1) % quiet != 0)
+            self.source.rt.publish_encoded(self.ring, [records.encode(rec)],
+                                           notify=rec["interrupt"])
+            st["published"] += 1
+        while True:
+            yield Wait(until=time.monotonic() + 3600)
+
+
+def pool_record(chain: str, i: int, *, interrupt: bool) -> dict:
+    """The i-th synthetic v2 sync record of the shared contract (/work/notes/records.md)."""
+    return {"type": "pool", "chain": chain, "block": 1000 + i,
+            "block_hash": "0x" + (i + 1).to_bytes(32, "big").hex(),
+            "tx": "0x" + (i + 7).to_bytes(32, "big").hex(), "log_index": i % 4,
+            "pool": "0x" + (0xabc0 + i % 3).to_bytes(20, "big").hex(), "kind": "v2",
+            "event": "sync", "state": {"reserve0": str(10**21 + i), "reserve1": str(3 * 10**9)},
+            "impact_bps": 60 + i, "interrupt": interrupt, "reverted": False,
+            "t_origin": time.monotonic_ns()}

@@ -210,3 +210,25 @@ def syndicate_processes(name_fragment: str = "syndicate: ") -> list[tuple[int, s
             if name_fragment in cmd:
                 out.append((int(d), cmd.strip()))
     return out
+
+
+def collect(e: "Engine", role: str, want: int, timeout: float = 120.0) -> tuple[list, int]:
+    """Up to `want` decisions from the role's outbox ring (read from the oldest), and how many
+    records the reading lost."""
+    import orjson
+
+    from engine.core.ring import Ring
+    ring = Ring.attach(f"/syn.{e.name}.out.{role}")
+    try:
+        rd = ring.reader(31, start="oldest")
+        out, lost = [], 0
+        deadline = time.monotonic() + timeout
+        while len(out) < want and time.monotonic() < deadline:
+            b = rd.poll(4096)
+            lost += b.lost
+            out += [orjson.loads(r) for r in b.records]
+            if not b.records:
+                time.sleep(0.05)
+        return out, lost
+    finally:
+        ring.close()

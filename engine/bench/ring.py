@@ -1,8 +1,16 @@
 """`syndicate bench ring [--json] [--records N] [--samples M] [--readers 1,3,5]`
 
 Throughput and one-way latency of engine/core/ring.py against multiprocessing.Queue and
-faster-fifo, measured in the same run, 200-byte records, one writer and 1, 3 and 5 reader
-processes (forked, as the supervisor forks roles).
+faster-fifo, measured in the same run, one writer and 1, 3 and 5 reader processes (forked, as
+the supervisor forks roles).  The payload is the hot record of the engine, the pool update of
+engine/chain/records.py (v3 swaps over 8 pools), in three forms:
+
+    raw      240 bytes, nothing decoded (the transport alone)
+    orjson   dumps in the writer (~490 B), loads of every record in every reader (the cold path)
+    binary   the 240-byte layout, encoded once by the source before the clock starts (encoding
+             is the monitor's cost whatever the transport: see the codec rows); every reader
+             compares each record's pool bytes with the one pool it watches and decodes the
+             ones that match (1 in 8), as an agent keeps only its pools' replicas
 
     writer ──publish_many──▶ Ring (shared memory) ──poll──▶ reader 1 … reader k   (broadcast)
     writer ──put × k──────▶ one mp.Queue / faster-fifo queue per reader ──get──▶ reader i
@@ -10,9 +18,10 @@ processes (forked, as the supervisor forks roles).
 * throughput: N records to every reader; records/s = N / (last record seen by the slowest
   reader - writer start).  The ring writer keeps the slowest reader inside the ring's lossless
   window (the benchmark's own flow control, from `statistics()`; the ring never waits), so
-  every reader gets every record: any loss is reported.  Raw bytes and orjson-encoded events
-  (dumps of a ready event in the writer, loads in each reader: the cold path of
-  ARCHITECTURE.md).
+  every reader gets every record: any loss is reported.  The baselines carry the same bytes
+  and their readers do the same decoding.
+* codec: µs per record of records.encode / decode / peek beside orjson dumps / loads, in
+  this process.
 * latency: M records, one every ~200 µs, each carrying CLOCK_MONOTONIC at publish; a reader
   subtracts it from its clock on receipt.  Ring readers busy-poll `pending()` and yield the CPU
   between checks (sched_yield); queue readers block in get().
@@ -34,30 +43,17 @@ import time
 
 import orjson
 
+from engine.bench.payloads import CHUNK, POOLS, RECORD, codec_costs, payloads, reader_work
 from engine.bench.report import Comparison, Summary, emit
 from engine.core.ring import Ring
 
-RECORD = 200
-SLOTS, SLOT_SIZE = 4096, 256
-CHUNK = 64                     # records per publish_many / put_many
+SLOTS = 4096
+SLOT_SIZE = {"raw": 256, "binary": 256, "orjson": 512}   # payload + the 16-byte slot header
 LATENCY_GAP = 0.0002           # seconds between latency probes
 IDLE_SLEEP = 0.00005           # an idle ring reader's nap in the "sleep" wait strategy
 _ctx = multiprocessing.get_context("fork")
 _STAMP = struct.Struct("<Q")
 _PR_SET_PDEATHSIG = 1
-
-
-def _event(seq: int) -> dict:
-    """A 16-field swap event, about 200 bytes as JSON (uint256 amounts as strings)."""
-    return {"s": seq, "c": 42161, "b": 250_000_000 + seq, "tx": "0xab12", "li": seq % 7,
-            "p": "0xcd34", "d": "v3", "t0": "WETH", "t1": "USDC",
-            "a0": str(10**15 + seq), "a1": str(3_100_000_000 + seq),
-            "sp": "177184581270", "l": "1800000", "tk": -197_000,
-            "bp": 41, "ts": 1_700_000}
-
-
-def _raw(seq: int) -> bytes:
-    return seq.to_bytes(8, "little") + b"r" * (RECORD - 8)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,8 +148,7 @@ def _alive(pid: int) -> bool:
 def _ring_write(ring: Ring, n: int, kind: str, batched: bool, barrier, out) -> None:
     k = len(ring.statistics()["readers"])
     window = ring.capacity - 2 * ring.claim_block - CHUNK
-    raw = [_raw(s) for s in range(CHUNK)] if kind == "raw" else None
-    events = [_event(s) for s in range(CHUNK)]
+    raw, events = payloads(kind)
     barrier.wait()
     t0 = time.perf_counter_ns()
     seq = 0
@@ -173,9 +168,9 @@ def _ring_write(ring: Ring, n: int, kind: str, batched: bool, barrier, out) -> N
 
 
 def _ring_read(reader, n: int, kind: str, barrier, out) -> None:
+    work = reader_work(kind, reader.index)
     barrier.wait()
     got = lost = 0
-    loads = orjson.loads
     while got + lost < n:
         if not reader.pending():
             os.sched_yield()
@@ -183,21 +178,20 @@ def _ring_read(reader, n: int, kind: str, barrier, out) -> None:
         b = reader.poll(256)
         lost += b.lost
         got += len(b.records)
-        if kind != "raw":
+        if work is not None:
             for r in b.records:
-                loads(r)
+                work(r)
     out.put(("reader", time.perf_counter_ns(), got, lost))
 
 
 def _queue_write(queues, n: int, kind: str, fifo: bool, barrier, out) -> None:
-    raw = [_raw(s) for s in range(CHUNK)]
-    events = [_event(s) for s in range(CHUNK)]
+    raw, events = payloads(kind)
     barrier.wait()
     t0 = time.perf_counter_ns()
     seq = 0
     while seq < n:
         m = min(CHUNK, n - seq)
-        recs = raw[:m] if kind == "raw" else [orjson.dumps(e) for e in events[:m]]
+        recs = raw[:m] if raw is not None else [orjson.dumps(e) for e in events[:m]]
         for q in queues:
             if fifo:
                 q.put_many(recs, timeout=60)
@@ -212,19 +206,19 @@ def _queue_write(queues, n: int, kind: str, fifo: bool, barrier, out) -> None:
             q.join_thread()
 
 
-def _queue_read(q, n: int, kind: str, fifo: bool, barrier, out) -> None:
+def _queue_read(q, index: int, n: int, kind: str, fifo: bool, barrier, out) -> None:
+    work = reader_work(kind, index)
     barrier.wait()
     got = 0
-    loads = orjson.loads
     while got < n:
         if fifo:
             recs = q.get_many(timeout=60, max_messages_to_get=256)
         else:
             recs = (q.get(timeout=60),)
         got += len(recs)
-        if kind != "raw":
+        if work is not None:
             for r in recs:
-                loads(r)
+                work(r)
     out.put(("reader", time.perf_counter_ns(), got, 0))
 
 
@@ -294,7 +288,7 @@ def _throughput(transport: str, k: int, n: int, kind: str, name: str) -> tuple[f
     try:
         barrier, out = _ctx.Barrier(k + 1), _ctx.SimpleQueue()
         if transport.startswith("ring"):
-            ring = c.ring(name, slots=SLOTS, slot_size=SLOT_SIZE, max_readers=k)
+            ring = c.ring(name, slots=SLOTS, slot_size=SLOT_SIZE[kind], max_readers=k)
             readers = [ring.reader(i) for i in range(k)]
             for r in readers:
                 c.start(_ring_read, r, n, kind, barrier, out)
@@ -302,8 +296,8 @@ def _throughput(transport: str, k: int, n: int, kind: str, name: str) -> tuple[f
         else:
             fifo = transport == "faster-fifo"
             queues = _queues(c, k, fifo)
-            for q in queues:
-                c.start(_queue_read, q, n, kind, fifo, barrier, out)
+            for i, q in enumerate(queues):
+                c.start(_queue_read, q, i, n, kind, fifo, barrier, out)
             c.start(_queue_write, queues, n, kind, fifo, barrier, out)
         results = _collect(c, out, k + 1, f"{transport} throughput", 60 + n / 2000)
         t0 = next(r[1] for r in results if r[0] == "writer")
@@ -330,7 +324,7 @@ def _latency(transport: str, k: int, m: int, name: str) -> list[float]:
     try:
         barrier, out = _ctx.Barrier(k + 1), _ctx.SimpleQueue()
         if transport.startswith("ring"):
-            ring = c.ring(name, slots=SLOTS, slot_size=SLOT_SIZE, max_readers=k)
+            ring = c.ring(name, slots=SLOTS, slot_size=SLOT_SIZE["raw"], max_readers=k)
             idle = transport.split("-")[1]
             for i in range(k):
                 c.start(_latency_ring_read, ring.reader(i), m, idle, barrier, out)
@@ -355,18 +349,20 @@ def run(n: int, m: int, reader_counts: list[int], progress) -> tuple[list[Compar
     base = f"/syn.bench{os.getpid()}"
     results: list[Comparison] = []
     lost_total = {}
+    results.extend(codec_costs())
     for k in reader_counts:
         name = f"{base}.ring{k}"
-        for kind in ("raw", "orjson"):
+        for kind in ("raw", "orjson", "binary"):
             figures = {}
             for transport in ("ring", "ring-single", "mp.Queue", "faster-fifo"):
-                if kind == "orjson" and transport == "ring-single":
+                if kind != "raw" and transport == "ring-single":
                     continue
                 progress(f"throughput {kind} {transport} k={k}")
                 figures[transport], lost = _throughput(transport, k, n, kind, name)
                 if transport.startswith("ring"):
                     lost_total[f"{transport} {kind} k={k}"] = lost
-            label = "200 B bytes" if kind == "raw" else "orjson event (~200 B)"
+            label = {"raw": f"{RECORD} B bytes", "orjson": "pool update, orjson (~490 B)",
+                     "binary": f"pool update, binary ({RECORD} B, own pool decoded)"}[kind]
             ring_s = Summary.single("ring publish_many/poll", figures["ring"])
             for baseline in ("mp.Queue", "faster-fifo"):
                 how = "put per record" if baseline == "mp.Queue" else "put_many/get_many"
@@ -389,7 +385,7 @@ def run(n: int, m: int, reader_counts: list[int], progress) -> tuple[list[Compar
             how = ("idle reader: sched_yield" if ours == "ring-yield"
                    else f"idle reader: sleep {IDLE_SLEEP * 1e6:.0f} µs")
             results.append(Comparison(
-                f"one-way latency, 200 B, 1 writer -> {k} reader(s)", "us",
+                f"one-way latency, {RECORD} B, 1 writer -> {k} reader(s)", "us",
                 Summary.of(f"ring ({how})", lat[ours]),
                 Summary.of(f"{baseline} (blocking get)", lat[baseline]),
                 notes="a record every ~200 µs; publish to receipt, CLOCK_MONOTONIC"))
@@ -442,6 +438,6 @@ def main(argv: list[str]) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     extra["config"] = {"records": args.records, "samples": args.samples, "readers": counts,
-                       "slots": SLOTS, "slot_size": SLOT_SIZE, "chunk": CHUNK}
+                       "slots": SLOTS, "slot_size": SLOT_SIZE, "chunk": CHUNK, "pools": POOLS}
     emit("ring", results, args.json, extra)
     return 0

@@ -14,9 +14,10 @@ even cold), handles the event, lowers its priority, and only then commits the sa
 What this is and is not: the page outlives the role process (the supervisor holds the segment),
 so a role killed between staging and the LMDB commit — the window this closes — finds its newer
 state here when it restarts, commits it, and resumes from it.  It does not outlive the
-supervisor or the machine: durability is LMDB's job, and the commit follows within the same
-switch.  Only the role that owns a slot ever reads or writes it (its later incarnation reads
-after the earlier one is dead), so no cross-process ordering is needed.
+supervisor or the machine: durability is LMDB's job, and the commit follows within a second
+(role.py: SWITCH_COMMIT_S), between background slices.  Only the role that owns a slot ever
+reads or writes it (its later incarnation reads after the earlier one is dead), so no
+cross-process ordering is needed.
 """
 from __future__ import annotations
 

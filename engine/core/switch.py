@@ -23,6 +23,7 @@ import time
 import orjson
 
 from .control import ControlBlock, F
+from .frame import stamped
 from .ring import Ring
 from .signals import SIG_INTERRUPT, boost
 
@@ -73,7 +74,18 @@ class EventPublisher:
         now = time.monotonic_ns()
         for e in events:
             e["t_written"] = now
-        seq = self.ring.publish_many([orjson.dumps(e) for e in events])
-        if self.interrupter:
+        return self._write([orjson.dumps(e) for e in events])
+
+    def publish_encoded(self, records: list, *, notify: bool = True) -> int:
+        """Publish records already encoded (a hot-path codec's tagged binary records, see
+        engine/core/frame.py, or JSON objects), each stamped with `t_written` now; interrupt
+        the subscribers unless `notify` is False (a record that must reach every replica but
+        interrupts nobody).  Returns the seq of the last record."""
+        now = time.monotonic_ns()
+        return self._write([stamped(r, now) for r in records], notify)
+
+    def _write(self, raw: list, notify: bool = True) -> int:
+        seq = self.ring.publish_many(raw)
+        if notify and self.interrupter:
             self.interrupter.notify()
         return seq

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from engine.core.ring import Ring
-from enginehelp import agent
+from enginehelp import agent, collect
 
 PROBE = "roles.probe:ChecksumProbe"
 
@@ -25,23 +25,6 @@ def probe(**kw):
     r["kind"] = PROBE
     r["tasks"] = {"checksum": {"interval": 0.0, "options": {"links_per_run": 5000}}}
     return r
-
-
-def collect(e, role, want, timeout=120.0):
-    ring = Ring.attach(f"/syn.{e.name}.out.{role}")
-    try:
-        rd = ring.reader(31, start="oldest")
-        out, lost = [], 0
-        deadline = time.monotonic() + timeout
-        while len(out) < want and time.monotonic() < deadline:
-            b = rd.poll(4096)
-            lost += b.lost
-            out += [orjson.loads(r) for r in b.records]
-            if not b.records:
-                time.sleep(0.05)
-        return out, lost
-    finally:
-        ring.close()
 
 
 def chain_ok(points):
@@ -123,4 +106,19 @@ def test_restarted_role_resumes_its_checksum(engine_factory):
     assert chain_ok({(d["checksum"]["n"], d["checksum"]["digest"]) for d in got})
     assert max(d["checksum"]["n"] for d in got) >= before
     assert "resumed from" in e.stderr()
+    assert e.stop() == 0
+
+
+def test_switches_commit_their_staged_state_once_for_a_burst(engine_factory):
+    """A switch stages its state in shared memory; the LMDB commit follows between background
+    slices, one for all the switches of SWITCH_COMMIT_S, not one per switch."""
+    e = engine_factory(roles={"src": source(count=20, rate=40.0), "spot": probe()},
+                       store={"checkpoint_interval": 3600.0}).start()
+    got, lost = collect(e, "spot", 20, timeout=30)
+    assert lost == 0 and len(got) == 20
+    r = e.wait_for(lambda: (x := e.roles()["spot"])["checkpoints"] >= 1 and x, 10,
+                   "the staged state committed")
+    assert r["switches"] >= 5                  # 20 events over 0.5 s: many switches...
+    assert r["checkpoints"] < r["switches"]    # ...committed together
+    assert r["checkpoint_errors"] == 0 and r["late_saves"] == 0
     assert e.stop() == 0
