@@ -31,10 +31,8 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
-import orjson
 
 from .. import config as config_mod
 from .control import ControlBlock, F, State

@@ -16,6 +16,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover - annotations only: these modules import this one
+    from .control import ControlBlock
+    from .ring import Ring
+    from .staging import Staging
 
 MAX_ROLES = 32          # control-block and staging slots, ring reader lines
 SEGMENT_PREFIX = "/syn."

@@ -4,12 +4,9 @@ paused role still takes interrupts without resuming its background work."""
 from __future__ import annotations
 
 import hashlib
-import time
 
-import orjson
 import pytest
 
-from engine.core.ring import Ring
 from enginehelp import agent, collect
 
 PROBE = "roles.probe:ChecksumProbe"

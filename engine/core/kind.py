@@ -1,0 +1,106 @@
+"""What a role is: `RoleKind`, the base of every role kind in roles/ (its declared options and
+tasks, how it handles and decodes ring records), and how engine.toml's dotted path finds one.
+
+The engine core never imports roles/: the supervisor builds a kind from the dotted path
+engine.toml gives (`resolve_kind`), and the configuration check reads what a kind declares as
+data (`describe_kind` -> `engine.config.KindSpec`).
+"""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from ..config import KindSpec
+from . import frame
+from .tasks import Task
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .role import RoleRuntime
+
+
+class RoleKind:
+    """What a role is: its background tasks and how it handles events.  Subclass in roles/.
+
+    A kind declares what engine.toml may say about it; `syndicate run`, `--check` and a reload
+    refuse anything else (exit 2, naming the key and its line):
+
+        class Watcher(RoleKind):
+            OPTIONS = {"rate": (float, 2.0, "polls per second"),     # roles.<name>.options
+                       "url": (str, None, "endpoint (None: not set)")}
+            TASKS = {"poll": PollTask}          # roles.<name>.tasks.<task>: what it may run
+            source = True                       # it writes events.<chain> rings
+
+    OPTIONS maps each option to (type, default, one-line doc); `float` accepts an integer.
+    `self.options` is the defaults overlaid with the configured values, so the default lives
+    in one place.  TASKS maps each task name the kind may create to its Task class, whose own
+    OPTIONS declare `roles.<name>.tasks.<task>.options` the same way.  A subclass extends its
+    base's: `OPTIONS = {**Agent.OPTIONS, "dedup_window": (int, 100_000, "...")}`.  A kind that
+    declares nothing takes no options and no task configuration.
+    """
+
+    #: roles.<name>.options: name -> (type, default, doc)
+    OPTIONS: dict[str, tuple] = {}
+    #: the tasks it may run: task name -> Task class (the class declares the task's options)
+    TASKS: dict[str, type[Task]] = {}
+    #: True for event sources: they write their chains' `events.<chain>` rings (so they need
+    #: `chains`), read no ring and have no outbox
+    source = False
+    #: True for event sources (monitors): they run at the monitor FIFO priority and mostly sleep.
+    realtime = False
+
+    def __init__(self, rt: "RoleRuntime"):
+        self.rt = rt
+        self.name = rt.name
+        self.config = rt.config
+        self.options = {**{k: d[1] for k, d in self.OPTIONS.items()}, **rt.config.options}
+        self.log = rt.log
+
+    @classmethod
+    def spec(cls) -> KindSpec:
+        """The declarations, as data for the configuration check (engine/config.py)."""
+        return KindSpec(options=dict(cls.OPTIONS), source=bool(cls.source),
+                        tasks={n: dict(t.OPTIONS) for n, t in cls.TASKS.items()})
+
+    #: The binary ring records this kind reads, {tag: decoder} (engine/core/frame.py).
+    decoders: dict = {}
+
+    @classmethod
+    def decode(cls, raw) -> dict:
+        """A ring record as a dict (JSON, or by its tag's decoder); ValueError if unreadable."""
+        return frame.decode(raw, cls.decoders, cls.__name__)
+
+    def tasks(self) -> list[Task]:
+        return []
+
+    def handle(self, events: list[dict]) -> list[dict]:
+        """Analyse events (decoded ring records, each with its `ring` name); return decision
+        records for the role's outbox.  Runs boosted: keep it short."""
+        return []
+
+    def on_lost(self, ring: str, n: int) -> None:
+        self.log.warning("fell a lap behind: records lost", ring=ring, lost=n)
+
+    def on_start(self) -> None:
+        pass
+
+    def on_stop(self) -> None:
+        pass
+
+
+def resolve_kind(path: str) -> type[RoleKind]:
+    """'package.module:Class' -> the class, checked.  Raises ImportError/TypeError with the path."""
+    module, _, cls = path.partition(":")
+    try:
+        obj = getattr(importlib.import_module(module), cls)
+    except ModuleNotFoundError as e:
+        raise ImportError(f"kind {path!r}: no module {e.name!r}") from e
+    except AttributeError:
+        raise ImportError(f"kind {path!r}: module {module!r} has no {cls!r}") from None
+    if not (isinstance(obj, type) and issubclass(obj, RoleKind)):
+        raise TypeError(f"kind {path!r} is not a RoleKind subclass")
+    return obj
+
+
+def describe_kind(path: str) -> KindSpec:
+    """What the kind at `path` declares (for `engine.config.load(describe=...)`)."""
+    return resolve_kind(path).spec()
