@@ -51,3 +51,31 @@ def polygon_body(confirmed: bool, logs: list[dict] | None = None, retries: int =
                     **{f"topic{i}": (lg["topics"][i] if i < len(lg["topics"]) else None)
                        for i in range(4)}} for lg in logs]
     return json.dumps(doc).encode()
+
+
+def _h(text: str) -> str:
+    h = keccak.new(digest_bits=256)
+    h.update(text.encode())
+    return "0x" + h.hexdigest()
+
+
+def numbered_body(i: int, confirmed: bool, chain_id: str = "0x89", logs: int = 1) -> bytes:
+    """Delivery number i: `logs` real Polygon logs (data, topics, address) in a block and
+    transaction of their own, so every i names different (block hash, tx, log index) keys."""
+    src = polygon_logs()
+    block = 40_000_000 + i
+    out = []
+    for k in range(logs):
+        lg = dict(src[(i + k) % len(src)])
+        lg.update(block_number=block, block_hash=_h(f"block-{chain_id}-{block}"),
+                  transaction_hash=_h(f"tx-{chain_id}-{i}"), log_index=k)
+        out.append(lg)
+    return polygon_body(confirmed, out, chain_id=chain_id)
+
+
+def keys_of(body: bytes) -> set[tuple]:
+    """The dedup keys of a body's logs, computed here from the JSON."""
+    doc = json.loads(body)
+    chain = {"0x89": "polygon", "0xa4b1": "arbitrum", "0x2105": "base"}[doc["chainId"]]
+    return {(chain, doc["block"]["hash"].lower(), lg["transactionHash"].lower(),
+             int(lg["logIndex"])) for lg in doc["logs"]}
