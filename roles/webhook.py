@@ -82,7 +82,8 @@ class Stats:
 
 class WebhookServer:
     """The HTTP side: accepts deliveries into `store`'s inbox; `on_accept(seq)` after each.
-    Usable without a role (tests run it in-process beside a real Store)."""
+    Usable without a role (tests run it in-process beside a real Store).  store=None answers
+    200 without committing anything: only the benchmark's baseline does that."""
 
     def __init__(self, store, settings: dict, secret: str, stats: Stats, log, on_accept=None,
                  commit_threads: int = 8):
@@ -183,6 +184,8 @@ class WebhookServer:
         except moralis.BodyError as e:
             return self._refuse(400, f"not a Streams delivery: {e}")
         rec = inbox_record(d, body, t_origin)
+        if self.store is None:      # `syndicate bench webhook`'s baseline: no durable inbox
+            return web.json_response({"ok": True, "inbox": 0, "test": d.test})
         try:
             seq = await asyncio.get_running_loop().run_in_executor(
                 self.pool, lambda: self.store.append("inbox", INBOX_PREFIX, rec, durable=True))
