@@ -182,3 +182,29 @@ def test_commit_failure_is_503_nothing_half_written_and_health_503(tmp_path, sha
     finally:
         srv.stop()
         store.close()
+
+
+@pytest.mark.parametrize("raw", [
+    b"GARBAGE\r\n\r\n",
+    b"POST /webhooks/moralis HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+    b"POST /webhooks/moralis HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
+    b"POST /webhooks/moralis HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    b"POST /webhooks/moralis HTTP/1.1\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n",
+    b"POST /webhooks/moralis HTTP/1.1\r\nx-signature: \xff\xfe\r\nContent-Length: 2\r\n\r\n{}",
+    b"POST /webhooks/moralis HTTP/1.1\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\nabcd",
+    b"POST /nowhere HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}",
+])
+def test_malformed_http_never_gets_a_500(server, raw):
+    s = socket.create_connection(("127.0.0.1", server.ports[0]), timeout=10)
+    s.sendall(raw)
+    s.shutdown(socket.SHUT_WR)
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    s.close()
+    if data:
+        status = int(data.split(b" ", 2)[1])
+        assert 400 <= status < 500, data[:120]
+    assert inbox(server.store) == []
+    body = payload("05")
+    assert post(server.ports[0], body, sign(body, SECRET))[0] == 200   # still serving
