@@ -145,36 +145,27 @@ ROLE_SCHEMA: dict[str, tuple[Any, Any, Any]] = {
     "options": (dict, {}, None),
     "tasks": (dict, {}, None),
 }
+
+
 def _listen(v):
-    for item in v:
-        host, sep, port = str(item).rpartition(":")
-        if not isinstance(item, str) or not sep or not host or not port.isdigit() \
-                or not 0 < int(port) < 65536:
-            return f'each listener must be "host:port" with a port in 1..65535, not {item!r}'
-    return None if v else "must name at least one listener"
+    bad = [x for x in v if not isinstance(x, str) or not re.match(r"^\S+:\d{1,5}$", x)
+           or not 0 < int(x.rsplit(":", 1)[1]) < 65536]
+    return (f'each listener must be "host:port" with a port in 1..65535, not {bad[0]!r}' if bad
+            else None if v else "must name at least one listener")
 
 
-def _env_name(v):
-    return None if re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", v) else \
-        "must be the NAME of an environment variable (never the secret itself)"
-
-
-def _url(v):
-    return None if v == "" or re.match(r"^https?://[^\s/]+", v) else "must be an http(s) URL"
-
-
-# [moralis]: the Streams webhook receiver (roles/webhook.py), enabled when the section is present.
+_ENV = lambda v: None if re.match(r"^[A-Za-z_]\w*$", v) else \
+    "must be the NAME of an environment variable (never the secret itself)"  # noqa: E731
+_URL = lambda v: None if v == "" or re.match(r"^https?://[^\s/]+", v) else "must be an http(s) URL"  # noqa: E731
+# [moralis]: the Streams webhook receiver (roles/webhook.py), enabled when the section is present;
+# webhook_url (the public HTTPS URL Moralis posts to) and api_url serve `syndicate moralis sync`.
 MORALIS_ROLE = "moralis-receiver"
 MORALIS_SCHEMA: dict[str, tuple[Any, Any, Any]] = {
     "listen": (list, ["127.0.0.1:8787"], _listen),
     "path": (str, "/webhooks/moralis", lambda v: None if v.startswith("/") else "must start with /"),
-    "secret_env": (str, "MORALIS_STREAMS_SECRET", _env_name),
-    "max_body": ((str, int), "4MiB", _size),
-    "api_key_env": (str, "MORALIS_API_KEY", _env_name),
-    # for `syndicate moralis sync`: the public HTTPS URL Moralis posts to (the reverse proxy in
-    # front of a listener), and the Streams REST API (a stand-in's URL in tests)
-    "webhook_url": (str, "", _url),
-    "api_url": (str, "https://api.moralis-streams.com", _url),
+    "secret_env": (str, "MORALIS_STREAMS_SECRET", _ENV), "max_body": ((str, int), "4MiB", _size),
+    "api_key_env": (str, "MORALIS_API_KEY", _ENV), "webhook_url": (str, "", _URL),
+    "api_url": (str, "https://api.moralis-streams.com", _URL),
 }
 TASK_SCHEMA: dict[str, tuple[Any, Any, Any]] = {
     "enabled": (bool, True, None),
