@@ -6,6 +6,7 @@
     syndicate snapshot  PATH info|ls|show|export|copy|verify   offline LMDB  (engine/snapshot.py)
     syndicate bench     ring|switch|store|decide [...]   benchmarks         (engine/bench/<name>.py)
     syndicate devnet    up|down|traffic [...]            local anvil chains (engine/devnet/)
+    syndicate moralis   sync [--dry-run]                 Moralis Streams     (engine/moralis_cli.py)
 
 Sub-commands other than `run` are imported lazily, so `syndicate status` starts fast and a
 broken optional module never stops the supervisor from starting.  Every sub-command module
@@ -27,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "snapshot": ("engine.snapshot", "read an LMDB state directory offline"),
     "bench": ("engine.bench", "benchmarks: ring, switch, store, decide"),
     "devnet": ("engine.devnet.cli", "local three-chain anvil devnet with Uniswap pools"),
+    "moralis": ("engine.moralis_cli", "sync the Moralis Streams that feed the webhook receiver"),
 }
 
 

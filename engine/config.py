@@ -146,6 +146,28 @@ ROLE_SCHEMA: dict[str, tuple[Any, Any, Any]] = {
     "options": (dict, {}, None),
     "tasks": (dict, {}, None),
 }
+
+
+def _listen(v):
+    bad = [x for x in v if not isinstance(x, str) or not re.match(r"^\S+:\d{1,5}$", x)
+           or not 0 < int(x.rsplit(":", 1)[1]) < 65536]
+    return (f'each listener must be "host:port" with a port in 1..65535, not {bad[0]!r}' if bad
+            else None if v else "must name at least one listener")
+
+
+_ENV = lambda v: None if re.match(r"^[A-Za-z_]\w*$", v) else \
+    "must be the NAME of an environment variable (never the secret itself)"  # noqa: E731
+_URL = lambda v: None if v == "" or re.match(r"^https?://[^\s/]+", v) else "must be an http(s) URL"  # noqa: E731
+# [moralis]: the Streams webhook receiver (roles/webhook.py), enabled when the section is present;
+# webhook_url (the public HTTPS URL Moralis posts to) and api_url serve `syndicate moralis sync`.
+MORALIS_ROLE = "moralis-receiver"
+MORALIS_SCHEMA: dict[str, tuple[Any, Any, Any]] = {
+    "listen": (list, ["127.0.0.1:8787"], _listen),
+    "path": (str, "/webhooks/moralis", lambda v: None if v.startswith("/") else "must start with /"),
+    "secret_env": (str, "MORALIS_STREAMS_SECRET", _ENV), "max_body": ((str, int), "4MiB", _size),
+    "api_key_env": (str, "MORALIS_API_KEY", _ENV), "webhook_url": (str, "", _URL),
+    "api_url": (str, "https://api.moralis-streams.com", _URL),
+}
 TASK_SCHEMA: dict[str, tuple[Any, Any, Any]] = {
     "enabled": (bool, True, None),
     "interval": (NUM, None, _nonneg),
@@ -202,6 +224,7 @@ class EngineConfig:
     chains: dict
     roles: dict[str, RoleConfig]
     manifest: dict | None = None     # the loaded [chains] manifest, if one is named
+    moralis: dict | None = None      # [moralis], when present (max_body in bytes)
 
     @property
     def name(self) -> str:
@@ -348,10 +371,13 @@ class _Checker:
 Describe = Callable[[str], KindSpec]   # a kind's dotted path -> what it declares
 
 
-def load(path: str | os.PathLike, *, describe: Describe | None = None) -> EngineConfig:
+def load(path: str | os.PathLike, *, describe: Describe | None = None,
+         check_env: bool = True) -> EngineConfig:
     """Read and check engine.toml.  With `describe` (the supervisor passes
     engine.core.role.describe_kind), each enabled role's kind is resolved and its options and
-    tasks are checked against what it declares; a kind that cannot be resolved is refused."""
+    tasks are checked against what it declares; a kind that cannot be resolved is refused.
+    check_env: refuse a [moralis] whose secret variable is unset (off for tools that do not
+    run the receiver, e.g. `syndicate moralis sync`)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -363,13 +389,13 @@ def load(path: str | os.PathLike, *, describe: Describe | None = None) -> Engine
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}")
-    return from_dict(raw, path=path.resolve(), text=text, describe=describe)
+    return from_dict(raw, path=path.resolve(), text=text, describe=describe, check_env=check_env)
 
 
 def from_dict(raw: dict, *, path: Path = Path("engine.toml"), text: str = "",
-              describe: Describe | None = None) -> EngineConfig:
+              describe: Describe | None = None, check_env: bool = True) -> EngineConfig:
     ck = _Checker(path, text)
-    known = set(SCHEMA) | {"roles"}
+    known = set(SCHEMA) | {"roles", "moralis"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ck.fail(unknown[0], None, f"unknown section (known: {', '.join(sorted(known))})")
@@ -415,13 +441,32 @@ def from_dict(raw: dict, *, path: Path = Path("engine.toml"), text: str = "",
             max_concurrent=t["max_concurrent"] or sections["tasks"]["max_concurrent"],
             slice_budget_us=t["slice_budget_us"] or sections["tasks"]["slice_budget_us"],
             subscribe=t["subscribe"], inbox=t["inbox"], options=t["options"], tasks=tasks)
+    moralis = _moralis(ck, raw, roles, check_env) if "moralis" in raw else None
     if not any(r.enabled for r in roles.values()):
         raise ck.fail(None, "roles", "every role is disabled: nothing to run")
     base = path.parent if path.name else Path.cwd()
     manifest = None
     if sections["chains"]["manifest"]:
         manifest = _load_manifest(_resolve(base, sections["chains"]["manifest"]), lambda msg: ck.fail("chains", "manifest", msg))
-    return EngineConfig(path=path, base_dir=base, roles=roles, manifest=manifest, **sections)
+    return EngineConfig(path=path, base_dir=base, roles=roles, manifest=manifest,
+                        moralis=moralis, **sections)
+
+
+def _moralis(ck: _Checker, raw: dict, roles: dict, check_env: bool) -> dict:
+    """[moralis] checked; adds the receiver role unless [roles.moralis-receiver] is written out.
+    The role's options carry the section, so a reload that changes it restarts the receiver."""
+    m = ck.table("moralis", raw["moralis"], MORALIS_SCHEMA)
+    m["max_body"] = parse_size(m["max_body"])
+    var = m["secret_env"]
+    if check_env and not os.environ.get(var):
+        where = "secret_env" if "secret_env" in raw["moralis"] else None
+        raise ck.fail("moralis", where, f"environment variable {var} is not set (it must hold the "
+                      "Moralis Streams secret that signs the webhooks; the receiver refuses "
+                      "every delivery without it)")
+    if MORALIS_ROLE not in roles:
+        roles[MORALIS_ROLE] = RoleConfig(name=MORALIS_ROLE, kind="roles.webhook:MoralisReceiver",
+                                         subscribe=False, options={"moralis": dict(m)})
+    return m
 
 
 def _check_declared(ck: _Checker, sec: str, t: dict, tasks: dict, describe: Describe) -> None:

@@ -14,6 +14,7 @@ BENCHES = {
     "switch": "atomic switch latency with every role busy vs a Queue round trip",
     "store": "checkpoint latency in LMDB vs sqlite WAL and fsync'd JSON",
     "decide": "event -> action latency of the arbitrage search; replay of real days",
+    "webhook": "Moralis receiver deliveries/s and latency, durable inbox vs none",
 }
 
 

@@ -529,6 +529,19 @@ class Ring:
         """Records published so far (= seq of the next one)."""
         return self._live()[_W_PUBLISHED]
 
+    def peek(self, seq: int) -> bytes | None:
+        """Record `seq` if it is still in the ring, else None.  For the writer reading back what
+        it published (a restarted writer finding where it stopped); not safe against a
+        concurrent writer — readers use poll()."""
+        w = self._live()
+        if not w[_W_PUBLISHED] - self.capacity <= seq < w[_W_PUBLISHED] or seq < 0:
+            return None
+        off = self._slots_off + (seq & self._mask) * self.slot_size
+        stamp, n = _HDR.unpack_from(self._mm, off)
+        if stamp != seq or n > self.max_payload:
+            return None
+        return bytes(self._mm[off + SLOT_HEADER:off + SLOT_HEADER + n])
+
     # -- readers -------------------------------------------------------------------------------
 
     def reader(self, index: int, *, start: str = "latest") -> "RingReader":

@@ -305,3 +305,19 @@ def test_a_reserved_reader_resumes_from_the_reservation(ring_name):
         assert ring.reader(0, start="resume").poll().records == [b"new"]
         with pytest.raises(ValueError, match="out of range"):
             ring.reserve_reader(2)
+
+
+def test_peek_reads_back_what_is_still_in_the_ring(ring_name):
+    ring = Ring.create(ring_name, slots=4, slot_size=64)
+    try:
+        assert ring.peek(0) is None and ring.peek(-1) is None
+        for i in range(6):
+            ring.publish(b"r%d" % i)
+        assert [ring.peek(s) for s in range(7)] == [None, None, b"r2", b"r3", b"r4", b"r5", None]
+        again = Ring.attach(ring_name)     # a restarted writer finds its last record
+        try:
+            assert again.peek(again.published - 1) == b"r5"
+        finally:
+            again.close()
+    finally:
+        ring.close()
