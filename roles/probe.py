@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 
 from engine.chain import records
+from engine.config import CHAINS
 from engine.core.role import RoleKind
 from engine.core.tasks import Priority, Task, Wait
 
@@ -34,6 +35,9 @@ class PoolRecordSource(RoleKind):
     """Publishes `count` pool-update records in their binary layout (engine/chain/records.py)
     at `rate` per second: every `quiet`-th one does not interrupt (it is published without a
     signal, as the chain monitor publishes updates under the threshold)."""
+    OPTIONS = {"rate": (float, 20.0, "records per second per chain"),
+               "count": (int, 10, "records to publish, then stay quiet"),
+               "quiet": (int, 3, "every quiet-th record is published without a signal")}
     source = True
     realtime = True
 
@@ -55,8 +59,7 @@ class _PoolEmit(Task):
 
     def run(self, ctx):
         o = self.source.options
-        period, count, quiet = 1.0 / float(o.get("rate", 20.0)), int(o.get("count", 10)), \
-            int(o.get("quiet", 3))
+        period, count, quiet = 1.0 / float(o["rate"]), int(o["count"]), int(o["quiet"])
         nxt = time.monotonic()
         st = self.state
         while st["published"] < count:
@@ -80,3 +83,6 @@ def pool_record(chain: str, i: int, *, interrupt: bool) -> dict:
             "event": "sync", "state": {"reserve0": str(10**21 + i), "reserve1": str(3 * 10**9)},
             "impact_bps": 60 + i, "interrupt": interrupt, "reverted": False,
             "t_origin": time.monotonic_ns()}
+
+
+PoolRecordSource.TASKS = {f"pool-emit-{c}": _PoolEmit for c in CHAINS}
