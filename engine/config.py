@@ -130,6 +130,38 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any, Any]]] = {
         "manifest": (str, "", None),
     },
 }
+def _addresses(v):
+    for a in v:
+        if not (isinstance(a, str) and re.match(r"^0x[0-9a-fA-F]{40}$", a)):
+            return f"must be a list of 0x-prefixed 20-byte hex addresses ({a!r} is not)"
+    return None
+
+
+def _urls(*schemes):
+    def check(v):
+        for u in v:
+            if not (isinstance(u, str) and u.split("://", 1)[0] in schemes and "://" in u):
+                return f"must be a list of {'/'.join(schemes)} URLs ({u!r} is not)"
+        return None
+    return check
+
+
+# [chains.<name>]: what the chain monitor of that chain follows.  Endpoints and pools left
+# empty are filled from the [chains] manifest when it serves that chain.
+CHAIN_SCHEMA: dict[str, tuple[Any, Any, Any]] = {
+    "rpc": (list, [], _urls("http", "https")),      # HTTP JSON-RPC (pool reads, checks)
+    "ws": (list, [], _urls("ws", "wss")),           # WebSocket JSON-RPC (subscriptions), ranked
+    "pools": (list, [], _addresses),                # watched pools (V2 pairs / V3 pools)
+    "factories": (list, [], _addresses),            # their new pools join the graph
+    "chain_id": (int, None, _pos),                  # default: the chain's real id
+    "threshold_bps": (int, 50, _nonneg),            # impact that interrupts the roles
+    "reorg_depth": (int, 64, _pos),                 # blocks of undo kept
+    "lag_blocks": (int, 3, _pos),                   # a node this far behind the best is demoted
+    "backfill_blocks": (int, 2000, _pos),           # first eth_getLogs range (halved on refusal)
+    "request_timeout": (NUM, 5.0, _pos),            # seconds for one JSON-RPC answer
+    "retry_max": (NUM, 10.0, _pos),                 # reconnect backoff cap, seconds
+    "drift_interval": (NUM, 30.0, _nonneg),         # seconds between drift checks (0: never)
+}
 ROLE_SCHEMA: dict[str, tuple[Any, Any, Any]] = {
     "kind": (str, None, lambda v: None if re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", v) else
              'must be a dotted path "package.module:Class"'),
@@ -184,6 +216,7 @@ class EngineConfig:
     chains: dict
     roles: dict[str, RoleConfig]
     manifest: dict | None = None     # the loaded [chains] manifest, if one is named
+    networks: dict = field(default_factory=dict)   # chain -> [chains.<chain>] merged with the manifest
 
     @property
     def name(self) -> str:
@@ -348,6 +381,11 @@ def from_dict(raw: dict, *, path: Path = Path("engine.toml"), text: str = "") ->
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ck.fail(unknown[0], None, f"unknown section (known: {', '.join(sorted(known))})")
+    raw_chains = raw.get("chains", {})
+    raw_networks = {}
+    if isinstance(raw_chains, dict):   # [chains.<name>] tables are checked by _networks
+        raw_networks = {k: v for k, v in raw_chains.items() if k in CHAINS}
+        raw = {**raw, "chains": {k: v for k, v in raw_chains.items() if k not in CHAINS}}
     sections = {s: ck.table(s, raw.get(s, {}), schema) for s, schema in SCHEMA.items()}
 
     sw = sections["switch"]
@@ -394,7 +432,36 @@ def from_dict(raw: dict, *, path: Path = Path("engine.toml"), text: str = "") ->
     manifest = None
     if sections["chains"]["manifest"]:
         manifest = _load_manifest(_resolve(base, sections["chains"]["manifest"]), lambda msg: ck.fail("chains", "manifest", msg))
-    return EngineConfig(path=path, base_dir=base, roles=roles, manifest=manifest, **sections)
+    return EngineConfig(path=path, base_dir=base, roles=roles, manifest=manifest,
+                        networks=_networks(ck, raw_networks, manifest), **sections)
+
+
+def _networks(ck: "_Checker", raw: dict, manifest: dict | None) -> dict[str, dict]:
+    """Every chain's monitor settings: its [chains.<name>] table, with endpoints, pools and
+    factories the table leaves empty taken from the manifest."""
+    served = (manifest or {}).get("chains", {})
+    out = {}
+    for chain, cid in CHAINS.items():
+        t = ck.table(f"chains.{chain}", raw.get(chain, {}), CHAIN_SCHEMA)
+        m = served.get(chain)
+        if m:
+            if not t["rpc"]:
+                t["rpc"] = [m["rpc_url"]]
+            if not t["ws"] and str(m.get("ws_url", "")).startswith("ws"):
+                t["ws"] = [m["ws_url"]]
+            if not t["pools"] and not t["factories"]:
+                t["pools"] = [p["address"] for p in m.get("pools", []) if isinstance(p, dict)
+                              and "address" in p]
+                t["factories"] = [d["factory"] for d in m.get("dexes", []) if isinstance(d, dict)
+                                  and isinstance(d.get("factory"), str)]
+            if t["chain_id"] is None and isinstance(m.get("chain_id"), int):
+                t["chain_id"] = m["chain_id"]
+        if t["chain_id"] is None:
+            t["chain_id"] = cid
+        t["pools"] = [a.lower() for a in t["pools"]]
+        t["factories"] = [a.lower() for a in t["factories"]]
+        out[chain] = t
+    return out
 
 
 def _load_manifest(path: Path, fail) -> dict:
