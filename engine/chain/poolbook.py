@@ -11,8 +11,8 @@
                             tick_lower <= tick < tick_upper, as UniswapV3Pool._modifyPosition
                             -> "mint" / "burn" record with `delta` and the two ticks' new nets
          PairCreated / PoolCreated   -> {"type": "created", "pool": new address, ...}: not a
-                            record to publish; the caller loads the pool (load_pools at that
-                            block) and hands it to `add_pool`, which returns the "created" record
+                            record to publish; `load_created(rpc, notice)` reads the pool at
+                            its creation block into the book and returns the "created" record
     revert_blocks(hashes | from_block) ──► reverted records, state restored (reorg)
     prune(finalised_block)                drops undo and dedup memory at or below it
 
@@ -42,7 +42,7 @@ from engine.arb.graph import Pool, PoolGraph
 from engine.arb.impact import DEFAULT_THRESHOLD_BPS, move_bps
 from engine.arb.v2 import V2Pool
 from engine.arb.v3 import V3Pool
-from engine.chain.pools import Loaded
+from engine.chain.pools import Loaded, PoolSpec, load_pools
 from engine.chain.replica import info_of, state_of, ticks_field, with_ticks
 
 _END = 1 << 62          # a log index after every real one: "the whole block"
@@ -107,6 +107,7 @@ class PoolBook:
         self.pruned_through = -1
         self.head = -1                  # the highest block number applied (or loaded)
         self.counts: Counter = Counter()
+        self.load_errors: dict[str, str] = {}     # new pools that could not be read, and why
 
     # ---- state from the chain
     def load(self, loaded: Loaded) -> None:
@@ -130,6 +131,20 @@ class PoolBook:
         if isinstance(pool, V3Pool):
             rec["ticks"] = ticks_field(dict(pool.ticks))
         return rec
+
+    def load_created(self, rpc, notice: dict, t_origin: int = 0) -> dict | None:
+        """Read the pool a `created` notice names, at its creation block, into the book; its
+        "created" record, or None (counted, the reason in `load_errors`) when it cannot be read."""
+        address = notice["pool"]
+        try:
+            got = load_pools(rpc, [PoolSpec(address, notice.get("kind"))], notice["block"])
+        except Exception as e:  # the endpoint itself failed (RpcError): the caller may retry
+            got = Loaded(notice["block"], errors={address: f"{e}"})
+        if address not in got.pools:
+            self.counts["created_load_failed"] += 1
+            self.load_errors[address] = got.errors.get(address, "not loaded")
+            return None
+        return self.add_pool(got.pools[address], got.block, got.gross.get(address), notice, t_origin)
 
     # ---- logs
     def apply(self, log: dict, t_origin: int) -> dict | None:

@@ -86,9 +86,18 @@ def pool_from(address: str, info: dict, state: dict, ticks: Iterable = ()) -> Po
 def apply_record(graph: PoolGraph, rec: dict) -> Pool | None:
     """Apply one published pool record to a replica; returns the pool's new state, or None when
     the record is not a pool record or names a pool the replica does not hold (the caller counts
-    that: it means the replica missed the pool's `created` record)."""
-    if rec.get("type") != "pool":
+    that: it means the replica missed the pool's `created` record).  A malformed pool record is a
+    ValueError naming the pool and the field; the replica is unchanged by it."""
+    if not isinstance(rec, dict) or rec.get("type") != "pool":
         return None
+    try:
+        return _apply(graph, rec)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"pool record {rec.get('pool')!r} (block {rec.get('block')}, "
+                         f"event {rec.get('event')!r}) is malformed: {e!r}") from e
+
+
+def _apply(graph: PoolGraph, rec: dict) -> Pool | None:
     address = rec["pool"]
     if rec.get("event") == "created":
         if rec.get("reverted"):

@@ -257,11 +257,13 @@ def test_new_pools_from_the_factories_join_the_graph(net):
     assert [n["type"] for n in notices] == ["created", "created"]
     assert [n["kind"] for n in notices] == ["v2", "v3"]
     for n in notices:
-        got = load_pools(net.rpc, [PoolSpec(n["pool"], n["kind"])], n["block"])
-        assert not got.errors
-        rec = book.add_pool(got.pools[n["pool"]], got.block, got.gross.get(n["pool"]), notice=n)
+        rec = book.load_created(net.rpc, n, t_origin=5)
         assert rec["event"] == "created" and rec["block_hash"] == n["block_hash"]
+        assert rec["pool"] == n["pool"] and rec["t_origin"] == 5
         apply_record(replica, rec)
+    # a notice for something that is not a pool: counted, with its reason
+    assert book.load_created(net.rpc, {**notices[0], "pool": ta.lower(), "kind": None}) is None
+    assert "neither" in book.load_errors[ta.lower()] and book.counts["created_load_failed"] == 1
     pair, v3pool = (n["pool"] for n in notices)
     # then they trade: liquidity, an Initialize, a mint, swaps
     for c in fresh:
@@ -328,3 +330,31 @@ def test_prune_bounds_memory_and_reorg_depth(net, devnet):
     assert book.statistics()["blocks_held"] == 0
     assert replay(book, logs) == []                                     # all stale now
     assert book.revert_blocks(from_block=0) == []
+
+
+def test_replica_snapshot_and_bad_records(net):
+    book = net.book()
+    g = load_graph(dump_graph(book.graph))
+    assert g.pools == book.graph.pools and g.by_token == book.graph.by_token
+    assert len(dump_graph(book.graph)) < 4096                          # compact: 18 pools
+    for bad in (b"", b"junk", dump_graph(book.graph)[:-3]):
+        with pytest.raises(ValueError, match="corrupt"):
+            load_graph(bad)
+    a = next(iter(g.pools))
+    with pytest.raises(ValueError, match=a):
+        apply_record(g, {"type": "pool", "pool": a, "event": "sync", "state": {"reserve0": "x"}})
+    assert g.pools == book.graph.pools                                 # unchanged by it
+    assert apply_record(g, {"type": "pool", "pool": "0x" + "99" * 20, "event": "sync",
+                            "state": {}}) is None                      # a pool it does not hold
+    assert apply_record(g, {"type": "created", "pool": a}) is None
+
+
+def test_load_through_a_dead_endpoint_is_per_pool_errors(net):
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dead = RpcClient(f"http://127.0.0.1:{port}")
+    got = load_pools(dead, specs_from_manifest(net.m), block=1)
+    assert not got.pools and len(got.errors) == len(net.m["pools"])
+    assert all("refused" in why.lower() for why in got.errors.values())
