@@ -89,10 +89,18 @@ class Switch(Exception):
 class Follower:
     def __init__(self, chain: str, settings: dict, book, *, publish: Callable[[list[dict]], None],
                  log, on_start: Callable[[int], Iterator] | None = None,
+                 on_created: Callable[[dict, int], dict | None] | None = None,
+                 on_resync: Callable[[int], Iterator] | None = None,
                  clock: Callable[[], float] = time.monotonic):
         self.chain, self.s, self.book = chain, settings, book
         self.publish, self.log, self.clock = publish, log, clock
         self.on_start = on_start      # (head) -> generator: load the pools' state at that block
+        self.on_created = on_created  # (notice, t_origin) -> the new pool's "created" record
+        self.on_resync = on_resync    # (head) -> generator: no common block with the node
+                                      # (a restarted devnet, a reorg deeper than we hold):
+                                      # read every pool again at head, publish it whole
+        self._resub: int | None = None   # a pool joined at this block: widen the log filter
+        self.idle = False             # parked between notifications (a safe time to re-read)
         self.endpoints = [Endpoint(u, i) for i, u in enumerate(settings["ws"])]
         self.addresses = sorted({*settings["pools"], *settings["factories"]})
         self.timeout = float(settings.get("request_timeout", 5.0))
@@ -102,8 +110,8 @@ class Follower:
         self.base = None             # the block the pool state was read at
         self.active: Endpoint | None = None
         self.ws: WsClient | None = None
-        self.counts = {"logs": 0, "records": 0, "duplicates": 0, "interrupts": 0, "reverted": 0,
-                       "reorgs": 0, "backfilled": 0, "reconnects": 0, "failovers": 0,
+        self.counts = {"logs": 0, "records": 0, "dropped": 0, "interrupts": 0, "reverted": 0,
+                       "reorgs": 0, "resyncs": 0, "backfilled": 0, "reconnects": 0, "failovers": 0,
                        "bad": 0, "errors": 0}
         self.status = "starting" if self.endpoints else "no endpoints configured"
         self._subs: dict[str, str] = {}
@@ -177,11 +185,7 @@ class Follower:
         self._subs = {}
         sid = yield from ws.call("eth_subscribe", ["newHeads"], timeout=self.timeout)
         self._subs[str(sid)] = "heads"
-        if self.addresses:
-            sid = yield from ws.call("eth_subscribe", ["logs", {"address": self.addresses,
-                                                                "topics": [TOPICS]}],
-                                     timeout=self.timeout)
-            self._subs[str(sid)] = "logs"
+        yield from self._subscribe_logs(ws)
         t0 = self.clock()
         head = _int((yield from ws.call("eth_blockNumber", timeout=self.timeout)), "eth_blockNumber")
         ep.good(self.clock(), head, (self.clock() - t0) * 1e3)
@@ -199,6 +203,8 @@ class Follower:
         next_ping = self.clock() + 1.0
         while True:
             yield from self._drain(ws, ep)
+            if self._resub is not None:
+                yield from self._widen(ws)
             now = self.clock()
             if now >= next_ping:
                 next_ping = now + 1.0
@@ -208,8 +214,29 @@ class Follower:
                 ep.good(self.clock(), h, (self.clock() - t0) * 1e3)
                 self._consider_switch(ep, now)
             if not ws.notifications:
+                self.idle = True
                 yield ws.wait(next_ping)
+                self.idle = False
                 ws.pump()
+
+    def _subscribe_logs(self, ws: WsClient) -> Iterator[Wait]:
+        if self.addresses:
+            sid = yield from ws.call("eth_subscribe", ["logs", {"address": self.addresses,
+                                                                "topics": [TOPICS]}],
+                                     timeout=self.timeout)
+            self._subs[str(sid)] = "logs"
+
+    def _widen(self, ws: WsClient) -> Iterator[Wait]:
+        """New pools joined: subscribe with them before dropping the old filter (the overlap
+        is deduplicated), then fetch their logs since their creation."""
+        since, self._resub = self._resub, None
+        old = [s for s, k in self._subs.items() if k == "logs"]
+        yield from self._subscribe_logs(ws)
+        for sid in old:
+            # its id stays known: notifications already on the way are still logs of ours
+            yield from ws.call("eth_unsubscribe", [sid], timeout=self.timeout)
+        if self.head >= since:
+            yield from self._backfill(ws, since, self.head)
 
     def _consider_switch(self, ep: Endpoint, now: float) -> None:
         if self.lagging(ep):
@@ -279,7 +306,14 @@ class Follower:
             self._bad(f"log {log.get('transactionHash')}:{log.get('logIndex')}: {e}")
             return None
         if rec is None:
-            self.counts["duplicates"] += 1
+            self.counts["dropped"] += 1
+        elif rec.get("type") == "created":      # a factory's new pool: read it, watch it
+            notice = rec
+            rec = self.on_created(notice, t_origin) if self.on_created else None
+            if rec is not None and rec["pool"] not in self.addresses:
+                self.addresses = sorted({*self.addresses, rec["pool"]})
+                b = int(notice["block"])
+                self._resub = b if self._resub is None else min(self._resub, b)
         return rec
 
     def _bad(self, why: str) -> None:
@@ -341,6 +375,17 @@ class Follower:
             if (yield from self._block_hash(ws, n)) == self.hashes[n]:
                 break
             dropped.append(n)
+        if held and len(dropped) == len(held):
+            self.counts["resyncs"] += 1
+            self.log.warning("no block in common with the node within the blocks held: "
+                             "reading every pool again", chain=self.chain, head=to,
+                             held=f"{held[-1]}..{held[0]}")
+            self.hashes.clear()
+            if self.on_resync is not None:
+                yield from self.on_resync(to)
+            self.base = self.done = self.head = to
+            yield from self._remember(ws, to)
+            return
         self._drop(dropped)
         start = self.done + 1
         if to >= start and self.addresses:

@@ -462,7 +462,7 @@ class Supervisor:
             from .signals import SIG_CHECKPOINT
             self.signal_roles(SIG_CHECKPOINT)
         elif sig == signal.SIGUSR2:
-            p = self.rundir.write_status(report(self.wiring.control, self.name))
+            p = self.rundir.write_status(report(self.wiring.control, self.name, self.rundir.path))
             self.log.info("status report written", path=str(p))
 
     def reload(self) -> None:

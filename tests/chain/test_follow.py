@@ -4,14 +4,13 @@ real one inside the role)."""
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
 from engine import config
 from engine.chain.follow import Follower, Prober
 
-from ingresshelp import Driver, GarbageServer, Proxy, StandInBook, chain_logs
+from ingresshelp import Driver, GarbageServer, Proxy, StandInBook, chain_logs, own_devnet
 
 
 class ListLog:
@@ -50,13 +49,7 @@ def follower(net, chain, ws, **over):
     return f, book, d, p, log
 
 
-@pytest.fixture
-def snap(devnet):
-    """Every chain put back as it was (the swaps here must not leak into other tests)."""
-    ids = {n: devnet.w3(n).provider.make_request("evm_snapshot", [])["result"] for n in devnet.chains}
-    yield
-    for n, s in ids.items():
-        devnet.w3(n).provider.make_request("evm_revert", [s])
+devnet = pytest.fixture(scope="module")(own_devnet)   # swaps stay out of the session devnet
 
 
 def traffic(devnet, chain, n, seed=1, between=None):
@@ -88,7 +81,7 @@ def published_once(book) -> bool:
     return len(keys) == len(set(keys))
 
 
-def test_every_swap_log_once(devnet, snap):
+def test_every_swap_log_once(devnet):
     chain = "base"
     f, book, d, p, log = follower(devnet, chain, [devnet.ws_url(chain)])
     try:
@@ -102,7 +95,7 @@ def test_every_swap_log_once(devnet, snap):
         p.close()
 
 
-def test_cut_mid_stream_no_log_missed_or_doubled(devnet, snap):
+def test_cut_mid_stream_no_log_missed_or_doubled(devnet):
     chain = "polygon"
     proxy = Proxy(devnet.manifest["chains"][chain]["port"])
     f, book, d, p, log = follower(devnet, chain, [proxy.url])
@@ -121,7 +114,7 @@ def test_cut_mid_stream_no_log_missed_or_doubled(devnet, snap):
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3])
-def test_reorg_by_hashes(devnet, snap, depth):
+def test_reorg_by_hashes(devnet, depth):
     chain = "arbitrum"
     w3 = devnet.w3(chain)
     f, book, d, p, log = follower(devnet, chain, [devnet.ws_url(chain)])
@@ -156,7 +149,7 @@ def test_reorg_by_hashes(devnet, snap, depth):
         p.close()
 
 
-def test_bad_endpoints_are_survived(devnet, snap):
+def test_bad_endpoints_are_survived(devnet):
     chain = "base"
     garbage = GarbageServer(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
     junk_ws = GarbageServer(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
@@ -181,7 +174,7 @@ def test_bad_endpoints_are_survived(devnet, snap):
         junk_ws.close()
 
 
-def test_failover_and_back_between_two_proxies(devnet, snap):
+def test_failover_and_back_between_two_proxies(devnet):
     chain = "polygon"
     port = devnet.manifest["chains"][chain]["port"]
     a, b = Proxy(port), Proxy(port)
