@@ -82,6 +82,16 @@ class Replicas:
             self.applied += 1
         return pool
 
+    def info(self) -> dict:
+        chains = {c: (len(g) if g is not None else None) for c, g in self.graphs.items()}
+        text = ", ".join(f"{c} {n} pools" if n is not None else f"{c} waiting for a snapshot"
+                         for c, n in chains.items())
+        return {"summary": f"replicas: {text}; {self.applied} records applied"
+                           + (f", {self.unknown} for unknown pools" if self.unknown else "")
+                           + (f", {self.bad} bad" if self.bad else ""),
+                "replicas": chains, "applied": self.applied, "unknown": self.unknown,
+                "bad": self.bad}
+
     def lost(self, ring: str) -> None:
         chain = ring[7:] if ring.startswith("events.") else None
         if chain in self.graphs:      # records were skipped: only a newer snapshot is whole
@@ -123,11 +133,13 @@ class Agent(RoleKind):
     def handle(self, events):
         threshold = float(self.options.get("impact_threshold_bps", 50))
         out = []
+        pools_seen = False
         for ev in events:
             if not ev["ring"].startswith("events."):
                 continue
             if ev.get("type") == "pool":
                 out += self._pool_event(ev)
+                pools_seen = True
                 continue
             impact = float(ev.get("impact_bps") or 0)
             out.append({"kind": "assessment", "analysis": "placeholder", "role": self.name,
@@ -136,6 +148,8 @@ class Agent(RoleKind):
                         "verdict": "candidate" if abs(impact) >= threshold else "ignore",
                         "t_event": ev.get("t_written"),
                         "t_origin": ev.get("t_origin", ev.get("t_written"))})
+        if pools_seen and hasattr(self.rt, "set_info"):
+            self.rt.set_info(self.replicas.info())
         return out
 
     def _pool_event(self, ev: dict) -> list[dict]:

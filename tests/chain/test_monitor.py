@@ -73,6 +73,10 @@ def test_each_swap_one_record_big_ones_interrupt_once(devnet, engine_factory, tm
     assert f["follower"]["bad"] == 0 and f["follower"]["errors"] == 0
     # the agent assessed each interrupting record once; the executor saw them all
     e.wait_for(lambda: e.roles()["spot"]["decisions"] == big, 20, "one assessment per big swap")
+    # the agent's replica: loaded from the snapshot, then every record it read applied
+    rep = e.roles()["spot"]["info"]
+    assert rep["replicas"] == {chain: len(devnet.manifest["chains"][chain]["pools"])}
+    assert rep["applied"] >= big and rep["unknown"] == 0 and rep["bad"] == 0
     e.wait_for(lambda: feed(e, chain)["drift_checks"] >= 2, 30, "drift checks", poll=0.3)
     assert feed(e, chain)["drift"] == 0, feed(e, chain)["drift_last"]
     meta, graph = read_snapshot(e, chain)
