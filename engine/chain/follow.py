@@ -115,6 +115,7 @@ class Follower:
                        "bad": 0, "errors": 0}
         self.status = "starting" if self.endpoints else "no endpoints configured"
         self._subs: dict[str, str] = {}
+        self._ws_bad = 0
 
     # ------------------------------------------------------------------ endpoint choice
     def best_head(self) -> int:
@@ -183,6 +184,7 @@ class Follower:
             raise ValueError(f"{ep.url}: chain id {cid}, expected {self.s['chain_id']} "
                              f"({self.chain})")
         self._subs = {}
+        self._ws_bad = 0
         sid = yield from ws.call("eth_subscribe", ["newHeads"], timeout=self.timeout)
         self._subs[str(sid)] = "heads"
         yield from self._subscribe_logs(ws)
@@ -250,6 +252,10 @@ class Follower:
 
     # ------------------------------------------------------------------ notifications
     def _drain(self, ws: WsClient, ep: Endpoint) -> Iterator[Wait]:
+        if ws.bad > self._ws_bad:     # frames the client skipped
+            self._ws_bad = ws.bad
+            ep.errors += 1
+            self._bad(ws.last_bad)
         records: list[dict] = []
         while ws.notifications:
             msg, t_origin = ws.notifications.popleft()

@@ -13,7 +13,8 @@ notifications that arrive meanwhile are kept, in order, in `notifications`.
 
 Errors are exceptions the follower counts and survives: `WsClosed` (connection refused, reset,
 closed, a handshake the server refused), `RpcTimeout`, `RpcFailure` (a JSON-RPC error object)
-and `BadMessage` (a frame that is not JSON-RPC: a lying or broken node).
+and `BadMessage` (an answer of the wrong shape: a lying or broken node).  A frame that is
+not JSON-RPC at all is counted in `bad` and skipped.
 """
 from __future__ import annotations
 
@@ -79,6 +80,7 @@ class WsClient:
         self.responses: dict[int, tuple[dict, int]] = {}
         self.notifications: deque[tuple[dict, int]] = deque()
         self.bad = 0                  # frames that were not JSON-RPC
+        self.last_bad = ""
         self.bytes_in = 0
 
     # ------------------------------------------------------------------ socket
@@ -204,24 +206,28 @@ class WsClient:
             pass
 
     def _message(self, payload: bytes, t_origin: int, out: list) -> None:
+        """A frame that is not JSON-RPC is counted (`bad`, `last_bad`) and skipped: the frames
+        around it are still good, and a node that sends nothing else times out its calls."""
         try:
             msg = orjson.loads(payload)
         except orjson.JSONDecodeError:
-            self.bad += 1
-            raise BadMessage(f"{self.url}: a frame that is not JSON ({payload[:60]!r})") from None
+            self._bad(f"a frame that is not JSON ({payload[:60]!r})")
+            return
         msgs = msg if isinstance(msg, list) else [msg]
         for m in msgs:
             if not isinstance(m, dict):
-                self.bad += 1
-                raise BadMessage(f"{self.url}: a JSON-RPC message that is not an object: {m!r:.60}")
-            if m.get("method") == "eth_subscription":
+                self._bad(f"a JSON-RPC message that is not an object: {m!r:.60}")
+            elif m.get("method") == "eth_subscription":
                 out.append(None)
                 self.notifications.append((m, t_origin))
             elif isinstance(m.get("id"), int):
                 self.responses[m["id"]] = (m, t_origin)
             else:
-                self.bad += 1
-                raise BadMessage(f"{self.url}: an unexpected JSON-RPC message: {m!r:.80}")
+                self._bad(f"an unexpected JSON-RPC message: {m!r:.80}")
+
+    def _bad(self, why: str) -> None:
+        self.bad += 1
+        self.last_bad = f"{self.url}: {why}"
 
     # ------------------------------------------------------------------ requests
     def send(self, method: str, params: list | None = None) -> int:

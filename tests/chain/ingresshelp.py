@@ -214,3 +214,40 @@ def chain_logs(w3, addresses, from_block: int) -> set:
         "fromBlock": hex(from_block + 1), "toBlock": "latest", "address": addresses,
         "topics": [TOPICS]}])["result"]
     return {(lg["blockHash"], lg["transactionHash"], int(lg["logIndex"], 16)) for lg in logs}
+
+
+class LyingNode:
+    """A real WebSocket JSON-RPC server that plays a node (chain id, subscriptions, one block)
+    and then pushes `pushes` (raw text frames) down the log subscription: bad logs, garbage."""
+
+    def __init__(self, chain_id: int, pushes: list[str], head: int = 16):
+        from websockets.sync.server import serve
+        self.chain_id, self.pushes, self.head = chain_id, pushes, head
+        self.server = serve(self._handle, "127.0.0.1", 0)
+        self.url = f"ws://127.0.0.1:{self.server.socket.getsockname()[1]}"
+        self.connections = 0
+        self.t = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.t.start()
+
+    def _handle(self, conn) -> None:
+        import orjson
+        self.connections += 1
+        answers = {"eth_chainId": hex(self.chain_id), "eth_blockNumber": hex(self.head),
+                   "eth_getBlockByNumber": {"hash": "0x" + "11" * 32, "parentHash": "0x" + "10" * 32},
+                   "eth_getLogs": [], "eth_unsubscribe": True}
+        try:
+            for raw in conn:
+                req = orjson.loads(raw)
+                m = req["method"]
+                res = ("0x" + ("aa" if req["params"][0] == "logs" else "bb") * 16
+                       if m == "eth_subscribe" else answers.get(m))
+                conn.send(orjson.dumps({"jsonrpc": "2.0", "id": req["id"], "result": res}).decode())
+                if m == "eth_subscribe" and req["params"][0] == "logs":
+                    for p in self.pushes:
+                        conn.send(p)
+        except Exception:
+            pass
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.t.join(timeout=2)

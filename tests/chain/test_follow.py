@@ -200,3 +200,46 @@ def test_failover_and_back_between_two_proxies(devnet):
         p.close()
         a.close()
         b.close()
+
+
+def test_lying_node_bad_logs_are_counted_never_fatal():
+    """Truncated log data, an unknown topic, a log of a pool we do not hold, a notification of
+    no subscription, a frame that is not JSON: counted, logged, and the follower goes on."""
+    import orjson
+
+    from engine.chain.follow import TOPICS
+    from engine.chain.poolbook import PoolBook
+    from ingresshelp import LyingNode
+    pool = "0x" + "ab" * 20
+
+    def log(topic, data, address=pool, index=0):
+        return orjson.dumps({"jsonrpc": "2.0", "method": "eth_subscription", "params": {
+            "subscription": "0x" + "aa" * 16, "result": {
+                "address": address, "topics": [topic], "data": data, "blockNumber": "0x11",
+                "blockHash": "0x" + "12" * 32, "transactionHash": "0x" + "13" * 32,
+                "logIndex": hex(index), "removed": False}}}).decode()
+    pushes = [log(TOPICS[0], "0x1234", index=0),                 # Sync with truncated data
+              log("0x" + "77" * 32, "0x" + "00" * 64, index=1),  # unknown topic
+              log(TOPICS[0], "0x" + "00" * 64, address="0x" + "cd" * 20, index=2),  # not ours
+              orjson.dumps({"jsonrpc": "2.0", "method": "eth_subscription",
+                            "params": {"subscription": "0xdead", "result": {}}}).decode(),
+              log(TOPICS[0], "0x" + "00" * 64, index=3)[:-7],    # cut off mid-JSON
+              ]
+    node = LyingNode(8453, pushes)
+    s = {"ws": [node.url], "rpc": [], "pools": [pool], "factories": [], "chain_id": 8453,
+         "threshold_bps": 50, "reorg_depth": 8, "lag_blocks": 3, "backfill_blocks": 100,
+         "request_timeout": 2.0, "retry_max": 0.5}
+    book = PoolBook("base", reorg_depth=8)
+    published = []
+    f = Follower("base", s, book, publish=published.extend, log=ListLog())
+    d = Driver({"follow": (f.run, 0.0)})
+    try:
+        assert d.run(20, until=lambda: f.counts["bad"] >= 2 and f.counts["logs"] >= 3), \
+            (f.statistics(), book.statistics())
+        st = book.statistics()
+        assert st.get("bad_data", 0) + st.get("malformed", 0) >= 1
+        assert st.get("unknown_topic", 0) >= 1 and st.get("unwatched", 0) >= 1
+        assert published == [] and not d.errors
+        assert f.active is not None and node.connections == 1    # still following that node
+    finally:
+        node.close()
