@@ -358,3 +358,49 @@ def test_load_through_a_dead_endpoint_is_per_pool_errors(net):
     got = load_pools(dead, specs_from_manifest(net.m), block=1)
     assert not got.pools and len(got.errors) == len(net.m["pools"])
     assert all("refused" in why.lower() for why in got.errors.values())
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+def test_anvil_reorg_with_other_swaps(net, devnet, depth):
+    """anvil_reorg replaces the last `depth` blocks with different swaps: the blocks whose hash
+    changed are reverted, the new ones applied, and the book (and a replica) is the chain."""
+    from scripts.devnet import Traffic
+    book = net.book()
+    replica = load_graph(dump_graph(book.graph))
+    traffic = Traffic(devnet.manifest, chains=[CHAIN], big_every=3, seed=20 + depth)
+    for _ in range(depth + 3):
+        traffic.step()
+    first = replay(book, net.logs(book.head + 1))
+    for r in first:
+        apply_record(replica, r)
+    old_head = book.head
+    # the replacement blocks: other swaps, by the deployer (plain requests; the node signs)
+    rng = random.Random(depth)
+    txs = []
+    for i in range(depth):
+        p = rng.choice(net.m["pools"])
+        state = book.graph.pools[p["address"].lower()]
+        if p["kind"] == "v2":
+            fn = net.periphery.functions.swapV2(p["address"], p["token0"], state.reserve0 // 500, 30, net.me)
+        else:
+            fn = net.periphery.functions.swapV3(p["address"], rng.random() < 0.5, state.liquidity // 5000, net.me)
+        txs.append([{"from": net.me, "to": net.periphery.address, "data": fn._encode_transaction_data(),
+                     "gas": hex(2_000_000)}, i])
+    assert net.rpc.call("anvil_reorg", [depth, txs]) is None
+    # what the ingress does: compare the held hashes to the chain's, revert from the first change
+    changed = [n for n, hs in sorted(book.block_hashes().items())
+               if net.rpc.call("eth_getBlockByNumber", [hex(n), False])["hash"] not in hs]
+    assert changed and min(changed) == old_head - depth + 1
+    reverted = book.revert_blocks(from_block=min(changed))
+    assert reverted and all(r["reverted"] for r in reverted)
+    assert {r["block"] for r in reverted} <= set(range(old_head - depth + 1, old_head + 1))
+    new = replay(book, net.logs(min(changed)))
+    mined = [net.rpc.call("eth_getTransactionReceipt", [h])
+             for n in range(min(changed), net.block() + 1)
+             for h in net.rpc.call("eth_getBlockByNumber", [hex(n), False])["transactions"]]
+    assert [int(r["status"], 16) for r in mined] == [1] * depth, mined
+    assert len(new) == depth                                     # one record per replacement swap
+    assert check_drift(book, net.rpc) == {}
+    for r in reverted + new:
+        apply_record(replica, r)
+    assert replica.pools == book.graph.pools
