@@ -404,3 +404,33 @@ def test_anvil_reorg_with_other_swaps(net, devnet, depth):
     for r in reverted + new:
         apply_record(replica, r)
     assert replica.pools == book.graph.pools
+
+
+def test_drift_is_found_and_resync_repairs_it(net, devnet):
+    """Logs the book never saw (a gap) show up as drift, pool by pool; a resync repairs the book
+    and, through its records, a replica."""
+    from scripts.devnet import Traffic
+    book = net.book()
+    replica = load_graph(dump_graph(book.graph))
+    traffic = Traffic(devnet.manifest, chains=[CHAIN], seed=8)
+    for _ in range(6):
+        traffic.step()
+    positions_churn(net, random.Random(1), 3)
+    logs = net.logs(book.head + 1)
+    missed = {log["address"].lower() for log in logs[:len(logs) // 2]
+              if log["address"].lower() in book.graph.pools}
+    kept = [log for log in logs if log["address"].lower() not in missed]
+    for r in replay(book, kept):
+        apply_record(replica, r)
+    book.head = net.block()           # as if every block had been seen
+    drift = check_drift(book, net.rpc)
+    assert missed and set(drift) == missed, (missed, drift)
+    assert all(f"at block {book.head}" in why for why in drift.values())
+    assert set(check_drift(book, net.rpc, sample=len(book.graph))) == missed   # a sample of all
+    recs = book.resync(load_pools(net.rpc, [PoolSpec(a) for a in drift], book.head))  # kind, dex: asked
+    assert {r["pool"] for r in recs} == missed and all(r["event"] == "resync" for r in recs)
+    assert check_drift(book, net.rpc) == {}
+    for r in recs:
+        apply_record(replica, r)
+    assert replica.pools == book.graph.pools
+    assert replay(book, logs) == []                                     # the gap's logs: stale now
