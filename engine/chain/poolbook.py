@@ -46,6 +46,7 @@ from engine.arb.v2 import V2Pool
 from engine.arb.v3 import V3Pool
 from engine.chain.pools import Loaded, PoolSpec, load_pools
 from engine.chain.replica import info_of, state_of, ticks_field, with_ticks
+from engine.chain.rpc import RpcError
 
 _END = 1 << 62          # a log index after every real one: "the whole block"
 DEFAULT_REORG_DEPTH = 64
@@ -175,8 +176,8 @@ class PoolBook:
         address = notice["pool"]
         try:
             got = load_pools(rpc, [PoolSpec(address, notice.get("kind"))], notice["block"])
-        except Exception as e:  # the endpoint itself failed (RpcError): the caller may retry
-            got = Loaded(notice["block"], errors={address: f"{e}"})
+        except RpcError as e:  # the endpoint itself failed: the caller may retry
+            got = Loaded(notice["block"], errors={address: str(e)})
         if address not in got.pools:
             self.counts["created_load_failed"] += 1
             self.load_errors[address] = got.errors.get(address, "not loaded")
@@ -189,6 +190,8 @@ class PoolBook:
             address = _hex(log["address"])
             topics = [_hex(t) for t in log.get("topics") or ()]
             data = log.get("data", "0x")
+            if not isinstance(data, str):
+                raise ValueError("data is not a string")
             number, bhash = _int(log["blockNumber"]), _hex(log["blockHash"])
             key = (_hex(log["transactionHash"]), _int(log["logIndex"]))
         except (KeyError, TypeError, ValueError, AttributeError):

@@ -299,6 +299,8 @@ def test_bad_logs_are_counted_never_raised(net, devnet):
         ({**good, "logIndex": "twelve"}, "malformed"),
         ({**good, "topics": "0x1c41"}, "malformed"),
         ({**good, "blockNumber": None}, "malformed"),
+        ({**good, "data": 12345}, "malformed"),
+        ({**good, "topics": [7]}, "malformed"),
         ({**good, "blockNumber": "0x1"}, "stale"),                          # older than the load
         ("not a log", "malformed"),
     ]
