@@ -436,3 +436,24 @@ def test_drift_is_found_and_resync_repairs_it(net, devnet):
         apply_record(replica, r)
     assert replica.pools == book.graph.pools
     assert replay(book, logs) == []                                     # the gap's logs: stale now
+
+
+def test_removed_log_before_a_later_one_undoes_both(net):
+    """A node may send the removed logs oldest first: undoing the first of two swaps of a pool
+    also undoes the second (its block is gone too); the second's removal then finds nothing."""
+    book = net.book()
+    p = next(p for p in net.v3 if p["fee"] == 500)
+    a = p["address"].lower()
+    before = book.graph.pools[a]
+    for zfo in (True, False):
+        net.tx(net.periphery.functions.swapV3(p["address"], zfo, before.liquidity // 10 ** 4, net.me))
+    logs = net.logs(book.head + 1, address=p["address"])
+    recs = replay(book, logs)
+    assert [r["event"] for r in recs] == ["swap", "swap"] and book.graph.pools[a] != before
+    rec = book.apply({**logs[0], "removed": True}, 0)
+    assert rec["reverted"] and (rec["tx"], rec["log_index"]) == (recs[0]["tx"], recs[0]["log_index"])
+    assert rec["state"] == {"sqrt_price_x96": str(before.sqrt_price_x96),
+                            "liquidity": str(before.liquidity), "tick": before.tick}
+    assert book.graph.pools[a] == before
+    assert book.apply({**logs[1], "removed": True}, 0) is None and book.counts["removed_unknown"] == 1
+    assert len(replay(book, logs)) == 2 and check_drift(book, net.rpc, [a]) == {}
