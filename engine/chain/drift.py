@@ -11,7 +11,7 @@ import random
 from typing import Iterable
 
 from engine.arb.v2 import V2Pool
-from engine.chain.pools import PoolSpec, load_pools
+from engine.chain.pools import load_pools
 from engine.chain.poolbook import PoolBook
 from engine.chain.rpc import RpcClient
 
@@ -26,11 +26,8 @@ def check_drift(book: PoolBook, rpc: RpcClient, sample: int | Iterable[str] | No
     elif sample is not None:
         addresses = [a.lower() for a in sample]
     at = book.head if block is None else block
-    specs = [PoolSpec(a, book.graph.pools[a].kind.value, book.graph.pools[a].dex,
-                      getattr(book.graph.pools[a], "fee_bps", None))
-             for a in addresses if a in book.graph.pools]
-    chain = load_pools(rpc, specs, at)
-    drift = {a: f"not in the book" for a in addresses if a not in book.graph.pools}
+    chain = load_pools(rpc, book.specs(addresses), at)
+    drift = {a: "not in the book" for a in addresses if a not in book.graph.pools}
     drift.update({a: f"could not re-read: {why}" for a, why in chain.errors.items()})
     for a, onchain in chain.pools.items():
         mine = book.graph.pools[a]

@@ -14,6 +14,8 @@
                             record to publish; `load_created(rpc, notice)` reads the pool at
                             its creation block into the book and returns the "created" record
     revert_blocks(hashes | from_block) ──► reverted records, state restored (reorg)
+    resync(load_pools(...))               a reorg deeper than the undo log (from_block <=
+                                          pruned_through) or a drift: fresh state, "resync" records
     prune(finalised_block)                drops undo and dedup memory at or below it
 
 Why a log can be dropped: its (block_hash, tx, log_index) was applied already (duplicate: a
@@ -44,6 +46,7 @@ from engine.arb.v2 import V2Pool
 from engine.arb.v3 import V3Pool
 from engine.chain.pools import Loaded, PoolSpec, load_pools
 from engine.chain.replica import info_of, state_of, ticks_field, with_ticks
+from engine.chain.rpc import RpcError
 
 _END = 1 << 62          # a log index after every real one: "the whole block"
 DEFAULT_REORG_DEPTH = 64
@@ -119,6 +122,41 @@ class PoolBook:
             self._pos[address] = (loaded.block, _END)
         self.head = max(self.head, loaded.block)
 
+    def resync(self, loaded: Loaded, t_origin: int = 0) -> list[dict]:
+        """Replace pools' state with a fresh read (after a reorg deeper than the undo log, or a
+        drift): one "resync" record per pool that differed, its whole tick table diffed.  The
+        undo log at and below `loaded.block` is dropped: those blocks can no longer be undone."""
+        self.prune(loaded.block)
+        out = []
+        for address, pool in loaded.pools.items():
+            old = self.graph.pools.get(address)
+            if old is not None:      # the book's constants (dex, V2 fee) stay; the state is new
+                pool = (old.with_reserves(pool.reserve0, pool.reserve1) if isinstance(old, V2Pool)
+                        else with_ticks(old, {t: None for t in old.ticks} | dict(pool.ticks))
+                        .with_state(pool.sqrt_price_x96, pool.liquidity, pool.tick))
+            self._pos[address] = (loaded.block, _END)
+            if address in loaded.gross:
+                self.gross[address] = dict(loaded.gross[address])
+            if old is None or old == pool:
+                if old is None:
+                    self.graph.add(pool)
+                continue
+            self.graph.update(pool)
+            rec = self._record(loaded.block, "", "", 0, pool, "resync", _impact(old, pool), t_origin)
+            if isinstance(pool, V3Pool):
+                rec["ticks"] = ticks_field({t: pool.ticks.get(t) for t in set(old.ticks) | set(pool.ticks)
+                                            if old.ticks.get(t) != pool.ticks.get(t)})
+            out.append(rec)
+            self.counts["resync"] += 1
+        self.head = max(self.head, loaded.block)
+        return out
+
+    def specs(self, addresses: Iterable[str] | None = None) -> list[PoolSpec]:
+        """What load_pools needs to re-read these pools (default: all) as the book knows them."""
+        pools = self.graph.pools
+        return [PoolSpec(a, pools[a].kind.value, pools[a].dex, getattr(pools[a], "fee_bps", None))
+                for a in (pools if addresses is None else addresses) if a in pools]
+
     def add_pool(self, pool: Pool, block: int, gross: dict[int, int] | None = None,
                  notice: dict | None = None, t_origin: int = 0) -> dict:
         """A new pool read at `block`: joins the graph; returns its "created" record (with the
@@ -138,8 +176,8 @@ class PoolBook:
         address = notice["pool"]
         try:
             got = load_pools(rpc, [PoolSpec(address, notice.get("kind"))], notice["block"])
-        except Exception as e:  # the endpoint itself failed (RpcError): the caller may retry
-            got = Loaded(notice["block"], errors={address: f"{e}"})
+        except RpcError as e:  # the endpoint itself failed: the caller may retry
+            got = Loaded(notice["block"], errors={address: str(e)})
         if address not in got.pools:
             self.counts["created_load_failed"] += 1
             self.load_errors[address] = got.errors.get(address, "not loaded")
@@ -152,6 +190,8 @@ class PoolBook:
             address = _hex(log["address"])
             topics = [_hex(t) for t in log.get("topics") or ()]
             data = log.get("data", "0x")
+            if not isinstance(data, str):
+                raise ValueError("data is not a string")
             number, bhash = _int(log["blockNumber"]), _hex(log["blockHash"])
             key = (_hex(log["transactionHash"]), _int(log["logIndex"]))
         except (KeyError, TypeError, ValueError, AttributeError):

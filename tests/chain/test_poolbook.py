@@ -299,6 +299,8 @@ def test_bad_logs_are_counted_never_raised(net, devnet):
         ({**good, "logIndex": "twelve"}, "malformed"),
         ({**good, "topics": "0x1c41"}, "malformed"),
         ({**good, "blockNumber": None}, "malformed"),
+        ({**good, "data": 12345}, "malformed"),
+        ({**good, "topics": [7]}, "malformed"),
         ({**good, "blockNumber": "0x1"}, "stale"),                          # older than the load
         ("not a log", "malformed"),
     ]
@@ -358,3 +360,100 @@ def test_load_through_a_dead_endpoint_is_per_pool_errors(net):
     got = load_pools(dead, specs_from_manifest(net.m), block=1)
     assert not got.pools and len(got.errors) == len(net.m["pools"])
     assert all("refused" in why.lower() for why in got.errors.values())
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+def test_anvil_reorg_with_other_swaps(net, devnet, depth):
+    """anvil_reorg replaces the last `depth` blocks with different swaps: the blocks whose hash
+    changed are reverted, the new ones applied, and the book (and a replica) is the chain."""
+    from scripts.devnet import Traffic
+    book = net.book()
+    replica = load_graph(dump_graph(book.graph))
+    traffic = Traffic(devnet.manifest, chains=[CHAIN], big_every=3, seed=20 + depth)
+    for _ in range(depth + 3):
+        traffic.step()
+    first = replay(book, net.logs(book.head + 1))
+    for r in first:
+        apply_record(replica, r)
+    old_head = book.head
+    # the replacement blocks: other swaps, by the deployer (plain requests; the node signs)
+    rng = random.Random(depth)
+    txs = []
+    for i in range(depth):
+        p = rng.choice(net.m["pools"])
+        state = book.graph.pools[p["address"].lower()]
+        if p["kind"] == "v2":
+            fn = net.periphery.functions.swapV2(p["address"], p["token0"], state.reserve0 // 500, 30, net.me)
+        else:
+            fn = net.periphery.functions.swapV3(p["address"], rng.random() < 0.5, state.liquidity // 5000, net.me)
+        txs.append([{"from": net.me, "to": net.periphery.address, "data": fn._encode_transaction_data(),
+                     "gas": hex(2_000_000)}, i])
+    assert net.rpc.call("anvil_reorg", [depth, txs]) is None
+    # what the ingress does: compare the held hashes to the chain's, revert from the first change
+    changed = [n for n, hs in sorted(book.block_hashes().items())
+               if net.rpc.call("eth_getBlockByNumber", [hex(n), False])["hash"] not in hs]
+    assert changed and min(changed) == old_head - depth + 1
+    reverted = book.revert_blocks(from_block=min(changed))
+    assert reverted and all(r["reverted"] for r in reverted)
+    assert {r["block"] for r in reverted} <= set(range(old_head - depth + 1, old_head + 1))
+    new = replay(book, net.logs(min(changed)))
+    mined = [net.rpc.call("eth_getTransactionReceipt", [h])
+             for n in range(min(changed), net.block() + 1)
+             for h in net.rpc.call("eth_getBlockByNumber", [hex(n), False])["transactions"]]
+    assert [int(r["status"], 16) for r in mined] == [1] * depth, mined
+    assert len(new) == depth                                     # one record per replacement swap
+    assert check_drift(book, net.rpc) == {}
+    for r in reverted + new:
+        apply_record(replica, r)
+    assert replica.pools == book.graph.pools
+
+
+def test_drift_is_found_and_resync_repairs_it(net, devnet):
+    """Logs the book never saw (a gap) show up as drift, pool by pool; a resync repairs the book
+    and, through its records, a replica."""
+    from scripts.devnet import Traffic
+    book = net.book()
+    replica = load_graph(dump_graph(book.graph))
+    traffic = Traffic(devnet.manifest, chains=[CHAIN], seed=8)
+    for _ in range(6):
+        traffic.step()
+    positions_churn(net, random.Random(1), 3)
+    logs = net.logs(book.head + 1)
+    missed = {log["address"].lower() for log in logs[:len(logs) // 2]
+              if log["address"].lower() in book.graph.pools}
+    kept = [log for log in logs if log["address"].lower() not in missed]
+    for r in replay(book, kept):
+        apply_record(replica, r)
+    book.head = net.block()           # as if every block had been seen
+    drift = check_drift(book, net.rpc)
+    assert missed and set(drift) == missed, (missed, drift)
+    assert all(f"at block {book.head}" in why for why in drift.values())
+    assert set(check_drift(book, net.rpc, sample=len(book.graph))) == missed   # a sample of all
+    recs = book.resync(load_pools(net.rpc, [PoolSpec(a) for a in drift], book.head))  # kind, dex: asked
+    assert {r["pool"] for r in recs} == missed and all(r["event"] == "resync" for r in recs)
+    assert check_drift(book, net.rpc) == {}
+    for r in recs:
+        apply_record(replica, r)
+    assert replica.pools == book.graph.pools
+    assert replay(book, logs) == []                                     # the gap's logs: stale now
+
+
+def test_removed_log_before_a_later_one_undoes_both(net):
+    """A node may send the removed logs oldest first: undoing the first of two swaps of a pool
+    also undoes the second (its block is gone too); the second's removal then finds nothing."""
+    book = net.book()
+    p = next(p for p in net.v3 if p["fee"] == 500)
+    a = p["address"].lower()
+    before = book.graph.pools[a]
+    for zfo in (True, False):
+        net.tx(net.periphery.functions.swapV3(p["address"], zfo, before.liquidity // 10 ** 4, net.me))
+    logs = net.logs(book.head + 1, address=p["address"])
+    recs = replay(book, logs)
+    assert [r["event"] for r in recs] == ["swap", "swap"] and book.graph.pools[a] != before
+    rec = book.apply({**logs[0], "removed": True}, 0)
+    assert rec["reverted"] and (rec["tx"], rec["log_index"]) == (recs[0]["tx"], recs[0]["log_index"])
+    assert rec["state"] == {"sqrt_price_x96": str(before.sqrt_price_x96),
+                            "liquidity": str(before.liquidity), "tick": before.tick}
+    assert book.graph.pools[a] == before
+    assert book.apply({**logs[1], "removed": True}, 0) is None and book.counts["removed_unknown"] == 1
+    assert len(replay(book, logs)) == 2 and check_drift(book, net.rpc, [a]) == {}

@@ -101,3 +101,15 @@ def test_word_range_covers_every_usable_tick():
         r = word_range(spacing)
         assert r.start == (-887272 // spacing) >> 8 and r.stop - 1 == (887272 // spacing) >> 8
     assert len(word_range(1)) == 6932 and len(word_range(60)) == 116
+
+
+def test_v2_fee_comes_from_the_dex_table(devnet, rpcs):
+    m = devnet.manifest["chains"]["polygon"]
+    a = next(p["address"] for p in m["pools"] if p["kind"] == "v2").lower()
+    got = load_pools(rpcs["polygon"], [PoolSpec(a, dex="quickswap")],
+                     fee_by_dex={"quickswap": 25})
+    assert got.pools[a].fee_bps == 25 and got.pools[a].dex == "quickswap"
+    told = load_pools(rpcs["polygon"], [PoolSpec(a, "v2", "other", fee_bps=17)], fee_by_dex={"other": 25})
+    assert told.pools[a].fee_bps == 17                              # the spec's own fee wins
+    plain = load_pools(rpcs["polygon"], [PoolSpec(a)])
+    assert plain.pools[a].fee_bps == 30                             # the real pair's 0.3 %
