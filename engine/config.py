@@ -3,7 +3,7 @@
 Validation is strict because a bot that runs for money must not start half-configured: an
 unknown key, a wrong type, an impossible value or a missing file is one `ConfigError` naming the
 key (and its line in the file when it can be found), and `syndicate run` exits 2 with nothing
-started.  Every default lives in SCHEMA below, which is also what the README's configuration
+started.  Every default lives in SCHEMA (engine/config_schema.py), which is also what the README's configuration
 reference describes.
 
 A role is named by engine.toml and built from `kind`, a dotted path "package.module:Class".
@@ -20,160 +20,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-DEFAULT_ROLES = ("arbitrum-spotter", "base-analyst", "polygon-specialist",
-                 "flash-loan-executor", "alphago-coordinator")
-CHAINS = {"arbitrum": 42161, "base": 8453, "polygon": 137}
-RESTART_POLICIES = ("permanent", "transient", "temporary")
-PRIORITIES = ("low", "medium", "high", "critical")
-_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+from .config_schema import (  # noqa: F401  (the schema, re-exported)
+    DEFAULT_ROLES, CHAINS, RESTART_POLICIES, PRIORITIES, _NAME_RE, _SIZE_RE,
+    _SIZE_UNITS, parse_size, _pos, _nonneg, _choice, _pow2,
+    _size, _rt_prio, NUM, SCHEMA, _addresses, _urls,
+    CHAIN_SCHEMA, ROLE_SCHEMA, _listen, _ENV, _URL, MORALIS_ROLE,
+    MORALIS_SCHEMA, TASK_SCHEMA,
+)
 
 
 class ConfigError(ValueError):
     """Bad engine.toml: the message names the key and, when known, the line."""
-
-
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|TiB|KB|MB|GB|TB)?\s*$")
-_SIZE_UNITS = {None: 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40,
-               "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
-
-
-def parse_size(text: str | int) -> int:
-    """'256MiB' -> 268435456; plain integers are bytes."""
-    if isinstance(text, int) and not isinstance(text, bool):
-        return text
-    m = _SIZE_RE.match(str(text))
-    if not m:
-        raise ValueError(f"not a size: {text!r} (write e.g. \"256MiB\" or \"1GiB\")")
-    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2)])
-
-
-# ---------------------------------------------------------------------------------------------
-# Schema: section -> key -> (type, default, check).  `check` returns an error text or None.
-def _pos(v):
-    return None if v > 0 else "must be > 0"
-
-
-def _nonneg(v):
-    return None if v >= 0 else "must be >= 0"
-
-
-def _choice(*options):
-    return lambda v: None if v in options else f"must be one of {', '.join(map(repr, options))}"
-
-
-def _pow2(v):
-    return None if v >= 2 and v & (v - 1) == 0 else "must be a power of two >= 2"
-
-
-def _size(v):
-    try:
-        return None if parse_size(v) > 0 else "must be > 0"
-    except ValueError as e:
-        return str(e)
-
-
-def _rt_prio(v):
-    return None if 1 <= v <= 99 else "must be in 1..99 (SCHED_FIFO priority)"
-
-
-NUM = (int, float)
-SCHEMA: dict[str, dict[str, tuple[Any, Any, Any]]] = {
-    "engine": {
-        "name": (str, "syndicate", lambda v: None if _NAME_RE.match(v) else
-                 "must be lowercase letters, digits and '-', 1-31 chars, starting with a letter"),
-        "state_dir": (str, "var", None),
-        "log_format": (str, "text", _choice("text", "json")),
-        "log_level": (str, "info", _choice("debug", "info", "warning", "error")),
-        "grace": (NUM, 5.0, _pos),
-        "mode": (str, "paper", lambda v: None if v == "paper" else (
-            'only "paper" for now: no role sends transactions yet (live trading comes with the '
-            'trading issues and will need a key from the environment)' if v == "live" else
-            'must be "paper"')),
-    },
-    "supervisor": {
-        "max_restarts": (int, 5, _nonneg),
-        "restart_window": (NUM, 30.0, _pos),
-        "backoff_initial": (NUM, 0.05, _nonneg),
-        "backoff_max": (NUM, 5.0, _nonneg),
-    },
-    "watchdog": {
-        "interval_ms": (int, 250, _pos),
-        "heartbeat_timeout": (NUM, 10.0, _pos),
-        "abort_grace": (NUM, 2.0, _pos),
-    },
-    "switch": {
-        "boost": (str, "fifo", _choice("fifo", "off")),
-        "role_rt_priority": (int, 10, _rt_prio),
-        "monitor_rt_priority": (int, 20, _rt_prio),
-        "background_policy": (str, "nice", _choice("nice", "idle", "normal")),
-        "background_nice": (int, 10, lambda v: None if 0 <= v <= 19 else "must be in 0..19"),
-        "checkpoint_budget_us": (int, 300, _pos),
-    },
-    "rings": {
-        "event_slots": (int, 4096, _pow2),
-        "inbox_slots": (int, 1024, _pow2),
-        "slot_size": (int, 512, lambda v: None if v >= 64 and v % 64 == 0 else
-                      "must be a multiple of 64, >= 64"),
-    },
-    "store": {
-        "path": (str, "", None),
-        "durability": (str, "process", _choice("process", "periodic", "power")),
-        "map_size": ((str, int), "1GiB", _size),
-        "checkpoint_interval": (NUM, 60.0, _pos),
-    },
-    "tasks": {
-        "max_concurrent": (int, 5, _pos),
-        "slice_budget_us": (int, 200, _pos),
-    },
-    "chains": {
-        # the JSON manifest `syndicate devnet up --manifest PATH` writes (chains, RPC and
-        # WebSocket URLs, tokens, pools): roles take their chains' endpoints from it
-        "manifest": (str, "", None),
-    },
-}
-ROLE_SCHEMA: dict[str, tuple[Any, Any, Any]] = {
-    "kind": (str, None, lambda v: None if re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", v) else
-             'must be a dotted path "package.module:Class"'),
-    "enabled": (bool, True, None),
-    "chains": (list, [], None),
-    "restart": (str, "permanent", _choice(*RESTART_POLICIES)),
-    "memory_soft": ((str, int), "256MiB", _size),
-    "memory_hard": ((str, int), "512MiB", _size),
-    "max_concurrent": (int, None, _pos),
-    "slice_budget_us": (int, None, _pos),
-    "subscribe": (bool, True, None),
-    "inbox": (str, "none", _choice("none", "interrupt", "poll")),
-    "options": (dict, {}, None),
-    "tasks": (dict, {}, None),
-}
-
-
-def _listen(v):
-    bad = [x for x in v if not isinstance(x, str) or not re.match(r"^\S+:\d{1,5}$", x)
-           or not 0 < int(x.rsplit(":", 1)[1]) < 65536]
-    return (f'each listener must be "host:port" with a port in 1..65535, not {bad[0]!r}' if bad
-            else None if v else "must name at least one listener")
-
-
-_ENV = lambda v: None if re.match(r"^[A-Za-z_]\w*$", v) else \
-    "must be the NAME of an environment variable (never the secret itself)"  # noqa: E731
-_URL = lambda v: None if v == "" or re.match(r"^https?://[^\s/]+", v) else "must be an http(s) URL"  # noqa: E731
-# [moralis]: the Streams webhook receiver (roles/webhook.py), enabled when the section is present;
-# webhook_url (the public HTTPS URL Moralis posts to) and api_url serve `syndicate moralis sync`.
-MORALIS_ROLE = "moralis-receiver"
-MORALIS_SCHEMA: dict[str, tuple[Any, Any, Any]] = {
-    "listen": (list, ["127.0.0.1:8787"], _listen),
-    "path": (str, "/webhooks/moralis", lambda v: None if v.startswith("/") else "must start with /"),
-    "secret_env": (str, "MORALIS_STREAMS_SECRET", _ENV), "max_body": ((str, int), "4MiB", _size),
-    "api_key_env": (str, "MORALIS_API_KEY", _ENV), "webhook_url": (str, "", _URL),
-    "api_url": (str, "https://api.moralis-streams.com", _URL),
-}
-TASK_SCHEMA: dict[str, tuple[Any, Any, Any]] = {
-    "enabled": (bool, True, None),
-    "interval": (NUM, None, _nonneg),
-    "priority": (str, None, _choice(*PRIORITIES)),
-    "options": (dict, {}, None),
-}
 
 
 @dataclass(frozen=True)
@@ -225,6 +82,7 @@ class EngineConfig:
     roles: dict[str, RoleConfig]
     manifest: dict | None = None     # the loaded [chains] manifest, if one is named
     moralis: dict | None = None      # [moralis], when present (max_body in bytes)
+    networks: dict = field(default_factory=dict)   # chain -> [chains.<chain>] merged with the manifest
 
     @property
     def name(self) -> str:
@@ -399,6 +257,11 @@ def from_dict(raw: dict, *, path: Path = Path("engine.toml"), text: str = "",
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ck.fail(unknown[0], None, f"unknown section (known: {', '.join(sorted(known))})")
+    raw_chains = raw.get("chains", {})
+    raw_networks = {}
+    if isinstance(raw_chains, dict):   # [chains.<name>] tables are checked by _networks
+        raw_networks = {k: v for k, v in raw_chains.items() if k in CHAINS}
+        raw = {**raw, "chains": {k: v for k, v in raw_chains.items() if k not in CHAINS}}
     sections = {s: ck.table(s, raw.get(s, {}), schema) for s, schema in SCHEMA.items()}
 
     sw = sections["switch"]
@@ -449,7 +312,8 @@ def from_dict(raw: dict, *, path: Path = Path("engine.toml"), text: str = "",
     if sections["chains"]["manifest"]:
         manifest = _load_manifest(_resolve(base, sections["chains"]["manifest"]), lambda msg: ck.fail("chains", "manifest", msg))
     return EngineConfig(path=path, base_dir=base, roles=roles, manifest=manifest,
-                        moralis=moralis, **sections)
+                        moralis=moralis, networks=_networks(ck, raw_networks, manifest),
+                        **sections)
 
 
 def _moralis(ck: _Checker, raw: dict, roles: dict, check_env: bool) -> dict:
@@ -484,6 +348,34 @@ def _check_declared(ck: _Checker, sec: str, t: dict, tasks: dict, describe: Desc
                  _declared_schema(spec.tasks[tname]))
     if spec.source and not t["chains"]:
         raise ck.fail(sec, "chains", "a source role needs the chains it watches")
+
+
+def _networks(ck: "_Checker", raw: dict, manifest: dict | None) -> dict[str, dict]:
+    """Every chain's monitor settings: its [chains.<name>] table, with endpoints, pools and
+    factories the table leaves empty taken from the manifest."""
+    served = (manifest or {}).get("chains", {})
+    out = {}
+    for chain, cid in CHAINS.items():
+        t = ck.table(f"chains.{chain}", raw.get(chain, {}), CHAIN_SCHEMA)
+        m = served.get(chain)
+        if m:
+            if not t["rpc"]:
+                t["rpc"] = [m["rpc_url"]]
+            if not t["ws"] and str(m.get("ws_url", "")).startswith("ws"):
+                t["ws"] = [m["ws_url"]]
+            if not t["pools"] and not t["factories"]:
+                t["pools"] = [p["address"] for p in m.get("pools", []) if isinstance(p, dict)
+                              and "address" in p]
+                t["factories"] = [d["factory"] for d in m.get("dexes", []) if isinstance(d, dict)
+                                  and isinstance(d.get("factory"), str)]
+            if t["chain_id"] is None and isinstance(m.get("chain_id"), int):
+                t["chain_id"] = m["chain_id"]
+        if t["chain_id"] is None:
+            t["chain_id"] = cid
+        t["pools"] = [a.lower() for a in t["pools"]]
+        t["factories"] = [a.lower() for a in t["factories"]]
+        out[chain] = t
+    return out
 
 
 def _load_manifest(path: Path, fail) -> dict:

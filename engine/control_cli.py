@@ -194,6 +194,10 @@ def render(doc: dict) -> str:
     if wd.get("mean_cost_us"):
         notes.append(f"watchdog pass: {wd['mean_cost_us']:.0f} µs CPU mean, "
                      f"{wd['max_cost_us']:.0f} µs max")
+    for r in doc["roles"]:
+        summary = (r.get("info") or {}).get("summary")
+        if summary:
+            notes.append(f"{r['name']}: {summary}")
     lost = sum(r["events_lost"] for r in doc["roles"])
     if lost:
         notes.append(f"{lost} events lost by lagging readers")
@@ -239,7 +243,7 @@ def main_status(argv: list[str]) -> int:
         return 2
     try:
         while True:
-            doc = report(cb, name)
+            doc = report(cb, name, where.run_dir)
             if args.json:
                 sys.stdout.write(orjson.dumps(doc).decode() + "\n")
             else:

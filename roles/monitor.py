@@ -1,14 +1,37 @@
 """Event sources: the processes that write `events.<chain>` rings and interrupt the roles.
 
-`SyntheticSource` emits swap-shaped events at a configured rate: it drives
-`syndicate bench switch` and the out-of-the-box main job until the chain monitor (node
-WebSocket logs and the Moralis webhook, a later issue) replaces it.  Every event it writes says
-`"source": "synthetic"`.  Its options (rate, burst, count, impact_bps) are declared, with
-their defaults, in `SyntheticSource.OPTIONS`; the roles drain a burst in one switch.
+`ChainMonitor` (the default `monitor-<chain>` roles) follows a chain's nodes over WebSocket
+(engine/chain/follow.py), keeps the exact pool state (engine/chain/poolbook.py) and publishes
+every pool record (the shared record contract) into `events.<chain>`: records whose impact
+reaches the chain's `threshold_bps` interrupt the subscribed roles, the others are published
+without a signal and read at the roles' next switch.  Its tasks, per chain:
+
+    follow-<chain>   CRITICAL  the subscription, backfill, reorgs, failover (never ends)
+    probe-<chain>    MEDIUM    eth_blockNumber on the standby endpoints every 2 s (health, lag)
+    keep-<chain>     HIGH      every 0.5 s: the graph snapshot for starting roles (when it
+                               changed) and the role's status line
+    drift-<chain>    LOW       every `drift_interval` s: re-read a sample of pools, count drift
+
+The snapshot is `run_dir/graph.<chain>.snap`: one JSON header line ({"chain", "published":
+the ring's sequence it covers, "block", "pools"}) then engine/chain/replica.dump_graph's bytes;
+written to a temporary file and renamed, so a reader never sees half of one.
+
+`SyntheticSource` emits swap-shaped events at a configured rate: it drives `syndicate bench
+switch` and tests.  Every event it writes says `"source": "synthetic"`.  Options (declared,
+with their defaults, in `SyntheticSource.OPTIONS`):
+
+    rate        events per second per chain (default 2)
+    burst       events per publication; the roles drain a burst in one switch (default 1)
+    count       stop emitting after this many publications (default: never)
+    impact_bps  the price impact the events claim (default 75)
 """
 from __future__ import annotations
 
+import os
+import random
 import time
+
+import orjson
 
 from engine.config import CHAINS
 from engine.core.role import RoleKind
@@ -58,3 +81,250 @@ class SyntheticSource(RoleKind):
 
     def tasks(self):
         return [_Emit(self, f"events.{c}", c) for c in self.config.chains]
+
+
+# ---------------------------------------------------------------------------------------------
+class _Run(Task):
+    """A task whose run is a generator made by `make()`."""
+
+    def __init__(self, name: str, make, priority: Priority, interval: float):
+        super().__init__(name=name, interval=interval, priority=priority)
+        self.make = make
+
+    def run(self, ctx):
+        return self.make()
+
+
+class _ChainFeed:
+    """One chain of a monitor: book, follower, prober, snapshot and status."""
+
+    def __init__(self, mon: "ChainMonitor", chain: str, settings: dict):
+        from engine.chain.follow import Follower, Prober
+        from engine.chain.poolbook import PoolBook
+        self.mon, self.chain, self.s = mon, chain, settings
+        self.log = mon.log
+        self.ring = f"events.{chain}"
+        self.book = PoolBook(chain, threshold_bps=settings["threshold_bps"],
+                             reorg_depth=settings["reorg_depth"], factories=settings["factories"])
+        self.follower = Follower(chain, settings, self.book, publish=self.publish, log=self.log,
+                                 on_start=self.load, on_created=self.created,
+                                 on_resync=self.resync)
+        self.prober = Prober(self.follower)
+        self.snapshot_path = mon.rt.cfg.run_dir / f"graph.{chain}.snap"
+        self.dirty = False
+        self.loaded = False
+        self.events = self.interrupts = self.reverted = self.oversize = 0
+        self.max_impact = self.last_impact = 0
+        self.drift = 0
+        self.drift_checks = 0
+        self.drift_last = ""
+        self.load_errors: dict[str, str] = {}
+        self._rpcs = None
+
+    # ---- state from the chain (HTTP JSON-RPC, pools.py)
+    def rpcs(self):
+        from engine.chain.rpc import RpcClient
+        if self._rpcs is None:
+            self._rpcs = [RpcClient(u, timeout=self.s["request_timeout"] * 4) for u in self.s["rpc"]]
+        return self._rpcs
+
+    def _specs(self):
+        from engine.chain.pools import PoolSpec, specs_from_manifest
+        m = ((self.mon.rt.cfg.manifest or {}).get("chains") or {}).get(self.chain)
+        known = {sp.address: sp for sp in specs_from_manifest(m)} if m else {}
+        return [known.get(a, PoolSpec(a)) for a in self.s["pools"]]
+
+    def resync(self, head: int):
+        """The node shares no block with us: a new book read at `head`, every pool published
+        whole (as a "created" record, which a replica takes as the pool's new self)."""
+        from engine.chain.poolbook import PoolBook
+        self.book = self.follower.book = PoolBook(
+            self.chain, threshold_bps=self.s["threshold_bps"], reorg_depth=self.s["reorg_depth"],
+            factories=self.s["factories"])
+        got = yield from self.load(head)
+        self.publish([self.book.add_pool(p, got.block, got.gross.get(a))
+                      for a, p in got.pools.items()])
+
+    def load(self, head: int):
+        """The follower's start: every watched pool read at `head` (logs after it follow)."""
+        from engine.chain.pools import load_pools
+        from engine.chain.rpc import RpcError
+        from engine.chain.ws import WsError
+        if not self.rpcs():
+            raise WsError(f"{self.chain}: no HTTP rpc endpoint to read the pools' state from "
+                          f"(set [chains.{self.chain}] rpc)")
+        last = None
+        for rpc in self.rpcs():
+            try:
+                got = load_pools(rpc, self._specs(), head)
+                break
+            except RpcError as e:
+                last = e
+        else:
+            raise WsError(f"{self.chain}: cannot read the pools' state: {last}")
+        for address, why in got.errors.items():   # e.g. an address with no code: left out
+            self.log.warning("pool not loaded", chain=self.chain, pool=address, why=why[:200])
+        self.load_errors = dict(got.errors)
+        self.book.load(got)
+        self.loaded = self.dirty = True
+        self.log.info("pools loaded", chain=self.chain, block=head, pools=len(got.pools),
+                      errors=len(got.errors))
+        yield from ()
+        return got
+
+    def created(self, notice: dict, t_origin: int):
+        for rpc in self.rpcs():
+            rec = self.book.load_created(rpc, notice, t_origin)
+            if rec is not None:
+                self.log.info("new pool joins", chain=self.chain, pool=rec["pool"],
+                              kind=rec["kind"])
+                return rec
+        self.log.warning("a new pool could not be read", chain=self.chain, pool=notice["pool"],
+                         why=self.book.load_errors.get(notice["pool"], "no rpc endpoint"))
+        return None
+
+    # ---- publishing
+    def publish(self, records: list[dict]) -> None:
+        notify = False
+        for r in records:
+            self.events += 1
+            imp = int(r.get("impact_bps") or 0)
+            self.last_impact = imp
+            self.max_impact = max(self.max_impact, imp)
+            if r.get("reverted"):
+                self.reverted += 1
+            if r.get("interrupt"):
+                self.interrupts += 1
+                notify = True
+        try:
+            self.mon.rt.publish(self.ring, records, notify=notify)
+        except ValueError:      # one record over the ring's slot size: publish the others
+            ok = []
+            for r in records:
+                try:
+                    self.mon.rt.publish(self.ring, [r], notify=False)
+                    ok.append(r)
+                except ValueError as e:
+                    self.oversize += 1
+                    self.log.error("record too big for the ring (raise [rings] slot_size)",
+                                   chain=self.chain, pool=r.get("pool"), error=str(e)[:200])
+            interrupter = self.mon.rt.publishers[self.ring].interrupter
+            if notify and ok and interrupter is not None:
+                interrupter.notify()
+        self.dirty = True
+
+    # ---- tasks
+    def keep(self):
+        if self.dirty and self.loaded:
+            self.write_snapshot()
+        self.mon.report()
+        yield from ()
+
+    def write_snapshot(self) -> None:
+        from engine.chain.replica import dump_graph
+        pub = self.mon.rt.publishers[self.ring].ring.published
+        head = orjson.dumps({"chain": self.chain, "published": pub,
+                             "block": self.book.head,
+                             "pools": len(self.book.graph)})
+        tmp = self.snapshot_path.with_name(f".{self.snapshot_path.name}.tmp")
+        try:
+            tmp.write_bytes(head + b"\n" + dump_graph(self.book.graph))
+            os.replace(tmp, self.snapshot_path)
+            self.dirty = False
+        except OSError as e:
+            self.log.warning("cannot write the graph snapshot", path=str(tmp), error=str(e))
+
+    def check_drift(self):
+        from engine.chain.drift import check_drift
+        from engine.chain.rpc import RpcError
+        f = self.follower
+        # only between blocks: the book's newest block complete (its head seen after its logs)
+        if not (self.loaded and f.idle and f.active is not None and self.rpcs()
+                and f.head >= self.book.head and not f.ws.notifications):
+            return
+        yield from ()
+        try:
+            d = check_drift(self.book, self.rpcs()[0], sample=min(8, len(self.book.graph)),
+                            rng=random.Random())
+        except RpcError as e:
+            self.drift_last = f"check failed: {e}"[:200]
+            return
+        self.drift_checks += 1
+        real = {a: w for a, w in d.items() if not w.startswith("could not re-read")}
+        if real:
+            self.drift += len(real)
+            self.drift_last = "; ".join(f"{a}: {w}" for a, w in list(real.items())[:2])[:300]
+            self.log.error("drift: the book differs from the chain", chain=self.chain,
+                           pools=len(real), what=self.drift_last)
+
+    def tasks(self) -> list[Task]:
+        c = self.chain
+        ts = [_Run(f"follow-{c}", self.follower.run, Priority.CRITICAL, 1.0),
+              _Run(f"probe-{c}", self.prober.run, Priority.MEDIUM, 2.0),
+              _Run(f"keep-{c}", self.keep, Priority.HIGH, 0.5)]
+        if self.s["drift_interval"] > 0:
+            ts.append(_Run(f"drift-{c}", self.check_drift, Priority.LOW, self.s["drift_interval"]))
+        return ts
+
+    def info(self) -> dict:
+        st = self.follower.statistics()
+        eps = st["endpoints"]
+        up = sum(1 for e in eps if e["state"] in ("active", "standby"))
+        if not eps:
+            summary = (f"{self.chain}: no endpoints configured (set [chains.{self.chain}] ws, "
+                       "or [chains] manifest)")
+        else:
+            summary = (f"{self.chain}: {st['status']}; head {st['head']}, {self.events} events "
+                       f"({self.interrupts} >= {self.s['threshold_bps']} bps, max impact "
+                       f"{self.max_impact} bps, last {self.last_impact}), {self.reverted} "
+                       f"reverted, {st['reorgs']} reorgs, drift {self.drift}, endpoints "
+                       f"{up}/{len(eps)} up"
+                       + (f", {st['bad']} bad inputs" if st["bad"] else ""))
+        return {"summary": summary, "events": self.events, "interrupts": self.interrupts,
+                "max_impact_bps": self.max_impact, "last_impact_bps": self.last_impact,
+                "reverted": self.reverted, "oversize": self.oversize, "drift": self.drift,
+                "drift_checks": self.drift_checks, "drift_last": self.drift_last,
+                "load_errors": self.load_errors, "follower": st, "book": self.book.statistics()}
+
+
+class ChainMonitor(RoleKind):
+    """A chain's ingress: node WebSocket logs to `events.<chain>` (see the module text).  Its
+    settings are the chain's `[chains.<chain>]` table, not role options."""
+
+    TASKS = {f"{k}-{c}": _Run for k in ("follow", "probe", "keep", "drift") for c in CHAINS}
+    source = True
+    realtime = True
+
+    def __init__(self, rt):
+        super().__init__(rt)
+        nets = getattr(rt.cfg, "networks", {}) or {}
+        self.feeds = {c: _ChainFeed(self, c, nets[c]) for c in self.config.chains}
+        self._reported = 0.0
+        for c, f in self.feeds.items():
+            if not f.follower.endpoints:
+                self.log.warning("no WebSocket endpoint for this chain: nothing to follow "
+                                 f"(set [chains.{c}] ws, or [chains] manifest; SIGHUP reloads)",
+                                 chain=c)
+
+    def tasks(self):
+        return [t for f in self.feeds.values() for t in f.tasks()]
+
+    def report(self) -> None:
+        now = time.monotonic()
+        if now - self._reported < 0.4:
+            return
+        self._reported = now
+        infos = {c: f.info() for c, f in self.feeds.items()}
+        self.rt.set_info({"summary": " | ".join(i["summary"] for i in infos.values()),
+                          "chains": infos})
+
+    def on_start(self) -> None:
+        self.report()
+
+    def on_stop(self) -> None:
+        for f in self.feeds.values():
+            f.prober.close()
+            if f.follower.ws is not None:
+                f.follower.ws.close()
+            for r in f._rpcs or ():
+                r.close()

@@ -35,6 +35,8 @@ RULES: dict[str, tuple[str, tuple[str, ...]]] = {
     "arb is pure": ("engine/arb", ("engine.core", "engine.chain", "roles") + _IO),
     "config is pure": ("engine/config.py", ("engine.core", "engine.chain", "engine.arb",
                                             "engine.bench", "roles", "scripts") + _IO),
+    "the config schema is pure": ("engine/config_schema.py", ("engine.core", "engine.chain",
+                                  "engine.arb", "engine.bench", "roles", "scripts") + _IO),
     "chain builds on arb and core only": ("engine/chain", ("roles", "scripts", "engine.cli",
                                                            "engine.bench", "engine.devnet")),
     "devnet builds on chain and arb only": ("engine/devnet", ("engine.core", "roles", "scripts",

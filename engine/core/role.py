@@ -259,8 +259,20 @@ class RoleRuntime(OperatorHandlers):
         return ok
 
     # ------------------------------------------------------------------ publishing (monitors)
-    def publish(self, ring: str, events: list[dict]) -> int:
-        return self.publishers[ring].publish_many(events)
+    def publish(self, ring: str, events: list[dict], *, notify: bool = True) -> int:
+        return self.publishers[ring].publish_many(events, notify=notify)
+
+    def set_info(self, doc: dict) -> None:
+        """What this role wants `status` to show beyond the control block's counters (a kind's
+        own health: a dict with a one-line "summary" and any fields): written atomically to
+        run_dir/roles/<role>.info.json, read by `status`.  Call it at most a few times a second."""
+        d = self.cfg.run_dir / "roles"
+        tmp = d / f".{self.name}.info.tmp"
+        try:
+            tmp.write_bytes(orjson.dumps(doc, default=str))
+            os.replace(tmp, d / f"{self.name}.info.json")
+        except OSError as e:      # a full or missing run dir must not stop the role
+            self.log.warning("cannot write the role's status info", error=str(e))
 
     def publish_encoded(self, ring: str, records: list, *, notify: bool = True) -> int:
         """Records a hot-path codec encoded (engine/core/frame.py); `notify=False`: every

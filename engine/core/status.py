@@ -9,7 +9,8 @@ The JSON shape (`syndicate status --json`, and the supervisor's USR2 report) is 
                 "coalesced", "decisions", "checkpoints", "late_saves", "discoveries",
                 "interrupts", "slices", "overruns", "task_errors", "checkpoint_errors",
                 "watchdog_actions", "last_exit", "paused", "shedding", "boost",
-                "heartbeat_age_s", "efficiency",
+                "heartbeat_age_s", "efficiency", "info" (what the role itself reports, see
+                RoleRuntime.set_info: {"summary": str, ...} or null),
                 "latency_us": {"signal"|"pause"|"save"|"switch"|"decide"|"event"|"resume"|
                                "slice": {"n", "p50", "p99"}}}]}
 
@@ -19,6 +20,8 @@ Latency figures come from log-scale histograms (4 buckets per octave): ±10 %.
 from __future__ import annotations
 
 import time
+
+import orjson
 
 from .control import ControlBlock, F, Flag, H, State
 
@@ -35,7 +38,18 @@ def _alive(pid: int) -> bool:
     return data[data.rindex(b")") + 2:data.rindex(b")") + 3] not in (b"Z", b"X")
 
 
-def role_rows(cb: ControlBlock) -> list[dict]:
+def _info(run_dir, name: str) -> dict | None:
+    if run_dir is None:
+        return None
+    try:
+        with open(f"{run_dir}/roles/{name}.info.json", "rb") as f:
+            doc = orjson.loads(f.read())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def role_rows(cb: ControlBlock, run_dir=None) -> list[dict]:
     rows = []
     now_wall, now_mono = time.time_ns(), time.monotonic_ns()
     for i in range(cb.slots):
@@ -70,18 +84,19 @@ def role_rows(cb: ControlBlock) -> list[dict]:
             "heartbeat_age_s": round((now_mono - hb) / 1e9, 3) if hb and hb <= now_mono else None,
             "efficiency": round(busy / due, 4) if due else None,
             "latency_us": lat,
+            "info": _info(run_dir, v.name),
         })
     return rows
 
 
-def report(cb: ControlBlock, engine: str) -> dict:
+def report(cb: ControlBlock, engine: str, run_dir=None) -> dict:
     sup = cb.supervisor_pid
     mean_ns, max_ns = cb.watchdog_cost_ns
     return {"engine": engine, "supervisor_pid": sup, "running": _alive(sup),
             "uptime_s": round((time.time_ns() - cb.created_ns) / 1e9, 1),
             "watchdog": {"mean_cost_us": round(mean_ns / 1000, 1),
                          "max_cost_us": round(max_ns / 1000, 1)},
-            "roles": role_rows(cb)}
+            "roles": role_rows(cb, run_dir)}
 
 
 STATE_NAMES = [s.name.lower() for s in State]

@@ -359,7 +359,7 @@ class Supervisor:
         self.signal_roles(SIG_CHECKPOINT)
 
     def handle_status(self) -> None:
-        p = self.rundir.write_status(report(self.wiring.control, self.name))
+        p = self.rundir.write_status(report(self.wiring.control, self.name, self.rundir.path))
         self.log.info("status report written", path=str(p))
 
     def describe_kind(self, path: str):

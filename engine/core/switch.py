@@ -62,19 +62,20 @@ class EventPublisher:
         self.ring = ring
         self.interrupter = interrupter
 
-    def publish(self, event: dict) -> int:
-        """Stamp `t_written` (when this record entered this ring), write, interrupt."""
+    def publish(self, event: dict, *, notify: bool = True) -> int:
+        """Stamp `t_written` (when this record entered this ring), write, interrupt (unless
+        `notify` is false: the readers take it at their next switch or poll)."""
         event["t_written"] = time.monotonic_ns()
         seq = self.ring.publish(orjson.dumps(event))
-        if self.interrupter:
+        if notify and self.interrupter:
             self.interrupter.notify()
         return seq
 
-    def publish_many(self, events: list[dict]) -> int:
+    def publish_many(self, events: list[dict], *, notify: bool = True) -> int:
         now = time.monotonic_ns()
         for e in events:
             e["t_written"] = now
-        return self._write([orjson.dumps(e) for e in events])
+        return self._write([orjson.dumps(e) for e in events], notify)
 
     def publish_encoded(self, records: list, *, notify: bool = True) -> int:
         """Publish records already encoded (a hot-path codec's tagged binary records, see

@@ -1,0 +1,199 @@
+"""A small synchronous HTTP JSON-RPC client: one keep-alive connection, single calls and batches.
+
+    RpcClient(url, timeout=5.0, batch_size=100)
+      .call(method, params)              -> result            raises RpcError
+      .batch([(method, params), ...])    -> [result | RpcError, ...]   (in the order asked)
+      .eth_call(to, data_hex, block)     -> bytes             raises RpcError (a revert too)
+      .close()
+
+Why not web3.py here: pool loading issues thousands of `eth_call`s in JSON-RPC batches, and
+web3's per-call middleware and formatting cost more than the node's work; `http.client` with
+one persistent connection and orjson is all a batch needs.  Every failure is an `RpcError`
+naming the endpoint, the method, the JSON-RPC code (None when the transport failed) and a
+message: connection refused, timeout, HTTP status, a body that is not JSON, a reply with the
+wrong id or shape.  A dropped keep-alive connection is re-opened once per request (a node or a
+proxy closes idle connections); any other transport error is reported, not retried: failover
+belongs to the caller (the ingress ranks endpoints).
+"""
+from __future__ import annotations
+
+import http.client
+import itertools
+import socket
+from typing import Any, Iterable
+from urllib.parse import urlsplit
+
+import orjson
+
+DEFAULT_BATCH_SIZE = 100
+_MAX_BODY_IN_MESSAGE = 120
+
+
+class RpcError(Exception):
+    """A JSON-RPC call failed: the node answered an error, or the transport/answer was bad."""
+
+    def __init__(self, url: str, method: str, code: int | None, message: str, data: Any = None):
+        self.url, self.method, self.code, self.message, self.data = url, method, code, message, data
+        where = f"{method} at {url}"
+        super().__init__(f"{where}: {message}" + (f" (code {code})" if code is not None else ""))
+
+    @property
+    def is_revert(self) -> bool:
+        """The call reverted (anvil: code 3 with revert data, or an 'execution reverted' text)."""
+        return self.code == 3 or "revert" in self.message.lower()
+
+
+class RpcClient:
+    def __init__(self, url: str, timeout: float = 5.0, batch_size: int = DEFAULT_BATCH_SIZE):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"RPC endpoint {url!r}: expected http://host[:port][/path]")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1 (got {batch_size})")
+        self.url = url
+        self.timeout = timeout
+        self.batch_size = batch_size
+        self._https = parts.scheme == "https"
+        self._host, self._port = parts.hostname, parts.port
+        self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._conn: http.client.HTTPConnection | None = None
+        self._ids = itertools.count(1)
+        self.requests = 0      # HTTP requests sent (statistics)
+        self.errors = 0
+
+    # ---- transport
+    def _connection(self) -> http.client.HTTPConnection:
+        if self._conn is None:
+            cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+            self._conn = cls(self._host, self._port, timeout=self.timeout)
+        return self._conn
+
+    def _post(self, body: bytes, method: str) -> Any:
+        """POST one JSON body, return the decoded JSON answer (RpcError on any failure)."""
+        self.requests += 1
+        for attempt in (0, 1):
+            conn = self._connection()
+            try:
+                conn.request("POST", self._path, body, {"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                raw = resp.read()
+                break
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as e:
+                self.close()
+                if attempt:  # the connection died again on a fresh socket: report it
+                    raise self._fail(method, f"connection lost: {e!r}") from e
+            except (socket.timeout, TimeoutError) as e:
+                self.close()
+                raise self._fail(method, f"timed out after {self.timeout} s") from e
+            except (OSError, http.client.HTTPException) as e:
+                self.close()
+                raise self._fail(method, f"transport error: {e!r}") from e
+        if resp.status != 200:
+            self.close()
+            raise self._fail(method, f"HTTP {resp.status} {resp.reason}: {_clip(raw)}")
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            self.close()  # the stream may be desynchronised: start afresh
+            raise self._fail(method, f"answer is not JSON: {_clip(raw)}") from e
+
+    def _fail(self, method: str, message: str, code: int | None = None, data: Any = None) -> RpcError:
+        self.errors += 1
+        return RpcError(self.url, method, code, message, data)
+
+    def _result(self, method: str, reply: Any, want_id: int) -> Any:
+        """The result of one JSON-RPC response object, or the RpcError it stands for."""
+        if not isinstance(reply, dict):
+            return self._fail(method, f"answer is not a JSON-RPC object: {_clip(reply)}")
+        if reply.get("id") != want_id:
+            return self._fail(method, f"answer has id {reply.get('id')!r}, expected {want_id}")
+        err = reply.get("error")
+        if err is not None:
+            if isinstance(err, dict):
+                code = err.get("code")
+                return self._fail(method, str(err.get("message", "")),
+                                  code if isinstance(code, int) else None, err.get("data"))
+            return self._fail(method, f"error: {_clip(err)}")
+        if "result" not in reply:
+            return self._fail(method, f"answer has neither result nor error: {_clip(reply)}")
+        return reply["result"]
+
+    # ---- calls
+    def call(self, method: str, params: list | None = None) -> Any:
+        rid = next(self._ids)
+        body = orjson.dumps({"jsonrpc": "2.0", "id": rid, "method": method, "params": params or []})
+        out = self._result(method, self._post(body, method), rid)
+        if isinstance(out, RpcError):
+            raise out
+        return out
+
+    def batch(self, calls: Iterable[tuple[str, list]]) -> list[Any]:
+        """Each call's result or RpcError, in the order given; sent `batch_size` calls a request.
+        A whole request that fails (transport, garbage) makes an RpcError for each of its calls."""
+        calls = list(calls)
+        out: list[Any] = []
+        for i in range(0, len(calls), self.batch_size):
+            out.extend(self._batch_chunk(calls[i:i + self.batch_size]))
+        return out
+
+    def _batch_chunk(self, chunk: list[tuple[str, list]]) -> list[Any]:
+        ids = [next(self._ids) for _ in chunk]
+        body = orjson.dumps([{"jsonrpc": "2.0", "id": i, "method": m, "params": p or []}
+                             for i, (m, p) in zip(ids, chunk)])
+        label = f"batch of {len(chunk)}"
+        try:
+            replies = self._post(body, label)
+        except RpcError as e:
+            return [RpcError(self.url, m, e.code, e.message) for m, _ in chunk]
+        if isinstance(replies, dict) and "error" in replies:
+            # some nodes answer a refused batch (too large, not supported) with one error object
+            err = self._result(label, {**replies, "id": None}, None)
+            return [RpcError(self.url, m, err.code, err.message) for m, _ in chunk]
+        if not isinstance(replies, list):
+            e = self._fail(label, f"batch answer is not a list: {_clip(replies)}")
+            return [RpcError(self.url, m, None, e.message) for m, _ in chunk]
+        by_id = {r.get("id"): r for r in replies if isinstance(r, dict)}
+        out = []
+        for rid, (method, _) in zip(ids, chunk):
+            reply = by_id.get(rid)
+            out.append(self._fail(method, f"no answer with id {rid} in the batch") if reply is None
+                       else self._result(method, reply, rid))
+        return out
+
+    def eth_call(self, to: str, data_hex: str, block: str | int = "latest") -> bytes:
+        return decode_hex_result("eth_call", self.call("eth_call", eth_call_params(to, data_hex, block)),
+                                 self.url)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> "RpcClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def statistics(self) -> dict:
+        return {"url": self.url, "requests": self.requests, "errors": self.errors}
+
+
+def eth_call_params(to: str, data_hex: str, block: str | int = "latest") -> list:
+    tag = hex(block) if isinstance(block, int) else block
+    return [{"to": to, "data": data_hex}, tag]
+
+
+def decode_hex_result(method: str, result: Any, url: str = "") -> bytes:
+    """A 0x-hex result as bytes (RpcError when it is not hex)."""
+    if not isinstance(result, str) or not result.startswith("0x"):
+        raise RpcError(url, method, None, f"result is not 0x-hex: {_clip(result)}")
+    try:
+        return bytes.fromhex(result[2:])
+    except ValueError as e:
+        raise RpcError(url, method, None, f"result is not 0x-hex: {_clip(result)}") from e
+
+
+def _clip(x: Any) -> str:
+    s = x.decode("utf-8", "replace") if isinstance(x, (bytes, bytearray)) else repr(x)
+    return s if len(s) <= _MAX_BODY_IN_MESSAGE else s[:_MAX_BODY_IN_MESSAGE] + "…"

@@ -1,0 +1,143 @@
+"""The chain monitor role in a real engine on the devnet: every swap one record, every swap of
+0.5 % or more exactly one interrupt, the state equal to the chain's, an anvil stopped and
+started again survived, bad pools counted."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from engine.chain.pools import PoolSpec, load_pools
+from engine.chain.replica import load_graph
+from engine.chain.rpc import RpcClient
+from enginehelp import agent
+from ingresshelp import own_devnet
+
+
+devnet = pytest.fixture(scope="module")(own_devnet)   # swaps stay out of the session devnet
+
+
+def roles(chain: str) -> dict:
+    return {f"monitor-{chain}": {"kind": "roles.monitor:ChainMonitor", "chains": [chain]},
+            "spot": agent([chain]),
+            "exec": {**agent([chain]), "kind": "roles.agents:Executor", "subscribe": False,
+                     "inbox": "interrupt"}}
+
+
+def info(e, role: str) -> dict:
+    r = e.roles().get(role) or {}
+    return ((r.get("info") or {}).get("chains") or {})
+
+
+def feed(e, chain: str) -> dict:
+    return info(e, f"monitor-{chain}").get(chain) or {}
+
+
+def read_snapshot(e, chain: str):
+    raw = (e.run_dir / f"graph.{chain}.snap").read_bytes()
+    head, _, body = raw.partition(b"\n")
+    return json.loads(head), load_graph(body)
+
+
+def graph_differences(graph, rpc_url: str, block: int) -> list:
+    """What differs between a graph and the chain at `block` (empty: equal)."""
+    chain = load_pools(RpcClient(rpc_url), [PoolSpec(a, p.kind.value) for a, p in graph.pools.items()],
+                       block)
+    out = [f"{a}: {why}" for a, why in chain.errors.items()]
+    for a, onchain in chain.pools.items():
+        mine = graph.pools[a]
+        for f in ("reserve0", "reserve1", "sqrt_price_x96", "liquidity", "tick"):
+            if getattr(mine, f, None) != getattr(onchain, f, None):
+                out.append(f"{a}: {f}")
+        if dict(getattr(mine, "ticks", {})) != dict(getattr(onchain, "ticks", {})):
+            out.append(f"{a}: ticks")
+    return out
+
+
+def test_each_swap_one_record_big_ones_interrupt_once(devnet, engine_factory, tmp_path):
+    from scripts.devnet import Traffic
+    chain = "base"
+    manifest = tmp_path / "manifest.json"
+    devnet.write_manifest(manifest)
+    e = engine_factory(roles=roles(chain), rings={"slot_size": 1024},
+                       chains={"manifest": str(manifest), chain: {"drift_interval": 1.0}}).start()
+    e.wait_for(lambda: feed(e, chain).get("follower", {}).get("active"), 30, "monitor following")
+    t = Traffic(devnet.manifest, rate=1000, big_every=4, seed=11, chains=[chain])
+    swaps = [t.step() for _ in range(40)]
+    big = sum(1 for s in swaps if abs(s.price_move) >= 0.005)
+    assert 0 < big < len(swaps)
+    e.wait_for(lambda: feed(e, chain).get("events") == len(swaps), 30,
+               f"{len(swaps)} records", poll=0.2)
+    f = feed(e, chain)
+    assert f["interrupts"] == big and f["reverted"] == 0 and f["oversize"] == 0
+    assert f["follower"]["bad"] == 0 and f["follower"]["errors"] == 0
+    # the agent assessed each interrupting record once; the executor saw them all
+    e.wait_for(lambda: e.roles()["spot"]["decisions"] == big, 20, "one assessment per big swap")
+    # the agent's replica: loaded from the snapshot, then every record it read applied
+    rep = e.roles()["spot"]["info"]
+    assert rep["replicas"] == {chain: len(devnet.manifest["chains"][chain]["pools"])}
+    assert rep["applied"] >= big and rep["unknown"] == 0 and rep["bad"] == 0
+    e.wait_for(lambda: feed(e, chain)["drift_checks"] >= 2, 30, "drift checks", poll=0.3)
+    assert feed(e, chain)["drift"] == 0, feed(e, chain)["drift_last"]
+    meta, graph = read_snapshot(e, chain)
+    assert len(graph) == len(devnet.manifest["chains"][chain]["pools"])
+    assert graph_differences(graph, devnet.rpc_url(chain), devnet.w3(chain).eth.block_number) == []
+    assert "following" in e.roles()[f"monitor-{chain}"]["info"]["summary"]
+    assert e.stop() == 0
+
+
+def test_pool_without_code_is_counted_not_fatal(devnet, engine_factory, tmp_path):
+    chain = "polygon"
+    m = devnet.manifest["chains"][chain]
+    ghost = "0x" + "de" * 20
+    pools = [p["address"] for p in m["pools"]][:3] + [ghost]
+    e = engine_factory(roles=roles(chain), rings={"slot_size": 1024},
+                       chains={chain: {"ws": [devnet.ws_url(chain)], "rpc": [devnet.rpc_url(chain)],
+                                       "pools": pools}}).start()
+    e.wait_for(lambda: feed(e, chain).get("follower", {}).get("active"), 30, "monitor following")
+    f = feed(e, chain)
+    assert ghost in f["load_errors"] and f["book"]["pools"] == 3
+    assert e.roles()[f"monitor-{chain}"]["restarts"] == 0
+    assert e.stop() == 0
+
+
+def test_anvil_stopped_and_started_again(engine_factory, tmp_path):
+    from engine.chain.contracts import toolchain_missing
+    from scripts.devnet import Devnet, Traffic, free_port
+    if toolchain_missing():
+        pytest.skip(toolchain_missing())
+    chain = "arbitrum"
+    port = free_port()
+    net = Devnet.start((chain,), base_port=port, seed=0)
+    try:
+        manifest = tmp_path / "manifest.json"
+        net.write_manifest(manifest)
+        e = engine_factory(roles=roles(chain), rings={"slot_size": 1024},
+                           chains={"manifest": str(manifest),
+                                   chain: {"retry_max": 1.0, "drift_interval": 0.0}}).start()
+        e.wait_for(lambda: feed(e, chain).get("follower", {}).get("active"), 30, "following")
+        t = Traffic(net.manifest, rate=1000, big_every=3, seed=4, chains=[chain])
+        for _ in range(6):
+            t.step()
+        e.wait_for(lambda: feed(e, chain).get("events") == 6, 30, "6 records")
+        net.stop()
+        e.wait_for(lambda: "down" in feed(e, chain)["follower"]["status"], 30, "status says down")
+        net = Devnet.start((chain,), base_port=port, seed=0)    # a fresh anvil, same port
+        t = Traffic(net.manifest, rate=1000, big_every=3, seed=5, chains=[chain])
+        for _ in range(4):
+            t.step()
+        w3 = net.w3(chain)
+
+        def caught_up():
+            f = feed(e, chain)
+            return f["follower"]["active"] and f["follower"]["head"] == w3.eth.block_number
+        e.wait_for(caught_up, 40, "the monitor back on the new anvil, at its head", poll=0.3)
+        # the monitor's graph (its snapshot) is the new chain's, whatever the old one held
+        e.wait_for(lambda: not graph_differences(read_snapshot(e, chain)[1], net.rpc_url(chain),
+                                                 w3.eth.block_number), 15, "the snapshot = chain",
+                   poll=0.5)
+        assert feed(e, chain)["follower"]["reconnects"] >= 1
+        assert e.roles()[f"monitor-{chain}"]["restarts"] == 0
+        assert e.stop() == 0
+    finally:
+        net.stop()
