@@ -28,19 +28,14 @@ import time
 from collections import OrderedDict
 from typing import Callable, Iterator
 
-from eth_utils import keccak
-
+from engine.arb import events as ev
 from engine.core.tasks import Wait
 
 from .ws import BadMessage, RpcFailure, WsClient, WsError
 
-SIGNATURES = ("Sync(uint112,uint112)", "Swap(address,uint256,uint256,uint256,uint256,address)",
-              "Swap(address,address,int256,int256,uint160,uint128,int24)",
-              "Mint(address,address,int24,int24,uint128,uint256,uint256)",
-              "Burn(address,int24,int24,uint128,uint256,uint256)",
-              "PairCreated(address,address,address,uint256)",
-              "PoolCreated(address,address,uint24,int24,address)")
-TOPICS = ["0x" + keccak(text=s).hex() for s in SIGNATURES]
+# every topic the pool book applies: V2 Sync/Swap, V3 Swap/Initialize/Mint/Burn, creations
+TOPICS = [ev.SYNC_TOPIC, ev.V2_SWAP_TOPIC, ev.V3_SWAP_TOPIC, ev.V3_INITIALIZE_TOPIC,
+          ev.V3_MINT_TOPIC, ev.V3_BURN_TOPIC, ev.PAIR_CREATED_TOPIC, ev.POOL_CREATED_TOPIC]
 _TOO_MANY = ("too many", "limit", "range", "exceed", "query returned more")
 
 
@@ -202,22 +197,24 @@ class Follower:
         ep.backoff = 0.0
         self.status = f"following {ep.url}"
         self.log.info("following", chain=self.chain, url=ep.url, head=head)
-        next_ping = self.clock() + 1.0
+        next_ping = next_check = self.clock() + 1.0
         while True:
             yield from self._drain(ws, ep)
             if self._resub is not None:
                 yield from self._widen(ws)
             now = self.clock()
+            if now >= next_check:      # from the heads it sent: no round trip to wait for
+                next_check = now + 0.25
+                self._consider_switch(ep, now)
             if now >= next_ping:
                 next_ping = now + 1.0
                 t0 = now
                 h = _int((yield from ws.call("eth_blockNumber", timeout=self.timeout)),
                          "eth_blockNumber")
                 ep.good(self.clock(), h, (self.clock() - t0) * 1e3)
-                self._consider_switch(ep, now)
             if not ws.notifications:
                 self.idle = True
-                yield ws.wait(next_ping)
+                yield ws.wait(min(next_ping, next_check))
                 self.idle = False
                 ws.pump()
 
@@ -268,7 +265,9 @@ class Follower:
             if kind == "heads":
                 n, h, parent = _int(r.get("number"), "head number"), r.get("hash"), r.get("parentHash")
                 ep.good(self.clock(), n, ep.latency_ms or 0.0)
-                if self.hashes.get(n) == h:
+                if self.hashes.get(n) == h:   # known from its logs, which came first
+                    if n > self.head:
+                        self.head, self.done = n, max(self.done, n - 1)
                     continue
                 held_parent = self.hashes.get(n - 1)
                 if n <= self.head or (held_parent is not None and held_parent != parent) \

@@ -61,12 +61,17 @@ def traffic(devnet, chain, n, seed=1, between=None):
             between(i)
 
 
-def run_with_traffic(d, devnet, chain, swaps, seed=1, between=None):
+def run_with_traffic(d, devnet, chain, swaps, seed=1, between=None, until=None):
+    """Swap in a thread while the follower runs; True if `until` came true meanwhile."""
     th = threading.Thread(target=traffic, args=(devnet, chain, swaps, seed, between))
     th.start()
+    met = False
     while th.is_alive():
-        d.run(0.2)
+        met = d.run(0.2, until) if until else d.run(0.2)
+        if met and until:
+            break
     th.join()
+    return met
 
 
 def settle(d, f, book, w3, pools):
@@ -189,8 +194,8 @@ def test_failover_and_back_between_two_proxies(devnet):
         assert d.run(30, until=lambda: f.active is not None and f.active.url == a.url), \
             f.statistics()
         a.delay = 1.5      # now a lags: b takes over once a is lag_blocks behind
-        run_with_traffic(d, devnet, chain, 12, seed=6)
-        assert d.run(30, until=lambda: f.active is not None and f.active.url == b.url), \
+        assert run_with_traffic(d, devnet, chain, 30, seed=6,
+                                until=lambda: f.active is not None and f.active.url == b.url), \
             f.statistics()
         a.delay = 0.0
         have, want = settle(d, f, book, devnet.w3(chain), f.addresses)

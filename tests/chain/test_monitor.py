@@ -40,6 +40,7 @@ def read_snapshot(e, chain: str):
 
 
 def graph_differences(graph, rpc_url: str, block: int) -> list:
+    assert len(graph) > 0, "an empty graph"
     """What differs between a graph and the chain at `block` (empty: equal)."""
     chain = load_pools(RpcClient(rpc_url), [PoolSpec(a, p.kind.value) for a, p in graph.pools.items()],
                        block)
@@ -102,27 +103,38 @@ def test_pool_without_code_is_counted_not_fatal(devnet, engine_factory, tmp_path
 
 
 def test_anvil_stopped_and_started_again(engine_factory, tmp_path):
+    """The node goes away and a new one answers at the same address, deployed anew: the same
+    pool addresses but no block in common (other timestamps, other hashes).  The monitor
+    retries by itself, finds no common ancestor, reads every pool again and publishes them."""
     from engine.chain.contracts import toolchain_missing
-    from scripts.devnet import Devnet, Traffic, free_port
+    from ingresshelp import Proxy
+    from scripts.devnet import Devnet, Traffic
     if toolchain_missing():
         pytest.skip(toolchain_missing())
     chain = "arbitrum"
-    port = free_port()
-    net = Devnet.start((chain,), base_port=port, seed=0)
+    net = Devnet.start((chain,), seed=0)
+    proxy = Proxy(net.manifest["chains"][chain]["port"])
     try:
-        manifest = tmp_path / "manifest.json"
-        net.write_manifest(manifest)
+        pools = [p["address"] for p in net.manifest["chains"][chain]["pools"]]
         e = engine_factory(roles=roles(chain), rings={"slot_size": 1024},
-                           chains={"manifest": str(manifest),
-                                   chain: {"retry_max": 1.0, "drift_interval": 0.0}}).start()
+                           chains={chain: {"ws": [proxy.url], "rpc": [f"http://127.0.0.1:{proxy.port}"],
+                                           "pools": pools, "retry_max": 1.0,
+                                           "drift_interval": 0.0}}).start()
         e.wait_for(lambda: feed(e, chain).get("follower", {}).get("active"), 30, "following")
         t = Traffic(net.manifest, rate=1000, big_every=3, seed=4, chains=[chain])
         for _ in range(6):
             t.step()
         e.wait_for(lambda: feed(e, chain).get("events") == 6, 30, "6 records")
+        proxy.down = True
+        proxy.cut()
         net.stop()
         e.wait_for(lambda: "down" in feed(e, chain)["follower"]["status"], 30, "status says down")
-        net = Devnet.start((chain,), base_port=port, seed=0)    # a fresh anvil, same port
+        net = Devnet.start((chain,), seed=0, cache=False)
+        assert [p["address"] for p in net.manifest["chains"][chain]["pools"]] == pools
+        proxy.target = ("127.0.0.1", net.manifest["chains"][chain]["port"])
+        proxy.down = False
+        e.wait_for(lambda: feed(e, chain)["follower"]["resyncs"] == 1 and
+                   feed(e, chain)["follower"]["active"], 30, "the monitor back, pools re-read")
         t = Traffic(net.manifest, rate=1000, big_every=3, seed=5, chains=[chain])
         for _ in range(4):
             t.step()
@@ -131,13 +143,24 @@ def test_anvil_stopped_and_started_again(engine_factory, tmp_path):
         def caught_up():
             f = feed(e, chain)
             return f["follower"]["active"] and f["follower"]["head"] == w3.eth.block_number
-        e.wait_for(caught_up, 40, "the monitor back on the new anvil, at its head", poll=0.3)
-        # the monitor's graph (its snapshot) is the new chain's, whatever the old one held
-        e.wait_for(lambda: not graph_differences(read_snapshot(e, chain)[1], net.rpc_url(chain),
-                                                 w3.eth.block_number), 15, "the snapshot = chain",
-                   poll=0.5)
-        assert feed(e, chain)["follower"]["reconnects"] >= 1
+        try:
+            e.wait_for(caught_up, 40, "the monitor back on the new anvil, at its head", poll=0.3)
+        except AssertionError:
+            raise AssertionError((w3.eth.block_number, feed(e, chain)["follower"])) from None
+        diffs = []
+
+        def same():
+            diffs[:] = graph_differences(read_snapshot(e, chain)[1], net.rpc_url(chain),
+                                         w3.eth.block_number)
+            return not diffs
+        try:
+            e.wait_for(same, 15, "the snapshot = chain", poll=0.5)
+        except AssertionError:
+            raise AssertionError(diffs[:10]) from None
+        f = feed(e, chain)["follower"]
+        assert f["reconnects"] >= 1 and f["resyncs"] == 1
         assert e.roles()[f"monitor-{chain}"]["restarts"] == 0
         assert e.stop() == 0
     finally:
+        proxy.close()
         net.stop()
