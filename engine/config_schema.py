@@ -97,7 +97,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any, Any]]] = {
     "rings": {
         "event_slots": (int, 4096, _pow2),
         "inbox_slots": (int, 1024, _pow2),
-        "slot_size": (int, 512, lambda v: None if v >= 64 and v % 64 == 0 else
+        "slot_size": (int, 1024, lambda v: None if v >= 64 and v % 64 == 0 else
                       "must be a multiple of 64, >= 64"),
     },
     "store": {

@@ -6,6 +6,7 @@
         leak_mib_per_s = N     a task that leaks N MiB of private memory a second
         stall_after_s = S      a task that, S seconds after start, enters a C call that never
         stall_flag = PATH      returns to the interpreter (only once: PATH marks that it did)
+        oversize_every = N     every N-th decision is padded past the outbox's slot size
 
 Nothing here runs unless engine.toml names this kind.
 """
@@ -77,7 +78,8 @@ class FaultAgent(Agent):
                "discover": (bool, False, "run the counting task that records discoveries"),
                "leak_mib_per_s": (float, None, "run a task leaking this many MiB a second"),
                "stall_after_s": (float, None, "stall in a C call this long after start"),
-               "stall_flag": (str, None, "a file marking that the stall happened (once)")}
+               "stall_flag": (str, None, "a file marking that the stall happened (once)"),
+               "oversize_every": (int, None, "pad every N-th decision past the slot size")}
     TASKS = {**Agent.TASKS, "discover": Counting, "leak": Leak, "stall": Stall}
 
     def tasks(self):
@@ -90,3 +92,13 @@ class FaultAgent(Agent):
         if o.get("stall_after_s") is not None:
             ts.append(Stall(float(o["stall_after_s"]), o.get("stall_flag")))
         return ts
+
+    def handle(self, events):
+        out = super().handle(events)
+        n = self.options.get("oversize_every")
+        if n:
+            for d in out:
+                self._decided = getattr(self, "_decided", 0) + 1
+                if self._decided % n == 0:
+                    d["padding"] = "x" * (1 << 16)   # larger than any slot
+        return out

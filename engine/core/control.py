@@ -90,6 +90,7 @@ class F(IntEnum):
     SHED = 32             # times the role started shedding load (memory or operator)
     CHECKPOINT_ERRORS = 33
     TASK_ERRORS = 34
+    DECISIONS_DROPPED = 35  # decisions too large for the outbox's slots (logged)
 
 
 class Flag(IntEnum):

@@ -180,6 +180,12 @@ class RoleRuntime(OperatorHandlers):
         if rec:
             self.log.info("resumed from checkpoint", seq=rec.get("seq"),
                           tasks=",".join(rec.get("states", {})) or "-")
+        elif self.store is not None:
+            # Nothing durable yet (a new role, or every earlier incarnation died within the
+            # second a switch's commit may wait): commit the starting state now, once, so a
+            # restart always resumes from a checkpoint of this role.
+            self.store.save_checkpoint(self.name, self.tm.states())
+            self.log.info("first checkpoint of this role", tasks=",".join(self.tm.states()) or "-")
 
     def _configure_tasks(self, tasks: list[Task]) -> list[Task]:
         out = []
@@ -279,6 +285,27 @@ class RoleRuntime(OperatorHandlers):
         reader gets them, nobody is interrupted."""
         return self.publishers[ring].publish_encoded(records, notify=notify)
 
+    def _publish_decisions(self, decisions: list[dict]) -> int:
+        """Write the decisions to the outbox; how many went out.  A decision too large for the
+        ring's slots is a bug of its kind, not a reason to crash the role (a crash would only
+        see the same events again, and crash again): it is dropped, counted and logged, and
+        the others still go out."""
+        try:
+            self.outbox.publish_many(decisions)
+            return len(decisions)
+        except ValueError:
+            pass
+        sent = 0
+        for d in decisions:
+            try:
+                self.outbox.publish(d)
+                sent += 1
+            except ValueError as e:
+                self.slot.add(F.DECISIONS_DROPPED)
+                self.log.error("decision dropped: too large for the outbox", error=str(e)[:200],
+                               kind=str(d.get("kind")), event=str(d.get("event"))[:80])
+        return sent
+
     # ------------------------------------------------------------------ the switch
     def switch(self, polled: bool = False) -> bool:
         """Take every waiting record.  `polled`: no interrupt came (an inbox = "poll" role
@@ -337,8 +364,7 @@ class RoleRuntime(OperatorHandlers):
             for d in decisions:  # exact per-record timings, for `syndicate bench switch`
                 d["t_sent"], d["t_seen"], d["t_handling"], d["t_decided"] = \
                     sent, t_seen, t_handling, t_now
-            self.outbox.publish_many(decisions)
-            slot.add(F.DECISIONS, len(decisions))
+            slot.add(F.DECISIONS, self._publish_decisions(decisions))
         t_decided = time.monotonic_ns()
         # The events are acted on: only now does a restart stop seeing them (a role killed
         # before this line handles them again: at-least-once, never lost).

@@ -8,6 +8,7 @@ The JSON shape (`syndicate status --json`, and the supervisor's USR2 report) is 
                 "private_bytes", "cpu_percent", "switches", "events", "events_lost",
                 "coalesced", "decisions", "checkpoints", "late_saves", "discoveries",
                 "interrupts", "slices", "overruns", "task_errors", "checkpoint_errors",
+                "decisions_dropped",
                 "watchdog_actions", "last_exit", "paused", "shedding", "boost",
                 "heartbeat_age_s", "efficiency", "info" (what the role itself reports, see
                 RoleRuntime.set_info: {"summary": str, ...} or null),
@@ -78,6 +79,7 @@ def role_rows(cb: ControlBlock, run_dir=None) -> list[dict]:
             "discoveries": v[F.DISCOVERIES], "interrupts": v[F.INTERRUPTS],
             "slices": v[F.SLICES], "overruns": v[F.OVERRUNS], "task_errors": v[F.TASK_ERRORS],
             "checkpoint_errors": v[F.CHECKPOINT_ERRORS],
+            "decisions_dropped": v[F.DECISIONS_DROPPED],
             "watchdog_actions": v[F.WATCHDOG_ACTIONS], "last_exit": v[F.LAST_EXIT],
             "paused": bool(v[F.FLAGS] & Flag.PAUSED),
             "shedding": bool(v[F.FLAGS] & Flag.SHEDDING), "boost": bool(v[F.BOOST]),

@@ -119,3 +119,17 @@ def test_switches_commit_their_staged_state_once_for_a_burst(engine_factory):
     assert r["checkpoints"] < r["switches"]    # ...committed together
     assert r["checkpoint_errors"] == 0 and r["late_saves"] == 0
     assert e.stop() == 0
+
+
+def test_a_decision_too_large_for_the_outbox_is_dropped_not_fatal(engine_factory):
+    """Every 4th decision is padded past the slot size: it is dropped, counted and logged;
+    the role neither crashes nor restarts, and every other decision goes out."""
+    spot = agent(["arbitrum"], kind="roles.faults:FaultAgent", options={"oversize_every": 4})
+    e = engine_factory(roles={"src": source(count=20, rate=50.0), "spot": spot}).start()
+    got, lost = collect(e, "spot", 15, timeout=60)
+    assert lost == 0 and len(got) == 15
+    r = e.wait_for(lambda: (x := e.roles()["spot"]) and x["events"] == 20 and x, 20, "counted")
+    assert r["decisions_dropped"] == 5 and r["decisions"] == 15
+    assert r["restarts"] == 0
+    assert e.stop() == 0
+    assert e.stderr().count("decision dropped: too large for the outbox") == 5
