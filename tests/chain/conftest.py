@@ -7,20 +7,16 @@ traffic generator's trader.  No private key appears here.
 from __future__ import annotations
 
 import pytest
+from devnethelp import start_devnet
 
-from engine.chain.contracts import load, toolchain_missing
+from engine.chain.contracts import load
 
 OWNER, STRANGER, ALLOWED = 1, 2, 3
 
 
 @pytest.fixture(scope="session")
 def devnet():
-    reason = toolchain_missing()
-    if reason:
-        pytest.skip(reason)
-    from engine.devnet import Devnet
-    with Devnet.start(("arbitrum", "base", "polygon"), seed=0) as net:
-        yield net
+    yield from start_devnet()
 
 
 class Chain:

@@ -12,7 +12,6 @@ import socket
 import threading
 import time
 
-import pytest
 
 from engine.core.tasks import Task, TaskContext, TaskManager
 
@@ -20,13 +19,8 @@ from engine.core.tasks import Task, TaskContext, TaskManager
 def own_devnet():
     """A devnet of a test module's own (a module-scoped fixture): its swaps stay out of the
     session devnet, which other tests reset with evm_snapshot/evm_revert."""
-    from engine.chain.contracts import toolchain_missing
-    reason = toolchain_missing()
-    if reason:
-        pytest.skip(reason)
-    from scripts.devnet import Devnet
-    with Devnet.start(("arbitrum", "base", "polygon"), seed=0) as net:
-        yield net
+    from devnethelp import start_devnet
+    yield from start_devnet()
 
 
 class Proxy:

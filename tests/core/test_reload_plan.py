@@ -56,7 +56,7 @@ def test_removed_role():
 
 
 def test_sections_that_need_a_restart_are_kept_and_named():
-    p = plan(lambda d: d.update(rings={"slot_size": 1024}))
+    p = plan(lambda d: d.update(rings={"slot_size": 2048}))  # not the default
     assert p.fixed == ["rings"] and p.config.rings == cfg().rings and not p.changed
 
 
