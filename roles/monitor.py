@@ -114,7 +114,7 @@ class _ChainFeed:
         self.dirty = False
         self.loaded = False
         self.events = self.interrupts = self.reverted = self.oversize = 0
-        self.hooks = {"records": 0, "logs": 0, "applied": 0, "duplicates": 0}
+        self.hooks = {"records": 0, "logs": 0, "applied": 0, "dropped": 0}
         self.max_impact = self.last_impact = 0
         self.drift = 0
         self.drift_checks = 0
@@ -201,7 +201,7 @@ class _ChainFeed:
             if rec is not None and rec.get("type") == "created":   # a factory's new pool
                 rec = self.created(rec, t_origin)
             if rec is None:
-                self.hooks["duplicates"] += 1
+                self.hooks["dropped"] += 1   # a duplicate, or no state change (a V2 Swap)
             else:
                 self.hooks["applied"] += 1
                 out.append(rec)
