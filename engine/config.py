@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -63,6 +63,10 @@ class RoleConfig:
     slice_budget_us: int = 200
     subscribe: bool = True
     inbox: str = "none"
+    # Named roles whose outboxes this role reads directly, interrupted by them (filled in by
+    # the configuration: every monitor reads the Moralis receiver's); such an outbox is then
+    # not broadcast to the inbox = "interrupt"/"poll" roles.
+    reads: tuple[str, ...] = ()
     options: dict = field(default_factory=dict, hash=False, compare=True)
     tasks: dict = field(default_factory=dict, hash=False, compare=True)
 
@@ -330,6 +334,10 @@ def _moralis(ck: _Checker, raw: dict, roles: dict, check_env: bool) -> dict:
     if MORALIS_ROLE not in roles:
         roles[MORALIS_ROLE] = RoleConfig(name=MORALIS_ROLE, kind="roles.webhook:MoralisReceiver",
                                          subscribe=False, options={"moralis": dict(m)})
+    # The hand-off (DEVELOPING.md): every chain monitor reads the receiver's outbox directly.
+    for name, r in roles.items():
+        if r.kind == "roles.monitor:ChainMonitor" and MORALIS_ROLE not in r.reads:
+            roles[name] = replace(r, reads=(*r.reads, MORALIS_ROLE))
     return m
 
 

@@ -114,6 +114,7 @@ class _ChainFeed:
         self.dirty = False
         self.loaded = False
         self.events = self.interrupts = self.reverted = self.oversize = 0
+        self.hooks = {"records": 0, "logs": 0, "applied": 0, "dropped": 0}
         self.max_impact = self.last_impact = 0
         self.drift = 0
         self.drift_checks = 0
@@ -182,6 +183,30 @@ class _ChainFeed:
         self.log.warning("a new pool could not be read", chain=self.chain, pool=notice["pool"],
                          why=self.book.load_errors.get(notice["pool"], "no rpc endpoint"))
         return None
+
+    # ---- the webhook hand-off (DEVELOPING.md): logs the Moralis receiver handed on
+    def apply_hook(self, logs: list[dict], t_origin: int) -> None:
+        """Apply logs read back from the inbox; the book's (block hash, tx, log index) dedup
+        drops what the WebSocket already brought (and the other way round)."""
+        self.hooks["records"] += 1
+        out = []
+        for log in logs:
+            self.hooks["logs"] += 1
+            try:
+                rec = self.book.apply(log, t_origin)
+            except (ValueError, KeyError, TypeError, IndexError) as e:   # truncated data
+                self.log.warning("bad hand-off log (ignored)", chain=self.chain,
+                                 error=repr(e)[:200])
+                rec = None
+            if rec is not None and rec.get("type") == "created":   # a factory's new pool
+                rec = self.created(rec, t_origin)
+            if rec is None:
+                self.hooks["dropped"] += 1   # a duplicate, or no state change (a V2 Swap)
+            else:
+                self.hooks["applied"] += 1
+                out.append(rec)
+        if out:
+            self.publish(out)
 
     # ---- publishing
     def publish(self, records: list[dict]) -> None:
@@ -282,7 +307,8 @@ class _ChainFeed:
                        + (f", {st['bad']} bad inputs" if st["bad"] else ""))
         return {"summary": summary, "events": self.events, "interrupts": self.interrupts,
                 "max_impact_bps": self.max_impact, "last_impact_bps": self.last_impact,
-                "reverted": self.reverted, "oversize": self.oversize, "drift": self.drift,
+                "reverted": self.reverted, "oversize": self.oversize, "hooks": dict(self.hooks),
+                "drift": self.drift,
                 "drift_checks": self.drift_checks, "drift_last": self.drift_last,
                 "load_errors": self.load_errors, "follower": st, "book": self.book.statistics()}
 
@@ -300,6 +326,8 @@ class ChainMonitor(RoleKind):
         nets = getattr(rt.cfg, "networks", {}) or {}
         self.feeds = {c: _ChainFeed(self, c, nets[c]) for c in self.config.chains}
         self._reported = 0.0
+        self._hooks = None
+        self.hooks_other = self.hooks_unreadable = 0
         for c, f in self.feeds.items():
             if not f.follower.endpoints:
                 self.log.warning("no WebSocket endpoint for this chain: nothing to follow "
@@ -309,6 +337,34 @@ class ChainMonitor(RoleKind):
     def tasks(self):
         return [t for f in self.feeds.values() for t in f.tasks()]
 
+    def handle(self, events: list[dict]) -> list[dict]:
+        """Hand-off records from the Moralis receiver (`reads`): the logs they name, read back
+        from the inbox, applied like the WebSocket's.  Other chains' records are skipped; an
+        unreadable record is counted (`hooks_unreadable`), never fatal."""
+        from engine.chain.hooks import HookReader
+        if self._hooks is None:
+            self._hooks = HookReader(self.rt.store)
+        for ev in events:
+            if ev.get("type") != "hook":
+                continue
+            feed = self.feeds.get(ev.get("chain"))
+            if feed is None:
+                self.hooks_other += 1
+                continue
+            try:
+                logs = self._hooks.logs(ev)
+                t_origin = int(ev.get("t_origin") or time.monotonic_ns())
+            except Exception as e:   # a record or inbox entry we cannot read: count, go on
+                self.hooks_unreadable += 1
+                self.log.warning("hand-off record unreadable (skipped)", inbox=ev.get("inbox"),
+                                 error=repr(e)[:200])
+                continue
+            if not logs:
+                self.hooks_unreadable += 1
+                continue
+            feed.apply_hook(logs, t_origin)
+        return []
+
     def report(self) -> None:
         now = time.monotonic()
         if now - self._reported < 0.4:
@@ -316,7 +372,8 @@ class ChainMonitor(RoleKind):
         self._reported = now
         infos = {c: f.info() for c, f in self.feeds.items()}
         self.rt.set_info({"summary": " | ".join(i["summary"] for i in infos.values()),
-                          "chains": infos})
+                          "chains": infos, "hooks_other_chains": self.hooks_other,
+                          "hooks_unreadable": self.hooks_unreadable})
 
     def on_start(self) -> None:
         self.report()

@@ -86,6 +86,7 @@ class RoleRuntime(OperatorHandlers):
         self.commit_due = float("inf")   # when the staged state of the last switches commits
         self.poll_interval = 1.0 if role_cfg.inbox == "poll" else 0.0
         self.next_poll = 0.0
+        self.keep_priority = False   # a realtime source stays at its FIFO priority after a switch
 
     # ------------------------------------------------------------------ signals (record only)
     def on_interrupt(self, signum, frame) -> None:
@@ -135,6 +136,7 @@ class RoleRuntime(OperatorHandlers):
                 w.control, targets, boost_priority=boost_prio))
         self.kind.on_start()
         if self.kind.realtime and w.monitor_priority is not None:
+            self.keep_priority = True
             if not set_realtime(w.monitor_priority):
                 self.log.warning("cannot run at SCHED_FIFO: interrupts will wait for the scheduler")
         else:
@@ -348,7 +350,8 @@ class RoleRuntime(OperatorHandlers):
                 reader.commit()       # lost or undecodable records: nothing to act on
             if not polled:
                 slot.add(F.COALESCED)
-                self.bg.lower()
+                if not self.keep_priority:
+                    self.bg.lower()
             return False
         slot.set_state(State.SWITCHING)
         sent = 0 if polled else slot.get(F.SENT_NS)
@@ -370,7 +373,8 @@ class RoleRuntime(OperatorHandlers):
         # before this line handles them again: at-least-once, never lost).
         for _, reader in self.readers:
             reader.commit()
-        self.bg.lower()
+        if not self.keep_priority:   # a source (it reads `reads` rings) is never boosted
+            self.bg.lower()
         if staged:
             # Safe in the staging page; the LMDB commit waits for the loop.  Committed here it
             # held up the *next* interrupt (p99 to 9 ms: DEVELOPING.md, "the atomic switch").

@@ -76,7 +76,9 @@ class Wiring:
 
 def plan_rings(cfg, sources: set[str]) -> dict:
     """Ring names, readers, writers and interrupt targets for the enabled roles of `cfg` (an
-    EngineConfig); `sources` names the roles whose kind is an event source."""
+    EngineConfig); `sources` names the roles whose kind is an event source.  A role's `reads`
+    (role names) gives it those roles' outboxes as inputs that interrupt it, sources included;
+    such an outbox goes to those readers only, not to every inbox role."""
     roles = [r for r in cfg.roles.values() if r.enabled]
     emits, inputs, outputs, subs = {}, {r.name: [] for r in roles}, {}, {}
     for r in roles:
@@ -87,6 +89,14 @@ def plan_rings(cfg, sources: set[str]) -> dict:
         else:
             outputs[r.name] = f"out.{r.name}"
             subs.setdefault(outputs[r.name], [])
+    direct = set()      # outboxes named in some role's `reads`: read by those roles only
+    for r in roles:
+        for other in getattr(r, "reads", ()):
+            ring = outputs.get(other)
+            if ring is not None and other != r.name and ring not in inputs[r.name]:
+                inputs[r.name].append(ring)
+                subs[ring].append(r.name)
+                direct.add(ring)
     for r in roles:
         if r.name in sources:
             continue
@@ -98,7 +108,7 @@ def plan_rings(cfg, sources: set[str]) -> dict:
                     subs[ring].append(r.name)
         if r.inbox != "none":
             for other, ring in outputs.items():
-                if other != r.name:
+                if other != r.name and ring not in direct and ring not in inputs[r.name]:
                     inputs[r.name].append(ring)
                     if r.inbox == "interrupt":
                         subs[ring].append(r.name)

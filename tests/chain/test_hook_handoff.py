@@ -1,0 +1,118 @@
+"""The webhook hand-off end to end: a devnet swap seen on the monitor's WebSocket and delivered by
+Moralis (signed bodies over real HTTP to the real receiver role) is one record in events.<chain>;
+the executor is not interrupted by the hand-off records."""
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from engine.config import CHAINS
+from enginehelp import agent
+from ingresshelp import own_devnet
+from test_moralis_devnet import as_moralis_body
+
+import sys, pathlib  # noqa: E401  (the webhook tests' helpers)
+sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / "webhook"))
+from moralishelp import sign  # noqa: E402
+
+devnet = pytest.fixture(scope="module")(own_devnet)
+SECRET = "handoff-secret"
+PATH = "/webhooks/moralis"
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _post(url: str, body: bytes) -> int:
+    import aiohttp
+    async with aiohttp.ClientSession() as s:
+        async with s.post(url, data=body, headers={"x-signature": sign(body, SECRET)}) as r:
+            return r.status
+
+
+def _feed(e, chain):
+    r = e.roles().get(f"monitor-{chain}") or {}
+    return ((r.get("info") or {}).get("chains") or {}).get(chain) or {}
+
+
+def _engine(devnet, engine_factory, tmp_path, monkeypatch, chain):
+    monkeypatch.setenv("MORALIS_STREAMS_SECRET", SECRET)
+    manifest = tmp_path / "manifest.json"
+    devnet.write_manifest(manifest)
+    port = _port()
+    e = engine_factory(roles={f"monitor-{chain}": {"kind": "roles.monitor:ChainMonitor",
+                                                   "chains": [chain]},
+                              "exec": {**agent([chain]), "kind": "roles.agents:Executor",
+                                       "subscribe": False, "inbox": "interrupt"}},
+                       moralis={"listen": [f"127.0.0.1:{port}"], "path": PATH},
+                       rings={"slot_size": 1024},
+                       chains={"manifest": str(manifest)}).start()
+    e.wait_for(lambda: _feed(e, chain).get("follower", {}).get("active"), 30, "following")
+    return e, port
+
+
+def _swap(devnet, chain, seed):
+    """One devnet swap: its pool logs and its block."""
+    from scripts.devnet import Traffic
+    w3 = devnet.w3(chain)
+    start = w3.eth.block_number + 1
+    Traffic(devnet.manifest, rate=1000, seed=seed, chains=[chain]).step()
+    rpc = w3.provider.make_request
+    logs = rpc("eth_getLogs", [{"fromBlock": hex(start), "toBlock": "latest"}])["result"]
+    pools = {p["address"].lower() for p in devnet.manifest["chains"][chain]["pools"]}
+    logs = [lg for lg in logs if lg["address"].lower() in pools]
+    assert logs
+    return logs, rpc("eth_getBlockByHash", [logs[0]["blockHash"], False])["result"]
+
+
+def _deliver(port, chain, logs, block, order=(False, True)):
+    for confirmed in order:
+        body = as_moralis_body(logs, block, confirmed).replace(
+            b'"0xa4b1"', f'"{hex(CHAINS[chain])}"'.encode())
+        assert asyncio.run(_post(f"http://127.0.0.1:{port}{PATH}", body)) == 200
+
+
+def test_swap_seen_by_websocket_and_webhook_is_one_record(devnet, engine_factory, tmp_path,
+                                                          monkeypatch):
+    chain = "base"
+    e, port = _engine(devnet, engine_factory, tmp_path, monkeypatch, chain)
+    logs, block = _swap(devnet, chain, 5)
+    e.wait_for(lambda: _feed(e, chain).get("events") == len(logs), 30, "the WebSocket's records")
+    _deliver(port, chain, logs, block)
+    # the receiver drops the confirmed copy; the monitor's book drops the unconfirmed one
+    e.wait_for(lambda: _feed(e, chain).get("hooks", {}).get("records", 0) >= 1, 30,
+               "the hand-off applied", poll=0.2)
+    f = _feed(e, chain)
+    assert f["hooks"]["logs"] == len(logs) and f["hooks"]["dropped"] == len(logs)
+    assert f["hooks"]["applied"] == 0 and f["events"] == len(logs)
+    assert e.roles()["exec"]["interrupts"] == 0     # hook records go to the monitors only
+    assert e.stop() == 0
+
+
+def test_webhook_first_is_applied_and_the_websocket_copy_dropped(devnet, engine_factory, tmp_path,
+                                                                 monkeypatch):
+    """The monitor's background (its WebSocket follower) paused: the webhook alone applies the
+    swap (a switch runs while paused); resumed, the WebSocket's copies are duplicates."""
+    import time
+    chain = "base"
+    e, port = _engine(devnet, engine_factory, tmp_path, monkeypatch, chain)
+    before = _feed(e, chain)["events"]
+    assert e.cli("ctl", "-c", str(e.path), f"monitor-{chain}", "pause").returncode == 0
+    time.sleep(0.5)
+    logs, block = _swap(devnet, chain, 6)
+    _deliver(port, chain, logs, block, order=(True, False))     # confirmed first
+    time.sleep(1.0)
+    assert e.cli("ctl", "-c", str(e.path), f"monitor-{chain}", "resume").returncode == 0
+    e.wait_for(lambda: _feed(e, chain).get("hooks", {}).get("logs") == len(logs), 30,
+               "the webhook applied", poll=0.2)
+    time.sleep(2.0)            # the resumed follower reads the queued notifications
+    time.sleep(1.0)
+    applied = _feed(e, chain)["hooks"]["applied"]
+    assert applied >= 1                  # the swap's state record came from the webhook
+    assert _feed(e, chain)["events"] - before == applied   # the WebSocket added none
+    assert e.stop() == 0
