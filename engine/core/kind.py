@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from ..config import KindSpec
 from . import frame
-from .tasks import Task
+from .tasks import Priority, Task
 
 if TYPE_CHECKING:  # pragma: no cover
     from .role import RoleRuntime
@@ -104,3 +104,26 @@ def resolve_kind(path: str) -> type[RoleKind]:
 def describe_kind(path: str) -> KindSpec:
     """What the kind at `path` declares (for `engine.config.load(describe=...)`)."""
     return resolve_kind(path).spec()
+
+
+def configure_tasks(tasks: list[Task], configured: dict, log) -> list[Task]:
+    """A kind's tasks with engine.toml's `roles.<name>.tasks.<task>` applied (enabled,
+    interval, priority, options); a configured task the role does not run is logged."""
+    out = []
+    known = {t.name for t in tasks}
+    for name in configured:
+        if name not in known:
+            log.warning("engine.toml configures a task this role does not run (ignored)",
+                        task=name, running=",".join(sorted(known)))
+    for t in tasks:
+        tc = configured.get(t.name)
+        if tc:
+            if not tc["enabled"]:
+                continue
+            if tc["interval"] is not None:
+                t.interval = float(tc["interval"])
+            if tc["priority"] is not None:
+                t.priority = Priority.parse(tc["priority"])
+            t.options.update(tc["options"])
+        out.append(t)
+    return out

@@ -54,7 +54,7 @@ DISCOVERY_COMMIT_S = 1.0   # discoveries wait at most this long for the checkpoi
 SWITCH_COMMIT_S = 1.0
 
 
-from .kind import RoleKind, describe_kind, resolve_kind  # noqa: F401  (re-exported)
+from .kind import RoleKind, configure_tasks, describe_kind, resolve_kind  # noqa: F401  (re-exported)
 
 
 class RoleRuntime(OperatorHandlers):
@@ -114,7 +114,7 @@ class RoleRuntime(OperatorHandlers):
         self._open_store()
         kind_cls = resolve_kind(self.config.kind)
         self.kind = kind_cls(self)
-        tasks = self._configure_tasks(self.kind.tasks())
+        tasks = configure_tasks(self.kind.tasks(), self.config.tasks, self.log)
         ctx = TaskContext(self.name, discover=self._discover, log=self.log.info,
                           options=self.config.options)
         self.tm = TaskManager(tasks, ctx, max_concurrent=self.config.max_concurrent,
@@ -188,27 +188,6 @@ class RoleRuntime(OperatorHandlers):
             # restart always resumes from a checkpoint of this role.
             self.store.save_checkpoint(self.name, self.tm.states())
             self.log.info("first checkpoint of this role", tasks=",".join(self.tm.states()) or "-")
-
-    def _configure_tasks(self, tasks: list[Task]) -> list[Task]:
-        out = []
-        known = {t.name for t in tasks}
-        for name in self.config.tasks:
-            if name not in known:
-                self.log.warning("engine.toml configures a task this role does not run "
-                                 "(ignored)", task=name, running=",".join(sorted(known)))
-        for t in tasks:
-            tc = self.config.tasks.get(t.name)
-            if tc:
-                if not tc["enabled"]:
-                    continue
-                if tc["interval"] is not None:
-                    t.interval = float(tc["interval"])
-                if tc["priority"] is not None:
-                    from .tasks import Priority
-                    t.priority = Priority.parse(tc["priority"])
-                t.options.update(tc["options"])
-            out.append(t)
-        return out
 
     def _discover(self, task: str, record: dict) -> None:
         self.slot.add(F.DISCOVERIES)
@@ -288,10 +267,9 @@ class RoleRuntime(OperatorHandlers):
         return self.publishers[ring].publish_encoded(records, notify=notify)
 
     def _publish_decisions(self, decisions: list[dict]) -> int:
-        """Write the decisions to the outbox; how many went out.  A decision too large for the
-        ring's slots is a bug of its kind, not a reason to crash the role (a crash would only
-        see the same events again, and crash again): it is dropped, counted and logged, and
-        the others still go out."""
+        """Write the decisions to the outbox; how many went out.  One too large for the slots
+        is its kind's bug, not a reason to crash (a restart would meet the same events and
+        crash again): it is dropped, counted and logged; the others still go out."""
         try:
             self.outbox.publish_many(decisions)
             return len(decisions)
