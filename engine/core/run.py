@@ -36,17 +36,8 @@ def load_checked(args) -> tuple[config_mod.EngineConfig, dict[str, type]]:
     cfg = config_mod.load(args.config, describe=describe_kind)
     cfg = config_mod.with_overrides(cfg, name=args.name, state_dir=args.state_dir,
                                     log_format=args.log_format)
-    kinds = {}
-    for r in cfg.roles.values():
-        if not r.enabled:
-            continue
-        try:
-            kinds[r.name] = resolve_kind(r.kind)
-        except (ImportError, TypeError) as e:
-            raise config_mod.ConfigError(f"{cfg.path}: roles.{r.name}.kind: {e}")
-        if getattr(kinds[r.name], "source", False) and not r.chains:
-            raise config_mod.ConfigError(f"{cfg.path}: roles.{r.name}.chains: a source role "
-                                         "needs the chains it watches")
+    # load() has resolved every kind and refused a source without chains, each with its line
+    kinds = {r.name: resolve_kind(r.kind) for r in cfg.roles.values() if r.enabled}
     return cfg, kinds
 
 

@@ -49,7 +49,7 @@ from .wiring import MAX_ROLES, Wiring, plan_rings, remove_segments, segment_name
 
 def sources_of(kinds: dict[str, type]) -> set[str]:
     """The roles whose kind is an event source (a monitor)."""
-    return {n for n, k in kinds.items() if getattr(k, "source", False)}
+    return {n for n, k in kinds.items() if k.source}   # RoleKind declares it
 
 
 @dataclass
