@@ -118,6 +118,7 @@ class _ChainFeed:
         self.max_impact = self.last_impact = 0
         self.drift = 0
         self.drift_checks = 0
+        self.drift_unconfirmed = 0     # differences a second read of the same block did not show
         self.drift_last = ""
         self.load_errors: dict[str, str] = {}
         self._rpcs = None
@@ -260,7 +261,11 @@ class _ChainFeed:
             self.log.warning("cannot write the graph snapshot", path=str(tmp), error=str(e))
 
     def check_drift(self):
-        from engine.chain.drift import check_drift
+        """Re-read a sample of pools at the book's head block; a difference is read again once
+        the node has a block after that one (engine/chain/drift.py: a node may answer a read at
+        its newest block from state still being written) and counts only if it holds."""
+        from engine.chain.drift import capture, compare, sample_of
+        from engine.chain.pools import load_pools
         from engine.chain.rpc import RpcError
         f = self.follower
         # only between blocks: the book's newest block complete (its head seen after its logs)
@@ -268,19 +273,41 @@ class _ChainFeed:
                 and f.head >= self.book.head and not f.ws.notifications):
             return
         yield from ()
+        book, rpc, at = self.book, self.rpcs()[0], self.book.head
+        undone = (f.counts["reorgs"], f.counts["resyncs"])
+        addresses = sample_of(book, min(8, len(book.graph)), random.Random())
+        pools, gross = capture(book, addresses)
+
+        def read(names):
+            return compare(pools, gross, load_pools(rpc, book.specs(names), at), names)
+
+        def node_head() -> int:
+            return int(rpc.call("eth_blockNumber", []), 16)
         try:
-            d = check_drift(self.book, self.rpcs()[0], sample=min(8, len(self.book.graph)),
-                            rng=random.Random())
-        except RpcError as e:
+            first = read(addresses)
+            suspects = [a for a, w in first.items() if not w.startswith("could not re-read")]
+            real: dict[str, str] = {}
+            if suspects:
+                t_end = time.monotonic() + 5.0
+                while (h := node_head()) <= at and time.monotonic() < t_end:
+                    yield Wait(until=time.monotonic() + 0.25)
+                if self.book is not book or (f.counts["reorgs"], f.counts["resyncs"]) != undone:
+                    return          # the chain changed under the check: nothing to conclude
+                again = read(suspects)
+                if h <= at and node_head() > at:   # a block came while reading: once more
+                    again = read(suspects)
+                real = {a: w for a, w in again.items() if not w.startswith("could not re-read")}
+                self.drift_unconfirmed += len(suspects) - len(real)
+        except (RpcError, ValueError) as e:
             self.drift_last = f"check failed: {e}"[:200]
             return
         self.drift_checks += 1
-        real = {a: w for a, w in d.items() if not w.startswith("could not re-read")}
         if real:
             self.drift += len(real)
             self.drift_last = "; ".join(f"{a}: {w}" for a, w in list(real.items())[:2])[:300]
             self.log.error("drift: the book differs from the chain", chain=self.chain,
-                           pools=len(real), what=self.drift_last)
+                           pools=len(real), what=self.drift_last, book_head=at,
+                           follower_head=f.head, follower_done=f.done)
 
     def tasks(self) -> list[Task]:
         c = self.chain
@@ -310,6 +337,7 @@ class _ChainFeed:
                 "reverted": self.reverted, "oversize": self.oversize, "hooks": dict(self.hooks),
                 "drift": self.drift,
                 "drift_checks": self.drift_checks, "drift_last": self.drift_last,
+                "drift_unconfirmed": self.drift_unconfirmed,
                 "load_errors": self.load_errors, "follower": st, "book": self.book.statistics()}
 
 
