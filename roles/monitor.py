@@ -110,6 +110,8 @@ class _ChainFeed:
                                  on_start=self.load, on_created=self.created,
                                  on_resync=self.resync)
         self.prober = Prober(self.follower)
+        if not self.follower.endpoints and settings["rpc"]:
+            self.follower.status = "webhooks only: reading the pools over HTTP"
         self.snapshot_path = mon.rt.cfg.run_dir / f"graph.{chain}.snap"
         self.dirty = False
         self.loaded = False
@@ -269,9 +271,10 @@ class _ChainFeed:
         from engine.chain.rpc import RpcError
         f = self.follower
         # only between blocks: the book's newest block complete (its head seen after its logs)
-        if not (self.loaded and f.idle and f.active is not None and self.rpcs()
-                and f.head >= self.book.head and not f.ws.notifications):
-            return
+        following = (f.idle and f.active is not None and f.head >= self.book.head
+                     and not f.ws.notifications)
+        if not (self.loaded and self.rpcs() and (following or not f.endpoints)):
+            return       # webhooks only (no endpoints): hooks apply in switches, whole records
         yield from ()
         book, rpc, at = self.book, self.rpcs()[0], self.book.head
         undone = (f.counts["reorgs"], f.counts["resyncs"])
@@ -309,11 +312,35 @@ class _ChainFeed:
                            pools=len(real), what=self.drift_last, book_head=at,
                            follower_head=f.head, follower_done=f.done)
 
+    def load_over_http(self):
+        """No WebSocket endpoint, but HTTP ones: read the pools once (retried every 5 s until it
+        works), so the Moralis hand-off alone keeps the book.  Without newHeads there is no
+        reorg detection by block hashes on this path: the hooks' (block hash, tx, log index)
+        dedup only."""
+        from engine.chain.rpc import RpcError
+        from engine.chain.ws import WsError
+        if self.loaded:
+            return
+        yield from ()
+        try:
+            head = int(self.rpcs()[0].call("eth_blockNumber", []), 16)
+            yield from self.load(head)
+        except (RpcError, WsError, ValueError) as e:
+            self.follower.status = f"webhooks only: cannot read the pools yet: {e}"[:300]
+            self.log.warning("cannot read the pools over HTTP (retrying)", chain=self.chain,
+                             error=str(e)[:300])
+            return
+        self.follower.base = self.follower.done = self.follower.head = head
+        self.follower.status = (f"webhooks only (no WebSocket endpoint): pools read at block "
+                                f"{head} over HTTP; no reorg detection by block hashes")
+
     def tasks(self) -> list[Task]:
         c = self.chain
         ts = [_Run(f"follow-{c}", self.follower.run, Priority.CRITICAL, 1.0),
               _Run(f"probe-{c}", self.prober.run, Priority.MEDIUM, 2.0),
               _Run(f"keep-{c}", self.keep, Priority.HIGH, 0.5)]
+        if not self.follower.endpoints and self.s["rpc"]:
+            ts.append(_Run(f"load-{c}", self.load_over_http, Priority.HIGH, 5.0))
         if self.s["drift_interval"] > 0:
             ts.append(_Run(f"drift-{c}", self.check_drift, Priority.LOW, self.s["drift_interval"]))
         return ts
@@ -322,7 +349,10 @@ class _ChainFeed:
         st = self.follower.statistics()
         eps = st["endpoints"]
         up = sum(1 for e in eps if e["state"] in ("active", "standby"))
-        if not eps:
+        if not eps and self.s["rpc"]:
+            summary = (f"{self.chain}: {st['status']}; {self.hooks['applied']} hand-off logs "
+                       f"applied, {self.events} events, drift {self.drift}")
+        elif not eps:
             summary = (f"{self.chain}: no endpoints configured (set [chains.{self.chain}] ws, "
                        "or [chains] manifest)")
         else:
@@ -345,7 +375,8 @@ class ChainMonitor(RoleKind):
     """A chain's ingress: node WebSocket logs to `events.<chain>` (see the module text).  Its
     settings are the chain's `[chains.<chain>]` table, not role options."""
 
-    TASKS = {f"{k}-{c}": _Run for k in ("follow", "probe", "keep", "drift") for c in CHAINS}
+    TASKS = {f"{k}-{c}": _Run for k in ("follow", "probe", "keep", "drift", "load")
+             for c in CHAINS}
     source = True
     realtime = True
 
@@ -356,8 +387,15 @@ class ChainMonitor(RoleKind):
         self._reported = 0.0
         self._hooks = None
         self.hooks_other = self.hooks_unreadable = 0
+        hooks = "moralis-receiver" in (getattr(self.config, "reads", ()) or ())
         for c, f in self.feeds.items():
-            if not f.follower.endpoints:
+            if f.follower.endpoints:
+                continue
+            if hooks and f.s["rpc"]:
+                self.log.warning("no WebSocket endpoint for this chain: the pools are read over "
+                                 "HTTP and kept by the Moralis webhooks alone (no reorg "
+                                 f"detection by block hashes; set [chains.{c}] ws for it)", chain=c)
+            else:
                 self.log.warning("no WebSocket endpoint for this chain: nothing to follow "
                                  f"(set [chains.{c}] ws, or [chains] manifest; SIGHUP reloads)",
                                  chain=c)
