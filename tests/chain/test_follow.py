@@ -183,7 +183,9 @@ def test_failover_and_back_between_two_proxies(devnet):
     chain = "polygon"
     port = devnet.manifest["chains"][chain]["port"]
     a, b = Proxy(port), Proxy(port)
-    f, book, d, p, log = follower(devnet, chain, [a.url, b.url], lag_blocks=3)
+    # request_timeout well above the lagging proxy's round trip (1.5 s each way): a must be
+    # demoted for its lag, not time out first (it did, once, on a loaded machine)
+    f, book, d, p, log = follower(devnet, chain, [a.url, b.url], lag_blocks=3, request_timeout=8.0)
     try:
         assert d.run(20, until=lambda: f.active is not None and f.active.url == a.url)
         a.down = True
