@@ -15,6 +15,7 @@ BENCHES = {
     "store": "checkpoint latency in LMDB vs sqlite WAL and fsync'd JSON",
     "decide": "event -> action latency of the arbitrage search; replay of real days",
     "webhook": "Moralis receiver deliveries/s and latency, durable inbox vs none",
+    "detect": "swap log bytes on the socket -> pool record in the ring vs web3.py, on the devnet",
 }
 
 
