@@ -197,6 +197,7 @@ def run_once(net, chain: str, swaps: int, rate: float, seed: int, baseline: bool
             if delay > 0:
                 time.sleep(delay)
         elapsed = time.monotonic() - t0
+        lean.settle()
         failed = set(lean.failed(sent))
         want = {t for t in sent if t not in failed}
         deadline = time.monotonic() + 30
@@ -278,7 +279,8 @@ def main(argv: list[str]) -> int:
             print(f"\r  {i}/{n} swaps", end="", file=sys.stderr, flush=True)
 
     runs, stages = [], None
-    with Devnet.start((args.chain,), seed=0) as net:
+    # anvil slows down ~7x after ~600 blocks unless it keeps old states in memory only
+    with Devnet.start((args.chain,), seed=0, anvil_args=("--prune-history", "256")) as net:
         for k in range(args.repeat):
             run = run_once(net, args.chain, args.swaps, args.rate, args.seed + k,
                            not args.no_baseline, progress)

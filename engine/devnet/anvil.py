@@ -58,7 +58,7 @@ def web3(url: str):
 class Anvil:
     """One anvil process on 127.0.0.1:port."""
 
-    def __init__(self, chain_id: int, port: int):
+    def __init__(self, chain_id: int, port: int, extra: tuple[str, ...] = ()):
         self.chain_id, self.port = chain_id, port
         self.url = f"http://127.0.0.1:{port}"
         # an anonymous file (unlinked at once): anvil's stderr, read only if it fails to start
@@ -67,7 +67,7 @@ class Anvil:
             [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--chain-id", str(chain_id),
              "--accounts", "10", "--balance", "1000000", "--silent",
              # a cached state is loaded with one anvil_loadState request of about 2 MB
-             "--no-request-size-limit"],
+             "--no-request-size-limit", *extra],
             stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
             preexec_fn=_die_with_parent, start_new_session=True)
 

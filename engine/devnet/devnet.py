@@ -45,8 +45,11 @@ class Devnet:
 
     @classmethod
     def start(cls, chains: Iterable[str] = ("arbitrum", "base", "polygon"), *,
-              base_port: int | None = None, seed: int = 0, cache: bool = True) -> "Devnet":
-        chains = tuple(chains)
+              base_port: int | None = None, seed: int = 0, cache: bool = True,
+              anvil_args: Iterable[str] = ()) -> "Devnet":
+        """`anvil_args`: more anvil options, e.g. ("--prune-history", "256") for a long run
+        (anvil writes old states to disk after a few hundred blocks and then mines ~7x slower)."""
+        chains, anvil_args = tuple(chains), tuple(anvil_args)
         unknown = [c for c in chains if c not in CHAINS]
         if unknown or not chains:
             raise ValueError(f"unknown chain(s) {unknown or chains}; known: {', '.join(CHAINS)}")
@@ -59,7 +62,7 @@ class Devnet:
             # started here, in the caller's thread: PR_SET_PDEATHSIG follows the starting thread
             for i, name in enumerate(chains):
                 port = base_port + i if base_port is not None else anvil.free_port()
-                net.anvils[name] = Anvil(CHAINS[name].chain_id, port)
+                net.anvils[name] = Anvil(CHAINS[name].chain_id, port, anvil_args)
             for i, (name, a) in enumerate(list(net.anvils.items())):
                 for attempt in range(3):
                     try:
@@ -70,7 +73,8 @@ class Devnet:
                         if base_port is not None or attempt == 2 or a.proc.poll() is None:
                             raise
                         a.stop()
-                        a = net.anvils[name] = Anvil(CHAINS[name].chain_id, anvil.free_port())
+                        a = net.anvils[name] = Anvil(CHAINS[name].chain_id, anvil.free_port(),
+                                                     anvil_args)
             net.timings["anvil_ready"] = time.monotonic() - t0
             t1 = time.monotonic()
             with ThreadPoolExecutor(len(chains)) as pool:

@@ -2,7 +2,8 @@
 
     lean = LeanTraffic(manifest, chain="base", seed=1)
     tx = lean.step()              # one small swap on a random pool: its tx hash
-    lean.failed(txs)              # the tx hashes among them whose receipt says reverted
+    lean.settle()                 # wait until anvil has mined everything sent
+    lean.failed(txs)              # the tx hashes among them that reverted (or were not mined)
 
 `Traffic.step` costs ~90-130 ms a swap here (web3's contract layer: ~10 eth_chainId calls, gas
 estimation, fee history, a receipt poll and two price reads per swap), so 5 000 swaps take
@@ -10,13 +11,18 @@ estimation, fee history, a receipt poll and two price reads per swap), so 5 000 
 traffic.py's pure functions: log-uniform small swaps, leaning back toward the seeded price)
 with one batched state read and one eth_sendTransaction (explicit gas: no estimate) per swap
 through engine/chain/rpc.py's keep-alive client: ~3-6 ms a swap.  It does not wait for the
-receipt (anvil's automine mines the transaction before answering); `failed` checks the
-receipts afterwards in batches.  Only small swaps: a benchmark wants many records, not big
-moves.
+receipt (anvil's automine mines each transaction in a block of its own, just after answering);
+`settle` waits until its pool is empty and `failed` checks the receipts in batches.  Only small
+swaps: a benchmark wants many records, not big moves.
+
+A run of thousands of blocks wants the devnet started with `anvil_args=("--prune-history",
+"256")`: without it anvil begins writing old states to disk after ~600 blocks and mines ~7x
+slower (180 → 25 blocks/s here), so the transactions pile up in its pool.
 """
 from __future__ import annotations
 
 import random
+import time
 
 from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
@@ -93,6 +99,16 @@ class LeanTraffic:
                                                     "data": "0x" + data.hex(), "gas": GAS}])
         self.sent += 1
         return tx.lower()
+
+    def settle(self, timeout: float = 60.0) -> bool:
+        """Wait until anvil's pool is empty (everything sent is mined); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            st = self.rpc.call("txpool_status")
+            if int(st.get("pending", "0x0"), 16) == 0 and int(st.get("queued", "0x0"), 16) == 0:
+                return True
+            time.sleep(0.05)
+        return False
 
     def failed(self, txs: list[str]) -> list[str]:
         """The transactions among `txs` that reverted or have no receipt."""
