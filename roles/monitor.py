@@ -27,6 +27,7 @@ with their defaults, in `SyntheticSource.OPTIONS`):
 """
 from __future__ import annotations
 
+import gc
 import os
 import random
 import time
@@ -246,6 +247,7 @@ class _ChainFeed:
         if self.dirty and self.loaded:
             self.write_snapshot()
         self.mon.report()
+        self.mon.collect()
         yield from ()
 
     def write_snapshot(self) -> None:
@@ -385,6 +387,7 @@ class ChainMonitor(RoleKind):
         nets = getattr(rt.cfg, "networks", {}) or {}
         self.feeds = {c: _ChainFeed(self, c, nets[c]) for c in self.config.chains}
         self._reported = 0.0
+        self._collected, self._collections = 0.0, 0
         self._hooks = None
         self.hooks_other = self.hooks_unreadable = 0
         hooks = "moralis-receiver" in (getattr(self.config, "reads", ()) or ())
@@ -441,7 +444,21 @@ class ChainMonitor(RoleKind):
                           "chains": infos, "hooks_other_chains": self.hooks_other,
                           "hooks_unreadable": self.hooks_unreadable})
 
+    def collect(self) -> None:
+        """The garbage collector runs here, between notifications (the keep tasks, every
+        0.5 s), not wherever an allocation makes it due: an automatic generation-0 collection
+        fell inside about one log in 300 and cost it 0.45-0.7 ms (`bench detect --stages`).
+        Generation 1 every 10 s, a full collection every 5 minutes."""
+        now = time.monotonic()
+        if now - self._collected < 0.5:
+            return
+        self._collected = now
+        self._collections += 1
+        k = self._collections
+        gc.collect(2 if k % 600 == 0 else 1 if k % 20 == 0 else 0)
+
     def on_start(self) -> None:
+        gc.disable()        # see collect()
         self.report()
 
     def on_stop(self) -> None:

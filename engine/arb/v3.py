@@ -440,6 +440,7 @@ class V3Pool(TokenPair):
         return p if token_in == self.token0 else 1.0 / p
 
     def with_state(self, sqrt_price_x96: int, liquidity: int, tick: int) -> "V3Pool":
-        """The state after a Swap log (which carries all three)."""
-        return replace(self, sqrt_price_x96=sqrt_price_x96, liquidity=liquidity, tick=tick,
-                       _sorted=self._sorted)
+        """The state after a Swap log (which carries all three); the constructor directly, as
+        V2Pool.with_reserves (the tick table and its sorted form are shared, not copied)."""
+        return type(self)(self.address, self.token0, self.token1, self.fee, self.tick_spacing,
+                          sqrt_price_x96, liquidity, tick, self.ticks, self.dex, self._sorted)

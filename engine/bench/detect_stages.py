@@ -4,10 +4,12 @@ The monitor process cannot stamp each stage without carrying instrumentation in 
 so this pass runs the same parts in a child process of its own: engine/chain/ws.py's client,
 the Follower, a PoolBook and an EventPublisher into a real Ring, driven by engine/core's
 TaskManager as a role drives them (select on the task's socket, slices), at the monitor's
-SCHED_FIFO priority.  Subclasses (in the child only) add one stamp per stage:
+SCHED_FIFO priority, with its garbage-collector policy (off; a generation-0 collection every
+0.5 s when idle, as ChainMonitor.collect).  Subclasses (in the child only) add one stamp per stage:
 
     recv        WsClient.pump: right after the recv that brought the frame (= t_origin)
     parsed      WsClient._message: the frame's JSON parsed, the notification queued
+    pumped      WsClient.pump returned (the rest of that read handled)
     apply       PoolBook.apply called (the follower's drain reached this log)
     applied     PoolBook.apply returned the record
     publish     the follower's publish callback called (its batch of records complete)
@@ -22,6 +24,7 @@ from __future__ import annotations
 import gc
 import multiprocessing as mp
 import os
+import resource
 import select
 import shutil
 import tempfile
@@ -30,7 +33,7 @@ from pathlib import Path
 
 from .report import Summary
 
-STAGES = ("recv", "parsed", "apply", "applied", "publish", "t_written", "written")
+STAGES = ("recv", "parsed", "pumped", "apply", "applied", "publish", "t_written", "written")
 
 
 class _Log:
@@ -60,6 +63,16 @@ def _child(conn, chain: str, settings: dict, chain_manifest: dict, ring_name: st
     stamps: dict[tuple[str, int], dict] = {}
 
     class StampingWs(WsClient):
+        def pump(self):
+            n0 = len(self.notifications)
+            got = super().pump()
+            t = clock()
+            for i in range(n0, len(self.notifications)):
+                r = (self.notifications[i][0].get("params") or {}).get("result")
+                if isinstance(r, dict) and "transactionHash" in r:
+                    r["_t_pumped"] = t
+            return got
+
         def _message(self, payload, t_origin, out):
             n = len(self.notifications)
             super()._message(payload, t_origin, out)
@@ -75,8 +88,9 @@ def _child(conn, chain: str, settings: dict, chain_manifest: dict, ring_name: st
             rec = super().apply(log, t_origin)
             if rec is not None and rec.get("type") == "pool":
                 stamps[(rec["tx"], rec["log_index"])] = {
-                    "recv": t_origin, "parsed": log.get("_t_parsed", t_origin), "apply": t,
-                    "applied": clock()}
+                    "recv": t_origin, "parsed": log.get("_t_parsed", t_origin),
+                    "pumped": log.get("_t_pumped", t_origin), "apply": t, "applied": clock(),
+                    "event": rec["event"]}
             return rec
 
     follow.WsClient = StampingWs       # this child only: the follower builds its clients by name
@@ -103,6 +117,14 @@ def _child(conn, chain: str, settings: dict, chain_manifest: dict, ring_name: st
             yield from ()
 
         f = Follower(chain, settings, book, publish=publish, log=_Log(), on_start=load)
+        catch_ups: list[int] = []
+        orig_catch_up = f._catch_up
+
+        def catch_up(ws, to):        # counted: a catch-up is round trips to the node
+            t = clock()
+            yield from orig_catch_up(ws, to)
+            catch_ups.append((clock() - t) // 1000)
+        f._catch_up = catch_up
 
         class FollowTask(Task):
             def run(self, ctx):
@@ -112,7 +134,7 @@ def _child(conn, chain: str, settings: dict, chain_manifest: dict, ring_name: st
                          TaskContext("stages"))
         flag, ready, stop_at = [False], False, None
         collections: list[tuple[int, int]] = []     # (generation, µs) during the run
-        gc_start = [0]
+        gc_start, collected = [0], [0.0]
 
         def on_gc(phase, info):
             if phase == "start":
@@ -123,18 +145,25 @@ def _child(conn, chain: str, settings: dict, chain_manifest: dict, ring_name: st
             if not tm.run_slice(flag):
                 t, rd, wr = tm.next_wakeup()
                 r, _, _ = select.select([conn.fileno(), *rd], wr, [],
-                                        0.0 if os.environ.get("SPIN") else (0.05 if t is None else min(t, 0.05)))
+                                        0.05 if t is None else min(t, 0.05))
                 if conn.fileno() in r and conn.recv() == "stop":
                     stop_at = time.monotonic() + idle
+                if ready and time.monotonic() - collected[0] >= 0.5:   # as ChainMonitor.collect
+                    collected[0] = time.monotonic()
+                    gc.collect(0)
             if not ready and f.active is not None:
                 gc.freeze()            # as a role does after its start
+                gc.disable()           # and as the chain monitor does: collect() when idle
                 gc.callbacks.append(on_gc)
+                ivcsw0 = resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw
                 conn.send("ready")
                 ready = True
             if stop_at is not None and time.monotonic() >= stop_at:
                 break
         conn.send({"stamps": [[k[0], k[1], s] for k, s in stamps.items() if "written" in s],
-                   "gc": collections, "counts": dict(f.counts), "book": orjson.loads(orjson.dumps(
+                   "gc": collections, "catch_ups": catch_ups,
+                   "preempted": resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw - ivcsw0,
+                   "counts": dict(f.counts), "book": orjson.loads(orjson.dumps(
                        book.statistics(), default=str))})
     finally:
         ring.close()
@@ -192,9 +221,14 @@ def run_stages(net, chain: str, swaps: int, rate: float, seed: int) -> dict:
     steps = {f"{a} → {b}": [(s[b] - s[a]) / 1e3 for s in rows]
              for a, b in zip(STAGES, STAGES[1:])}
     steps["recv → t_written (the figure)"] = [(s["t_written"] - s["recv"]) / 1e3 for s in rows]
+    for kind in ("sync", "swap"):
+        steps[f"  of which {kind} records"] = [(s["t_written"] - s["recv"]) / 1e3 for s in rows
+                                              if s.get("event") == kind]
     steps["recv → written (in the ring)"] = [(s["written"] - s["recv"]) / 1e3 for s in rows]
     gcs = out["gc"]
     return {"records": len(rows), "load1": os.getloadavg()[0], "counts": out["counts"],
+            "catch_ups": {"n": len(out["catch_ups"]), "max_us": max(out["catch_ups"], default=0)},
+            "preempted": out["preempted"],
             "gc": {"collections": len(gcs), "by_generation": [sum(1 for g, _ in gcs if g == k)
                                                               for k in range(3)],
                    "max_us": max((u for _, u in gcs), default=0),
@@ -210,7 +244,9 @@ def render_stages(st: dict) -> str:
         out.append(f"  {name:<34}{s['p50']:>9.1f}{s['p99']:>9.1f}{s['p99_9']:>9.1f}"
                    f"{s['max']:>9.1f}{s['mean']:>9.1f}")
     g = st["gc"]
-    out.append(f"  gc during the pass: {g['collections']} collections (by generation "
+    out.append(f"  gc during the pass (idle ones included): {g['collections']} collections (by generation "
                f"{g['by_generation']}), max {g['max_us']} us, total {g['total_ms']} ms; "
-               f"follower counts {st['counts']}")
+               f"follower counts {st['counts']}; catch-ups (round trips to the node) "
+               f"{st['catch_ups']['n']}, the longest {st['catch_ups']['max_us']} us; involuntary "
+               f"context switches (preempted) {st['preempted']}")
     return "\n".join(out)

@@ -224,6 +224,8 @@ class Follower:
                 next_ping = now + 1.0
                 ping = (ws.send("eth_blockNumber"), now)
             if not ws.notifications:
+                ws.pump()           # what came while the last ones were applied: no wait
+            if not ws.notifications:
                 self.idle = True
                 yield ws.wait(min(next_ping if ping is None else ping[1] + self.timeout,
                                   next_check))

@@ -4,8 +4,11 @@ The role's background work is generators that yield `Wait(fd=..., until=...)` (e
 tasks.py), so the client never blocks: `websockets`' sans-I/O `ClientProtocol` does the framing
 (handshake, masking, ping/pong, close) and this module moves its bytes over a non-blocking
 socket.  The caller waits on `fileno()` (for writing while `want_write()`), then calls `pump()`,
-which reads everything the kernel has and returns the JSON-RPC messages that completed, each
-with `t_origin`: CLOCK_MONOTONIC ns right after the `recv` that brought its last bytes.
+which reads what the kernel has, up to the first chunk that completes a notification, and
+queues the JSON-RPC messages that completed, each with `t_origin`: CLOCK_MONOTONIC ns right
+after the `recv` that brought its last bytes.  Once the upgrade is done, whole data frames are
+cut out of the bytes here (`_frames`, the hot path: a node's notifications); websockets still
+judges every other frame, always given whole ones.
 
 `call(...)` is a generator helper for tasks (`result = yield from ws.call(...)`): it sends a
 request and parks on the socket until the answer with that id arrives; subscription
@@ -156,7 +159,9 @@ class WsClient:
     def pump(self) -> int:
         """Send what is queued, read what has arrived; subscription notifications go to
         `notifications`, answers to `responses`.  Returns how many notifications completed.
-        Raises WsClosed when the connection ended."""
+        Reading stops after the first chunk that completes a notification, so the caller
+        applies it before the bytes behind it are parsed (call again for those: the socket is
+        still readable).  Raises WsClosed when the connection ended."""
         if self.closed or self.sock is None:
             raise WsClosed(f"{self.url}: {self.close_reason or 'not connected'}")
         self._flush()
@@ -183,6 +188,8 @@ class WsClient:
             else:
                 self.proto.receive_data(data)
                 self._events(t_origin, out)
+            if out:
+                break
         self._take_output()    # pongs, close frames
         if self._out:
             self._flush()
