@@ -21,7 +21,10 @@ for them (exactly one per swap is expected) and the events the baseline decoded;
 them under "runs".  With --stages a second pass drives the same Follower, PoolBook and ring
 publish in a child process with a stamp per stage (engine/bench/detect_stages.py).
 
-    syndicate bench detect [--swaps 5000] [--rate 150] [--repeat N] [--json] [--no-baseline]
+Each run (and the stages pass) has a devnet of its own, started afresh: anvil slows down as its
+chain grows.  The load (os.getloadavg) at the end of each run is printed beside it.
+
+    syndicate bench detect [--swaps 5000] [--rate 100] [--repeat N] [--json] [--no-baseline]
                            [--stages] [--chain base] [--seed 1]
 """
 from __future__ import annotations
@@ -233,7 +236,9 @@ def _tally(sent, failed, want, records, lost, base_out, sched, elapsed, info) ->
            "monitor_sched": list(sched) if sched else None,
            "monitor": {k: (info.get("follower") or {}).get(k) for k in
                        ("logs", "records", "dropped", "bad", "errors", "reconnects", "backfilled")},
-           "load1": os.getloadavg()[0], "ours_us": sorted(ours.values())}
+           "load1": os.getloadavg()[0], "ours_us": sorted(ours.values()),
+           "series_us": sorted((r["t_origin"], (r["t_written"] - r["t_origin"]) / 1e3)
+                               for r in mine)}
     if base_out is not None:
         got = {(tx, i): (t_dec - t_recv) / 1e3 for tx, i, _, t_recv, t_dec in base_out["samples"]}
         same = [got[k] for k in ours if k in got]
@@ -251,7 +256,7 @@ def _worst(runs: list[dict], key: str) -> Summary | None:
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="syndicate bench detect", description=__doc__.split("\n")[0])
     ap.add_argument("--swaps", type=int, default=5000)
-    ap.add_argument("--rate", type=float, default=150.0, help="swaps per second (default 150)")
+    ap.add_argument("--rate", type=float, default=100.0, help="swaps per second (default 100)")
     ap.add_argument("--repeat", type=int, default=1, help="runs; the worst (by p99) is shown")
     ap.add_argument("--chain", default="base", choices=CHAINS)
     ap.add_argument("--seed", type=int, default=1)
@@ -279,17 +284,20 @@ def main(argv: list[str]) -> int:
             print(f"\r  {i}/{n} swaps", end="", file=sys.stderr, flush=True)
 
     runs, stages = [], None
-    # anvil slows down ~7x after ~600 blocks unless it keeps old states in memory only
-    with Devnet.start((args.chain,), seed=0, anvil_args=("--prune-history", "256")) as net:
-        for k in range(args.repeat):
+    for k in range(args.repeat + (1 if args.stages else 0)):
+        # A fresh devnet per run: anvil mines ~7x slower after ~600 blocks unless it keeps
+        # old states in memory only (--prune-history), and still slows down as its chain
+        # grows (180 → 30 blocks/s after 15 000 blocks here).
+        with Devnet.start((args.chain,), seed=0, anvil_args=("--prune-history", "256")) as net:
+            if k == args.repeat:
+                from .detect_stages import run_stages
+                stages = run_stages(net, args.chain, args.swaps, args.rate, args.seed)
+                break
             run = run_once(net, args.chain, args.swaps, args.rate, args.seed + k,
                            not args.no_baseline, progress)
-            runs.append(run)
-            if not args.json:
-                print(f"\rrun {k + 1}: {_line(run)}", file=sys.stderr, flush=True)
-        if args.stages:
-            from .detect_stages import run_stages
-            stages = run_stages(net, args.chain, args.swaps, args.rate, args.seed)
+        runs.append(run)
+        if not args.json:
+            print(f"\rrun {k + 1}: {_line(run)}", file=sys.stderr, flush=True)
     ours, base = _worst(runs, "ours_us"), _worst(runs, "baseline_us")
     ours.label = f"syndicate monitor ({ours.label} of {len(runs)})"
     if base is not None:
