@@ -279,6 +279,11 @@ def main(argv: list[str]) -> int:
         return 2
     from engine.devnet import Devnet
 
+    def _stop(signum, frame):     # SIGTERM/SIGHUP unwind like Ctrl-C: every finally runs
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _stop)
+
     def progress(i, n):
         if not args.json and sys.stderr.isatty():
             print(f"\r  {i}/{n} swaps", end="", file=sys.stderr, flush=True)
