@@ -337,7 +337,6 @@ class _ChainFeed:
             return
         if self.book is not book:           # resynced meanwhile: the sample means nothing
             return
-        d = box["d"]
         self.drift_checks += 1
         if real:
             self.drift += len(real)
