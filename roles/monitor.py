@@ -108,8 +108,7 @@ def _in_thread(fn, *args):
         except BaseException as e:      # handed to the task, not lost in a thread
             box["error"] = e
 
-    t = threading.Thread(target=run, name="monitor-read", daemon=True)
-    t.start()
+    (t := threading.Thread(target=run, name="monitor-read", daemon=True)).start()
     while t.is_alive():
         yield Wait(until=time.monotonic() + 0.02)
     if "error" in box:
@@ -483,8 +482,7 @@ class ChainMonitor(RoleKind):
         now = time.monotonic()
         if now - self._collected < 0.5:
             return
-        self._collected = now
-        self._collections += 1
+        self._collected, self._collections = now, self._collections + 1
         k = self._collections
         gc.collect(2 if k % 600 == 0 else 1 if k % 20 == 0 else 0)
 
