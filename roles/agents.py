@@ -1,4 +1,5 @@
-"""The guide's agent roles: spotters, analysts, the executor and the coordinator.
+"""The guide's agent roles: spotters, analysts and the coordinator (the executor is
+roles/executor.py; `roles.agents:Executor` still names it).
 
 Until the arbitrage brain is wired into the switch (engine/arb, a later issue), `handle` is a
 placeholder analysis: it reads each event and writes an assessment record to the role's outbox
@@ -24,6 +25,7 @@ import orjson
 from engine.chain import records
 from engine.core.role import RoleKind
 
+from .executor import Executor  # noqa: F401  (moved to roles/executor.py; the old path stays)
 from .tasks import ChecksumTask, GasSampler
 
 
@@ -173,41 +175,6 @@ class Agent(RoleKind):
                  "replica": self.replicas.graphs.get(ev.get("chain")) is not None,
                  "verdict": "candidate", "t_event": ev.get("t_written"),
                  "t_origin": ev.get("t_origin")}]
-
-
-class Executor(Agent):
-    """Takes assessments from the other roles' outboxes.  Paper mode: records, never sends.
-
-    Delivery is at-least-once (a role killed after publishing, before committing its ring
-    cursor, publishes again after its restart), so the executor acts on each (role, event) once:
-    it remembers the last `dedup_window` it has seen."""
-
-    OPTIONS = {**Agent.OPTIONS,
-               "dedup_window": (int, 100_000, "(role, event) pairs remembered to act once")}
-
-    def __init__(self, rt):
-        super().__init__(rt)
-        self._seen: dict[tuple, None] = {}
-        self._window = int(self.options["dedup_window"])
-
-    def _first_time(self, key: tuple) -> bool:
-        if key in self._seen:
-            return False
-        self._seen[key] = None
-        if len(self._seen) > self._window:
-            del self._seen[next(iter(self._seen))]
-        return True
-
-    def handle(self, events):
-        out = []
-        for ev in events:
-            if ev.get("kind") == "assessment" and ev.get("verdict") == "candidate" and \
-                    self._first_time((ev.get("role"), ev.get("event"))):
-                out.append({"kind": "execution", "mode": "paper", "action": "let go",
-                            "why": "placeholder analysis: no priced route yet",
-                            "source": ev.get("role"), "event": ev.get("event"),
-                            "t_event": ev.get("t_written"), "t_origin": ev.get("t_origin")})
-        return out
 
 
 class Coordinator(Agent):

@@ -38,7 +38,8 @@ def check(tmp_path, text: str) -> subprocess.CompletedProcess:
     (AGENT + "[roles.a.tasks.gas-sampler]\noptions = { timeout = true }\n",
      "roles.a.tasks.gas-sampler.options.timeout: must be"),
     ('[roles.x]\nkind = "roles.agents:Executor"\noptions = { dedup = 5 }\n',
-     "roles.x.options.dedup: unknown key (known: dedup_window, impact_threshold_bps, rpc)"),
+     "roles.x.options.dedup: unknown key (known: crash_at, crash_flag, dedup_window, key_env, "
+     "keystore, password_env, receipt_poll, receipt_timeout, request_timeout, stale_factor)"),
     ('[roles.f]\nkind = "roles.faults:FaultAgent"\noptions = { stall_after = 1 }\n',
      "roles.f.options.stall_after: unknown key"),
     ('[roles.f]\nkind = "roles.faults:FaultAgent"\n[roles.f.tasks.leek]\n', "unknown task"),
