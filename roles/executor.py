@@ -25,7 +25,7 @@ import time
 from engine.chain.desk import BLOCK_TIME, ChainSetup, Desk
 from engine.chain.outcomes import Ledger
 from engine.core.role import RoleKind
-from engine.core.tasks import Priority, Task, Wait
+from engine.core.tasks import Priority, Task
 
 from .tasks import ChecksumTask
 
@@ -46,14 +46,14 @@ class ReceiptTask(Task):
     def run(self, ctx):
         kind = self.kind
         if kind.desk is None or not kind.desk.pending:
+            kind.refresh_info()
             return
         yield None
         self.state["polls"] += 1
         done = kind.desk.poll_receipts()
         if done:
             kind.publish(done)
-        kind.refresh_info()
-        yield Wait(until=time.monotonic())
+        kind.refresh_info(force=bool(done))
 
 
 class Executor(RoleKind):

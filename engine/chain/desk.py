@@ -139,8 +139,9 @@ class Desk:
                     self.halted = f"{name}: {why}"
                     break
         history = self.ledger.history()
-        for key in history:
+        for key, rec in history.items():
             self._remember(key)
+            self._tally(rec)
         for rec in self.ledger.open_items(history):
             self._recover(rec)
         if not self.paper and not self.halted:
@@ -158,7 +159,8 @@ class Desk:
         except Exception:
             found = "unknown"        # the node is down: follow it, the receipt poll decides
         p = Pending(rec["key"], rec["chain"], h, int(rec.get("nonce", 0)), rec.get("token", ""),
-                    int(rec.get("simulated") or 0), self.clock(),
+                    int(rec["predicted"] if rec.get("predicted") is not None
+                        else rec.get("simulated") or 0), self.clock(),
                     private=str(rec.get("endpoint", "")).startswith("private"))
         if found is None and rec.get("state") == "signed":
             self._final(p, "dropped", reason="signed, never sent (the executor stopped in "
@@ -208,7 +210,8 @@ class Desk:
         base["chain"] = action.chain
         repay = action.notes.get("repay")
         predicted = action.expected_out - int(repay) if str(repay or "").isdigit() else None
-        base.update(predicted=predicted, expected_net=action.expected_profit,
+        base.update(predicted=None if predicted is None else str(predicted),
+                    expected_net=str(action.expected_profit),
                     min_profit=str(action.min_profit), token=action.route.token)
         if self.halted:
             return self._refuse(key, base, f"halted: {self.halted}")
@@ -238,8 +241,9 @@ class Desk:
             return self._refuse(key, base, f"simulation: {sim.error}")
         base["simulated"] = str(sim.profit)
         if self.paper:
-            self.counts["paper"] += 1
-            return self._led(key, "paper", base)
+            rec = self._led(key, "paper", base)
+            self._tally(rec)
+            return rec
         return self._send(key, base, action, cd)
 
     def _send(self, key: str, base: dict, action, cd: ChainDesk) -> dict:
@@ -263,13 +267,15 @@ class Desk:
         self._crash("after-record")
         res = cd.policy.submit(raw, tx_hash, cd.setup.rpc)
         if not res.ok:
-            self.counts["rejected"] += 1
             self._sync_nonce(chain)        # nothing took it: the nonce is free again
-            return self._led(key, "rejected", {"tx": tx_hash, "nonce": nonce, "chain": chain,
-                                               "reason": f"rejected: {res.error}"[:600]})
+            rec = self._led(key, "rejected", {"tx": tx_hash, "nonce": nonce, "chain": chain,
+                                              "reason": f"rejected: {res.error}"[:600]})
+            self._tally(rec)
+            return rec
         self._crash("after-send")
         self.counts["sent"] += 1
-        p = Pending(key, chain, tx_hash, nonce, action.route.token, int(base["simulated"]),
+        p = Pending(key, chain, tx_hash, nonce, action.route.token,
+                    int(base["predicted"] if base["predicted"] is not None else base["simulated"]),
                     self.clock(), private=res.endpoint.startswith("private"))
         self.pending[tx_hash] = p
         out = self._led(key, "sent", {"tx": tx_hash, "endpoint": res.endpoint, "chain": chain,
@@ -356,30 +362,40 @@ class Desk:
         self._sync_nonce(p.chain)
         return out
 
+    def _tally(self, rec: dict) -> None:
+        """Count a final outcome in the status figures (also for the ledger's past ones)."""
+        state, chain = rec.get("state"), rec.get("chain")
+        if state not in FINAL:
+            return
+        self.counts[state] = self.counts.get(state, 0) + 1
+        if state == "refused":
+            head = str(rec.get("reason", "")).split(":", 1)[0]
+            self.refused[head] = self.refused.get(head, 0) + 1
+        if state in ("landed", "reverted"):
+            pr = self.profit.setdefault(chain, {"predicted": 0, "realised": 0, "gas_wei": 0,
+                                                "landed": 0, "reverted": 0})
+            pr[state] += 1
+            pr["gas_wei"] += int(rec.get("gas_cost_wei") or 0)
+            if state == "landed":
+                pr["predicted"] += int(rec.get("predicted") or 0)
+                pr["realised"] += int(rec.get("realised") or 0)
+
     def _final(self, p: Pending, state: str, **fields) -> dict:
         self.pending.pop(p.tx_hash, None)
-        self.counts[state] = self.counts.get(state, 0) + 1
-        if state in ("landed", "reverted"):
-            pr = self.profit.setdefault(p.chain, {"predicted": 0, "realised": 0, "gas_wei": 0,
-                                                  "landed": 0, "reverted": 0})
-            pr[state] += 1
-            pr["gas_wei"] += int(fields.get("gas_cost_wei") or 0)
-            if state == "landed":
-                pr["predicted"] += p.predicted
-                pr["realised"] += int(fields.get("realised") or 0)
         if "realised" in fields and fields["realised"] is not None:
             fields["realised"] = str(fields["realised"])
         if fields.get("event_profit") is not None:
             fields["event_profit"] = str(fields["event_profit"])
-        return self._led(p.key, state, {"tx": p.tx_hash, "chain": p.chain, "nonce": p.nonce,
-                                        "predicted_at_send": str(p.predicted), **fields})
+        rec = self._led(p.key, state, {"tx": p.tx_hash, "chain": p.chain, "nonce": p.nonce,
+                                       "predicted": str(p.predicted), **fields})
+        self._tally(rec)
+        return rec
 
     # -- the ledger ----------------------------------------------------------------------------
     def _refuse(self, key: str, base: dict, reason: str) -> dict:
-        self.counts["refused"] += 1
-        head = reason.split(":", 1)[0]
-        self.refused[head] = self.refused.get(head, 0) + 1
-        return self._led(key, "refused", {**base, "reason": reason[:600]})
+        rec = self._led(key, "refused", {**base, "reason": reason[:600]})
+        self._tally(rec)
+        return rec
 
     def _led(self, key: str, state: str, fields: dict) -> dict:
         rec = {k: (str(v) if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 1 << 63
