@@ -20,17 +20,18 @@ from engine.chain.rpc import RpcClient
 _events = itertools.count(1)
 
 
-def gap(c, dex: str = "uniswap_v2", weth: int = 300) -> dict:
-    """Sell `weth` WETH into `dex`'s WETH/USDC pool: WETH is cheap there now."""
-    pool = c.pool(dex, "WETH", "USDC", 500 if dex == "uniswap_v3" else None)
+def gap(c, dex: str = "uniswap_v2", weth: int = 300, quote: str = "USDC") -> dict:
+    """Sell `weth` WETH into `dex`'s WETH/`quote` pool: WETH is cheap there now."""
+    pool = c.pool(dex, "WETH", quote, 500 if dex == "uniswap_v3" else None)
     c.swap(pool, "WETH", weth * 10**18)
     return pool
 
 
-def approved(c, trigger: dict, *, role: str = "arbitrum-spotter", min_profit: int = 1) -> dict:
+def approved(c, trigger: dict, *, role: str = "arbitrum-spotter", min_profit: int = 1,
+             quote: str = "USDC") -> dict:
     """The best approved opportunity through `trigger`, as an agent's outbox record."""
     loaded = load_pools(RpcClient(c.m["rpc_url"]), specs_from_manifest(c.m))
-    weth, usdc = c.token("WETH").lower(), c.token("USDC").lower()
+    weth, usdc = c.token("WETH").lower(), c.token(quote).lower()
     graph = PoolGraph(loaded.pools.values(), max_hops=2, base_tokens=(usdc, weth))
     base_fee = c.w3.eth.get_block("latest")["baseFeePerGas"]
     gas = GasModel.arbitrum(weth, base_fee, chain=c.name)
