@@ -1,6 +1,9 @@
 """The flash-loan executor role: the agents' approved opportunities in, transactions out.
 
+    events.<chain> rings (subscribe = "quiet") ──► its own replicas (never interrupted by them)
     out.<agent> rings (inbox = "interrupt") ──► handle(): Desk.take(record) per record
+        re-quote on its replica (engine/arb/validate.requote: the agent calculated, the
+        executor validates; both must agree) ──► eth_call on "pending" ──►
         refused | paper | signed → sent | rejected        (engine/chain/desk.py, every step on
     receipts task (every `receipt_poll` s) ──► Desk.poll_receipts()   the `outcomes` ledger)
         landed | reverted | dropped | replaced
@@ -24,9 +27,9 @@ import time
 
 from engine.chain.desk import BLOCK_TIME, ChainSetup, Desk
 from engine.chain.outcomes import Ledger
-from engine.core.role import RoleKind
 from engine.core.tasks import Priority, Task
 
+from .agents import Agent
 from .tasks import ChecksumTask
 
 
@@ -56,10 +59,12 @@ class ReceiptTask(Task):
         kind.refresh_info(force=bool(done))
 
 
-class Executor(RoleKind):
-    """Takes the agents' Actions from its inbox (module docstring)."""
+class Executor(Agent):
+    """Takes the agents' Actions from its inbox (module docstring).  An Agent for its replicas
+    and its chains' lenders (the re-quote), not for pricing: it publishes no opportunities."""
 
     OPTIONS = {
+        **Agent.OPTIONS,
         "keystore": (str, "", "an encrypted JSON keystore file (relative to engine.toml); "
                               "else the key comes from key_env"),
         "password_env": (str, "", "the environment variable holding the keystore's password"),
@@ -85,6 +90,7 @@ class Executor(RoleKind):
         return [ChecksumTask(), ReceiptTask(self, interval=float(o["receipt_poll"]))]
 
     def on_start(self) -> None:
+        super().on_start()          # the replicas
         cfg, o = self.rt.cfg, self.options
         mode = cfg.engine.get("mode", "paper")
         signer, why = None, ""
@@ -99,7 +105,8 @@ class Executor(RoleKind):
                          stale_factor=float(o["stale_factor"]),
                          receipt_timeout=float(o["receipt_timeout"]),
                          request_timeout=float(o["request_timeout"]), log=self.log,
-                         crash_at=o["crash_at"], crash_flag=o["crash_flag"])
+                         crash_at=o["crash_at"], crash_flag=o["crash_flag"],
+                         validator=self.requote)
         self.desk.dedup_window = int(o["dedup_window"])
         if mode == "live" and signer is None:
             self.desk.paper = False
@@ -132,11 +139,29 @@ class Executor(RoleKind):
                                 dict(n.get("submit") or {}))
         return out
 
+    def requote(self, action) -> str | None:
+        """The independent re-quote on this role's replica (None: agreed).  A chain whose events
+        ring this role does not read (no monitor runs) has no replica: eth_call alone decides."""
+        from engine.arb.validate import requote
+        chain = action.chain
+        if chain not in self.replicas.need:
+            return None
+        graph, pricer = self.replicas.graphs.get(chain), self.pricers.get(chain)
+        if graph is None or pricer is None:
+            return f"no replica of {chain} yet"
+        r = requote(graph, action, loans=pricer.loans)
+        return None if r.ok else r.reason
+
     def handle(self, events):
         out = []
+        for ev in events:      # pool records first: the replica is current for this batch
+            if ev.get("type") == "pool" and ev["ring"].startswith("events."):
+                self.replicas.apply(ev)
         for ev in events:
             if self.desk is None:
                 break
+            if not ev["ring"].startswith("out."):
+                continue
             try:
                 rec = self.desk.take(ev)
             except Exception as e:   # never a crash on bad data from a node or a sender
@@ -163,4 +188,7 @@ class Executor(RoleKind):
             return
         self._info_at = now
         if hasattr(self.rt, "set_info"):
-            self.rt.set_info(self.desk.info())
+            doc = self.desk.info()
+            rep = self.replicas.info()
+            doc["summary"] += "; " + rep.pop("summary")
+            self.rt.set_info({**rep, **doc})

@@ -7,6 +7,7 @@ the ledger (engine/chain/outcomes.py) before the next one happens.
       │ action_from_record: a malformed or tampered field ─────────► refused "bad action: …"
       │ stale: older than block_time × stale_factor, or past its deadline ─► refused "stale: …"
       │ its chain has no executor here, a pool we do not know ───────► refused
+      │ the independent re-quote on the executor's replica disagrees ─► refused "re-quote: …"
       │ eth_call on "pending" with the exact calldata ───────────────► refused "simulation: …"
       │ paper mode ───────────────────────────────────────────────► paper (never signed)
       ▼ live
@@ -101,7 +102,7 @@ class Desk:
     def __init__(self, setups: dict[str, ChainSetup], ledger: Ledger, *, signer=None,
                  stale_factor: float = 4.0, receipt_timeout: float = 30.0,
                  request_timeout: float = 3.0, log=None, crash_at: str = "", crash_flag: str = "",
-                 clock=time.time, mono_ns=time.monotonic_ns):
+                 validator=None, clock=time.time, mono_ns=time.monotonic_ns):
         self.setups, self.ledger, self.signer = setups, ledger, signer
         self.paper = signer is None
         self.stale_factor, self.receipt_timeout = stale_factor, receipt_timeout
@@ -109,6 +110,7 @@ class Desk:
         self.log = log
         self.crash_at, self.crash_flag = crash_at, crash_flag
         self.clock, self.mono_ns = clock, mono_ns
+        self.validator = validator        # action -> None (agrees) or why not: the re-quote
         self.chains: dict[str, ChainDesk] = {}
         self.down: dict[str, str] = {}          # chain -> why it cannot trade
         self.halted = ""                         # live mode refused: every action is refused
@@ -215,6 +217,12 @@ class Desk:
                     min_profit=str(action.min_profit), token=action.route.token)
         if self.halted:
             return self._refuse(key, base, f"halted: {self.halted}")
+        if action.deadline < self.clock():
+            return self._refuse(key, base, f"stale: deadline {action.deadline} passed")
+        if self.validator is not None:      # pure and cheap: before any node is asked
+            why = self.validator(action)
+            if why:
+                return self._refuse(key, base, f"re-quote: {why}")
         setup, cd = self.setups.get(action.chain), self.chains.get(action.chain)
         if setup is None:
             return self._refuse(key, base, f"no executor contract configured on {action.chain}")
@@ -227,8 +235,6 @@ class Desk:
             if age > limit:
                 return self._refuse(key, base, f"stale: {age:.3f} s old (> {limit:g} s: "
                                                f"{self.stale_factor:g} blocks of {setup.block_time:g} s)")
-        if action.deadline < self.clock():
-            return self._refuse(key, base, f"stale: deadline {action.deadline} passed")
         if setup.pools:
             for h in action.route.hops:
                 if h.pool.lower() not in setup.pools:
