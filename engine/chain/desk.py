@@ -210,9 +210,10 @@ class Desk:
         except ValueError as e:
             return self._refuse(key, base, f"bad action: {e}")
         base["chain"] = action.chain
-        repay = action.notes.get("repay")
-        predicted = action.expected_out - int(repay) if str(repay or "").isdigit() else None
-        base.update(predicted=None if predicted is None else str(predicted),
+        # what the agent predicts the contract keeps: out − repay (a V2 flash swap on hop 0
+        # repays amount_in with no loan fee, any other loan amount_in + fee)
+        predicted = action.expected_out - action.amount_in - action.loan.fee
+        base.update(predicted=str(predicted),
                     expected_net=str(action.expected_profit),
                     min_profit=str(action.min_profit), token=action.route.token)
         if self.halted:
@@ -281,7 +282,7 @@ class Desk:
         self._crash("after-send")
         self.counts["sent"] += 1
         p = Pending(key, chain, tx_hash, nonce, action.route.token,
-                    int(base["predicted"] if base["predicted"] is not None else base["simulated"]),
+                    int(base["predicted"]),
                     self.clock(), private=res.endpoint.startswith("private"))
         self.pending[tx_hash] = p
         out = self._led(key, "sent", {"tx": tx_hash, "endpoint": res.endpoint, "chain": chain,

@@ -32,9 +32,8 @@ def make_engine(tmp_path, devnet, name, **options) -> Engine:
                "inbox": "interrupt", "options": {"stale_factor": 400.0, **options},
                **LIGHT},
     }
-    # an opportunity record with its action is ~1.2 kB: over the default 1 kB slot
     return Engine(tmp_path, name, roles, engine={"mode": "live"},
-                  chains={"manifest": str(manifest)}, rings={"slot_size": 2048})
+                  chains={"manifest": str(manifest)})
 
 
 def feed(e: Engine, rec: dict, n: int) -> None:

@@ -64,4 +64,4 @@ def record(action, *, role: str, event: str, t_origin: int | None = None) -> dic
 def predicted(rec: dict) -> int:
     """What the owner must receive: expected out − repayment (the contract's profit)."""
     a = rec["action"]
-    return int(a["expected_out"]) - int(a["notes"]["repay"])
+    return int(a["expected_out"]) - int(a["amount_in"]) - int(a["loan"]["fee"])
