@@ -110,6 +110,8 @@ class _ChainFeed:
                                  on_start=self.load, on_created=self.created,
                                  on_resync=self.resync)
         self.prober = Prober(self.follower)
+        if not self.follower.endpoints and settings["rpc"]:
+            self.follower.status = "webhooks only: reading the pools over HTTP"
         self.snapshot_path = mon.rt.cfg.run_dir / f"graph.{chain}.snap"
         self.dirty = False
         self.loaded = False
@@ -118,6 +120,7 @@ class _ChainFeed:
         self.max_impact = self.last_impact = 0
         self.drift = 0
         self.drift_checks = 0
+        self.drift_unconfirmed = 0     # differences a second read of the same block did not show
         self.drift_last = ""
         self.load_errors: dict[str, str] = {}
         self._rpcs = None
@@ -260,33 +263,84 @@ class _ChainFeed:
             self.log.warning("cannot write the graph snapshot", path=str(tmp), error=str(e))
 
     def check_drift(self):
-        from engine.chain.drift import check_drift
+        """Re-read a sample of pools at the book's head block; a difference is read again once
+        the node has a block after that one (engine/chain/drift.py: a node may answer a read at
+        its newest block from state still being written) and counts only if it holds."""
+        from engine.chain.drift import capture, compare, sample_of
+        from engine.chain.pools import load_pools
         from engine.chain.rpc import RpcError
         f = self.follower
         # only between blocks: the book's newest block complete (its head seen after its logs)
-        if not (self.loaded and f.idle and f.active is not None and self.rpcs()
-                and f.head >= self.book.head and not f.ws.notifications):
-            return
+        following = (f.idle and f.active is not None and f.head >= self.book.head
+                     and not f.ws.notifications)
+        if not (self.loaded and self.rpcs() and (following or not f.endpoints)):
+            return       # webhooks only (no endpoints): hooks apply in switches, whole records
         yield from ()
+        book, rpc, at = self.book, self.rpcs()[0], self.book.head
+        undone = (f.counts["reorgs"], f.counts["resyncs"])
+        addresses = sample_of(book, min(8, len(book.graph)), random.Random())
+        pools, gross = capture(book, addresses)
+
+        def read(names):
+            return compare(pools, gross, load_pools(rpc, book.specs(names), at), names)
+
+        def node_head() -> int:
+            return int(rpc.call("eth_blockNumber", []), 16)
         try:
-            d = check_drift(self.book, self.rpcs()[0], sample=min(8, len(self.book.graph)),
-                            rng=random.Random())
-        except RpcError as e:
+            first = read(addresses)
+            suspects = [a for a, w in first.items() if not w.startswith("could not re-read")]
+            real: dict[str, str] = {}
+            if suspects:
+                t_end = time.monotonic() + 5.0
+                while (h := node_head()) <= at and time.monotonic() < t_end:
+                    yield Wait(until=time.monotonic() + 0.25)
+                if self.book is not book or (f.counts["reorgs"], f.counts["resyncs"]) != undone:
+                    return          # the chain changed under the check: nothing to conclude
+                again = read(suspects)
+                if h <= at and node_head() > at:   # a block came while reading: once more
+                    again = read(suspects)
+                real = {a: w for a, w in again.items() if not w.startswith("could not re-read")}
+                self.drift_unconfirmed += len(suspects) - len(real)
+        except (RpcError, ValueError) as e:
             self.drift_last = f"check failed: {e}"[:200]
             return
         self.drift_checks += 1
-        real = {a: w for a, w in d.items() if not w.startswith("could not re-read")}
         if real:
             self.drift += len(real)
             self.drift_last = "; ".join(f"{a}: {w}" for a, w in list(real.items())[:2])[:300]
             self.log.error("drift: the book differs from the chain", chain=self.chain,
-                           pools=len(real), what=self.drift_last)
+                           pools=len(real), what=self.drift_last, book_head=at,
+                           follower_head=f.head, follower_done=f.done)
+
+    def load_over_http(self):
+        """No WebSocket endpoint, but HTTP ones: read the pools once (retried every 5 s until it
+        works), so the Moralis hand-off alone keeps the book.  Without newHeads there is no
+        reorg detection by block hashes on this path: the hooks' (block hash, tx, log index)
+        dedup only."""
+        from engine.chain.rpc import RpcError
+        from engine.chain.ws import WsError
+        if self.loaded:
+            return
+        yield from ()
+        try:
+            head = int(self.rpcs()[0].call("eth_blockNumber", []), 16)
+            yield from self.load(head)
+        except (RpcError, WsError, ValueError) as e:
+            self.follower.status = f"webhooks only: cannot read the pools yet: {e}"[:300]
+            self.log.warning("cannot read the pools over HTTP (retrying)", chain=self.chain,
+                             error=str(e)[:300])
+            return
+        self.follower.base = self.follower.done = self.follower.head = head
+        self.follower.status = (f"webhooks only (no WebSocket endpoint): pools read at block "
+                                f"{head} over HTTP; no reorg detection by block hashes")
 
     def tasks(self) -> list[Task]:
         c = self.chain
         ts = [_Run(f"follow-{c}", self.follower.run, Priority.CRITICAL, 1.0),
               _Run(f"probe-{c}", self.prober.run, Priority.MEDIUM, 2.0),
               _Run(f"keep-{c}", self.keep, Priority.HIGH, 0.5)]
+        if not self.follower.endpoints and self.s["rpc"]:
+            ts.append(_Run(f"load-{c}", self.load_over_http, Priority.HIGH, 5.0))
         if self.s["drift_interval"] > 0:
             ts.append(_Run(f"drift-{c}", self.check_drift, Priority.LOW, self.s["drift_interval"]))
         return ts
@@ -295,7 +349,10 @@ class _ChainFeed:
         st = self.follower.statistics()
         eps = st["endpoints"]
         up = sum(1 for e in eps if e["state"] in ("active", "standby"))
-        if not eps:
+        if not eps and self.s["rpc"]:
+            summary = (f"{self.chain}: {st['status']}; {self.hooks['applied']} hand-off logs "
+                       f"applied, {self.events} events, drift {self.drift}")
+        elif not eps:
             summary = (f"{self.chain}: no endpoints configured (set [chains.{self.chain}] ws, "
                        "or [chains] manifest)")
         else:
@@ -310,6 +367,7 @@ class _ChainFeed:
                 "reverted": self.reverted, "oversize": self.oversize, "hooks": dict(self.hooks),
                 "drift": self.drift,
                 "drift_checks": self.drift_checks, "drift_last": self.drift_last,
+                "drift_unconfirmed": self.drift_unconfirmed,
                 "load_errors": self.load_errors, "follower": st, "book": self.book.statistics()}
 
 
@@ -317,7 +375,8 @@ class ChainMonitor(RoleKind):
     """A chain's ingress: node WebSocket logs to `events.<chain>` (see the module text).  Its
     settings are the chain's `[chains.<chain>]` table, not role options."""
 
-    TASKS = {f"{k}-{c}": _Run for k in ("follow", "probe", "keep", "drift") for c in CHAINS}
+    TASKS = {f"{k}-{c}": _Run for k in ("follow", "probe", "keep", "drift", "load")
+             for c in CHAINS}
     source = True
     realtime = True
 
@@ -328,8 +387,15 @@ class ChainMonitor(RoleKind):
         self._reported = 0.0
         self._hooks = None
         self.hooks_other = self.hooks_unreadable = 0
+        hooks = "moralis-receiver" in (getattr(self.config, "reads", ()) or ())
         for c, f in self.feeds.items():
-            if not f.follower.endpoints:
+            if f.follower.endpoints:
+                continue
+            if hooks and f.s["rpc"]:
+                self.log.warning("no WebSocket endpoint for this chain: the pools are read over "
+                                 "HTTP and kept by the Moralis webhooks alone (no reorg "
+                                 f"detection by block hashes; set [chains.{c}] ws for it)", chain=c)
+            else:
                 self.log.warning("no WebSocket endpoint for this chain: nothing to follow "
                                  f"(set [chains.{c}] ws, or [chains] manifest; SIGHUP reloads)",
                                  chain=c)

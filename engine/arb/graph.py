@@ -64,6 +64,19 @@ class PoolGraph:
             self.pools[pool.address] = pool
         return prev
 
+    def remove(self, address: str) -> Pool | None:
+        """Forget a pool (its creation was undone by a reorg); returns its last state."""
+        pool = self.pools.pop(address, None)
+        if pool is not None:
+            for t in pool.tokens:
+                held = self.by_token.get(t)
+                if held is not None:
+                    held.discard(address)
+                    if not held:
+                        del self.by_token[t]
+            self._cycles.clear()
+        return pool
+
     def pools_between(self, a: str, b: str) -> list[str]:
         return sorted(self.by_token.get(a, set()) & self.by_token.get(b, set()))
 

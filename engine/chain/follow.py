@@ -55,7 +55,9 @@ class Endpoint:
         self.state = "new"           # new | active | standby | down | demoted | wrong-chain
 
     def good(self, now: float, head: int, rtt_ms: float) -> None:
-        if head > self.head:
+        # what the node says now, lower too: a node restarted on a shorter chain, or one that
+        # went back in a reorg, must count as behind the others
+        if head != self.head:
             self.head, self.head_at = head, now
         self.latency_ms = rtt_ms if self.latency_ms is None else 0.8 * self.latency_ms + 0.2 * rtt_ms
         if self.ok_since is None:

@@ -68,6 +68,7 @@ class _Block:
     number: int
     seen: set = field(default_factory=set)
     changes: list = field(default_factory=list)
+    created: list = field(default_factory=list)     # (address, its "created" record)
 
 
 def _int(x) -> int:
@@ -168,6 +169,9 @@ class PoolBook:
         rec["info"] = info_of(pool)
         if isinstance(pool, V3Pool):
             rec["ticks"] = ticks_field(dict(pool.ticks))
+        b = self._blocks.get(n.get("block_hash", ""))
+        if b is not None:        # a reorg that drops the creation block drops the pool too
+            b.created.append((pool.address, rec))
         return rec
 
     def load_created(self, rpc, notice: dict, t_origin: int = 0) -> dict | None:
@@ -365,10 +369,24 @@ class PoolBook:
         t = time.monotonic_ns()
         out = []
         for _, h in drop:
-            for c in reversed(self._blocks.pop(h).changes):
+            b = self._blocks.pop(h)
+            for c in reversed(b.changes):
                 out.append(self._undo(c, t))
+            for address, created in reversed(b.created):
+                out.append(self._uncreate(address, created, t))
         self.counts["blocks_reverted"] += len(drop)
+        self.head = min(self.head, low - 1)
         return out
+
+    def _uncreate(self, address: str, created: dict, t_origin: int) -> dict:
+        """A pool whose creation block is gone: out of the book; its reverted "created" record
+        (a replica drops the pool on it)."""
+        pool = self.graph.remove(address)
+        self.gross.pop(address, None)
+        self._pos.pop(address, None)
+        self.counts["created_reverted"] += 1
+        return {**created, "state": state_of(pool) if pool is not None else created["state"],
+                "reverted": True, "interrupt": False, "impact_bps": 0, "t_origin": t_origin}
 
     def _removed(self, bhash: str, key: tuple[str, int], t_origin: int) -> dict | None:
         block = self._blocks.get(bhash)

@@ -100,8 +100,9 @@ def apply_record(graph: PoolGraph, rec: dict) -> Pool | None:
 def _apply(graph: PoolGraph, rec: dict) -> Pool | None:
     address = rec["pool"]
     if rec.get("event") == "created":
-        if rec.get("reverted"):
-            return None           # a pool whose creation was undone simply stops changing
+        if rec.get("reverted"):   # its creation block is gone (a reorg): so is the pool
+            graph.remove(address)
+            return None
         pool = pool_from(address, rec["info"], rec["state"], rec.get("ticks", ()))
         graph.add(pool)
         return pool

@@ -92,6 +92,8 @@ class Traffic:
         self._pair, self._pool, self._periph = load("UniswapV2Pair"), load("UniswapV3Pool"), load("DevPeriphery")
         self._start_price: dict[str, float] = {}
         self.sent = 0
+        self.failed = 0          # swaps `run` skipped because the chain refused them
+        self.last_error = ""
 
     def _price(self, w3, pool: dict) -> float:
         if pool["kind"] == "v2":
@@ -124,12 +126,10 @@ class Traffic:
             amount = v2_amount_in(r0 if zero_for_one else r1, share)
             fn = periph.functions.swapV2(pool["address"], token_in, amount, pool["fee"], trader)
         else:
-            contract = self._pool.contract(w3, pool["address"])
-            sp = contract.functions.slot0().call()[0]
-            liq = contract.functions.liquidity().call()
             frac = move if big else 10 ** rng.uniform(*SMALL_V3)
-            amount = v3_amount_in(sp, liq, zero_for_one, frac, pool["fee"])
-            fn = periph.functions.swapV3(pool["address"], zero_for_one, amount, trader)
+            fn, zero_for_one, amount = self._v3_swap(w3, periph, pool, zero_for_one, frac, before,
+                                                     trader)
+            token_in = pool["token0"] if zero_for_one else pool["token1"]
         tx_hash = fn.transact({"from": trader})
         receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=30, poll_latency=0.005)
         if receipt["status"] != 1:
@@ -140,6 +140,32 @@ class Traffic:
         return SwapRecord(chain, pool["address"], pool["dex"], pair, token_in, amount, big,
                           after / before - 1, "0x" + tx_hash.hex().removeprefix("0x"))
 
+    def _v3_swap(self, w3, periph, pool: dict, zero_for_one: bool, frac: float, price: float,
+                 trader: str):
+        """The swap call, its direction and amount.  Sized from the active liquidity, a swap
+        near the edge of the pool's positions would run out of liquidity all the way to the
+        periphery's price limit (and the next one the same way reverts with "SPL"), so it is
+        simulated first: a revert turns it round, an output under 90 % of the fair one (it
+        left the liquidity) divides it by 4."""
+        from web3.exceptions import ContractLogicError
+        contract = self._pool.contract(w3, pool["address"])
+        sp = contract.functions.slot0().call()[0]
+        liq = contract.functions.liquidity().call()
+        amount = v3_amount_in(sp, liq, zero_for_one, frac, pool["fee"])
+        for _ in range(6):
+            fn = periph.functions.swapV3(pool["address"], zero_for_one, amount, trader)
+            try:
+                out = fn.call({"from": trader})
+            except ContractLogicError:
+                zero_for_one = not zero_for_one
+                amount = v3_amount_in(sp, liq, zero_for_one, frac, pool["fee"])
+                continue
+            fair = amount * price if zero_for_one else amount / price
+            if out >= 0.9 * fair:
+                break
+            amount = max(1, amount // 4)
+        return fn, zero_for_one, amount
+
     def run(self, duration: float | None = None, stop: threading.Event | None = None,
             on_swap=None) -> int:
         """Swap at `rate` per second until `duration` passes or `stop` is set; return the count."""
@@ -147,8 +173,16 @@ class Traffic:
         t_end = None if duration is None else time.monotonic() + duration
         next_at = time.monotonic()
         n = 0
+        from web3.exceptions import Web3Exception
         while not stop.is_set() and (t_end is None or time.monotonic() < t_end):
-            rec = self.step()
+            try:
+                rec = self.step()
+            except (RuntimeError, ValueError, Web3Exception) as e:
+                # one swap the chain refused (a pool at the end of its liquidity): the run goes on
+                self.failed += 1
+                self.last_error = f"{type(e).__name__}: {e}"[:300]
+                stop.wait(0.05)
+                continue
             n += 1
             if on_swap:
                 on_swap(rec)

@@ -122,6 +122,32 @@ def test_traffic_makes_small_and_big_swaps(devnet, arb):
     assert 1 <= n <= 200
 
 
+def test_traffic_goes_on_past_a_pool_at_the_end_of_its_liquidity(devnet, arb):
+    """A V3 pool swapped to the periphery's price limit (every position crossed): the next swap
+    the same way reverts with "SPL".  Traffic simulates V3 swaps first and turns them round
+    or shrinks them, so neither `step` nor `run` dies on it."""
+    from engine.devnet import Traffic
+    pool = next(p for p in arb.m["pools"] if p["kind"] == "v3")
+    sym0 = next(s for s, t in arb.m["tokens"].items() if t["address"] == pool["token0"])
+    arb.swap(pool, sym0, arb.balance(pool["token0"], arb.deployer) // 2)
+    v3 = arb.w3.eth.contract(pool["address"], abi=SLOT0_ABI)
+    assert v3.functions.slot0().call()[1] < -800_000, "the pool is at the bottom of its range"
+    t = Traffic(devnet.manifest, rate=50, seed=1, chains=["arbitrum"])
+    t.chains = {"arbitrum": {**arb.m, "pools": [pool]}}
+    t._start_price[pool["address"]] = 1e-300        # swaps lean down, into the limit
+    moves = [t.step(big=True) for _ in range(4)]
+    # the first one down would have reverted: it was turned round (token1 in)
+    assert moves[0].token_in == pool["token1"] and all(m.pool == pool["address"] for m in moves)
+    assert t.run(duration=0.5) >= 1 and t.failed == 0
+
+
+SLOT0_ABI = [{"name": "slot0", "type": "function", "stateMutability": "view", "inputs": [],
+              "outputs": [{"name": "sqrtPriceX96", "type": "uint160"}, {"name": "tick", "type": "int24"},
+                          {"name": "a", "type": "uint16"}, {"name": "b", "type": "uint16"},
+                          {"name": "c", "type": "uint16"}, {"name": "d", "type": "uint8"},
+                          {"name": "e", "type": "bool"}]}]
+
+
 # ---- no anvil outlives its owner --------------------------------------------------------------
 
 CHILD = textwrap.dedent("""

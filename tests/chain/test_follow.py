@@ -183,7 +183,9 @@ def test_failover_and_back_between_two_proxies(devnet):
     chain = "polygon"
     port = devnet.manifest["chains"][chain]["port"]
     a, b = Proxy(port), Proxy(port)
-    f, book, d, p, log = follower(devnet, chain, [a.url, b.url], lag_blocks=3)
+    # request_timeout well above the lagging proxy's round trip (1.5 s each way): a must be
+    # demoted for its lag, not time out first (it did, once, on a loaded machine)
+    f, book, d, p, log = follower(devnet, chain, [a.url, b.url], lag_blocks=3, request_timeout=8.0)
     try:
         assert d.run(20, until=lambda: f.active is not None and f.active.url == a.url)
         a.down = True
@@ -248,3 +250,18 @@ def test_lying_node_bad_logs_are_counted_never_fatal():
         assert f.active is not None and node.connections == 1    # still following that node
     finally:
         node.close()
+
+
+def test_an_endpoint_that_goes_back_counts_as_behind():
+    """A node restarted on a shorter chain reports a lower head: the follower takes it as it is,
+    so that node is lagging (demoted, not chosen) instead of keeping its old height."""
+    s = {"ws": ["ws://a", "ws://b"], "rpc": [], "pools": [], "factories": [], "chain_id": 1,
+         "threshold_bps": 50, "reorg_depth": 8, "lag_blocks": 3, "backfill_blocks": 100,
+         "request_timeout": 2.0, "retry_max": 0.5}
+    f = Follower("base", s, None, publish=list, log=ListLog(), clock=lambda: 100.0)
+    a, b = f.endpoints
+    a.good(100.0, 500, 1.0)
+    b.good(100.0, 500, 1.0)
+    assert f.pick(100.0) is a and not f.lagging(a)
+    a.good(100.0, 120, 1.0)              # a came back from a restart, far behind
+    assert a.head == 120 and f.lagging(a) and f.pick(100.0) is b

@@ -116,3 +116,31 @@ def test_webhook_first_is_applied_and_the_websocket_copy_dropped(devnet, engine_
     assert applied >= 1                  # the swap's state record came from the webhook
     assert _feed(e, chain)["events"] - before == applied   # the WebSocket added none
     assert e.stop() == 0
+
+
+def test_webhooks_alone_keep_a_monitor_without_websocket(devnet, engine_factory, tmp_path,
+                                                         monkeypatch):
+    """Only HTTP endpoints and Moralis: the monitor reads the pools over HTTP at start and the
+    webhook deliveries alone move them; the book equals the chain afterwards (drift checks)."""
+    chain = "polygon"
+    monkeypatch.setenv("MORALIS_STREAMS_SECRET", SECRET)
+    port = _port()
+    pools = [p["address"] for p in devnet.manifest["chains"][chain]["pools"]]
+    e = engine_factory(roles={f"monitor-{chain}": {"kind": "roles.monitor:ChainMonitor",
+                                                   "chains": [chain]}},
+                       moralis={"listen": [f"127.0.0.1:{port}"], "path": PATH},
+                       rings={"slot_size": 1024},
+                       chains={chain: {"rpc": [devnet.rpc_url(chain)], "pools": pools,
+                                       "drift_interval": 0.5}}).start()
+    e.wait_for(lambda: "pools read at block" in _feed(e, chain).get("follower", {}).get("status", ""),
+               30, "the pools read over HTTP")
+    assert _feed(e, chain)["book"]["pools"] == len(pools)
+    for seed in (21, 22, 23):
+        logs, block = _swap(devnet, chain, seed)
+        _deliver(port, chain, logs, block)
+    e.wait_for(lambda: _feed(e, chain).get("events") == 3, 30, "three swaps applied", poll=0.2)
+    e.wait_for(lambda: _feed(e, chain).get("drift_checks", 0) >= 2, 30, "drift checks", poll=0.3)
+    f = _feed(e, chain)
+    assert f["drift"] == 0, f["drift_last"]
+    assert "webhooks only" in e.roles()[f"monitor-{chain}"]["info"]["summary"]
+    assert e.stop() == 0

@@ -87,6 +87,44 @@ def test_each_swap_one_record_big_ones_interrupt_once(devnet, engine_factory, tm
     assert e.stop() == 0
 
 
+def test_state_changed_without_a_log_is_drift(devnet, engine_factory, tmp_path):
+    """A pair's reserves rewritten with anvil_setStorageAt (no Sync log, as a lying node or a
+    missed log would leave it): the drift check finds that pool, reads it again once the node
+    has a later block, and counts it; the other pools stay clean."""
+    from scripts.devnet import Traffic
+    chain = "polygon"
+    m = devnet.manifest["chains"][chain]
+    pairs = [p for p in m["pools"] if p["kind"] == "v2"]
+    target, other = pairs[0], [p for p in m["pools"] if p is not pairs[0]][0]
+    e = engine_factory(roles=roles(chain), rings={"slot_size": 1024},
+                       chains={chain: {"ws": [devnet.ws_url(chain)], "rpc": [devnet.rpc_url(chain)],
+                                       "pools": [target["address"], other["address"]],
+                                       "drift_interval": 0.5}}).start()
+    e.wait_for(lambda: feed(e, chain).get("drift_checks", 0) >= 1, 30, "a clean drift check")
+    assert feed(e, chain)["drift"] == 0, feed(e, chain)["drift_last"]
+    w3 = devnet.w3(chain)
+    slot = w3.eth.get_storage_at(target["address"], 8)         # reserve0 | reserve1 << 112 | ts << 224
+    r0, r1, _ = devnet.w3(chain).eth.contract(target["address"], abi=PAIR_ABI).functions.getReserves().call()
+    assert int.from_bytes(slot, "big") & ((1 << 112) - 1) == r0, "UniswapV2Pair keeps reserves in slot 8"
+    word = int.from_bytes(slot, "big") - r0 + r0 * 2                # reserve0 doubled, nothing logged
+    assert w3.provider.make_request("anvil_setStorageAt", [target["address"], "0x8",
+                                                          "0x" + word.to_bytes(32, "big").hex()])["result"]
+    t = Traffic(devnet.manifest, rate=1000, seed=2, chains=[chain])
+    t.chains = {chain: {**m, "pools": [other]}}                     # a logged swap elsewhere: a new head block
+    t.step()
+    w3.provider.make_request("evm_mine", [])                        # and one after it
+    e.wait_for(lambda: feed(e, chain)["drift"] >= 1, 30, "the drift found", poll=0.3)
+    f = feed(e, chain)
+    assert target["address"].lower() in f["drift_last"] and "reserve0" in f["drift_last"]
+    assert other["address"].lower() not in f["drift_last"]
+    assert e.stop() == 0
+
+
+PAIR_ABI = [{"name": "getReserves", "type": "function", "stateMutability": "view", "inputs": [],
+             "outputs": [{"name": "", "type": "uint112"}, {"name": "", "type": "uint112"},
+                         {"name": "", "type": "uint32"}]}]
+
+
 def test_pool_without_code_is_counted_not_fatal(devnet, engine_factory, tmp_path):
     chain = "polygon"
     m = devnet.manifest["chains"][chain]

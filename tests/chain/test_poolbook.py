@@ -279,6 +279,17 @@ def test_new_pools_from_the_factories_join_the_graph(net):
     for r in recs:
         apply_record(replica, r)
     assert replica.pools == book.graph.pools and pair in replica.by_token[ta.lower()]
+    # a reorg that drops the creation blocks drops the pools with their trades, in the book and
+    # (through the reverted "created" records) in a replica; the head comes down with it
+    first = min(n["block"] for n in notices)
+    undone = book.revert_blocks(from_block=first)
+    gone = [r for r in undone if r["event"] == "created"]
+    assert {r["pool"] for r in gone} == {pair, v3pool} and all(r["reverted"] for r in undone)
+    assert pair not in book.graph and v3pool not in book.graph and book.head == first - 1
+    assert ta.lower() not in book.graph.by_token and book.counts["created_reverted"] == 2
+    for r in undone:
+        apply_record(replica, r)
+    assert replica.pools == book.graph.pools and ta.lower() not in replica.by_token
 
 
 def test_bad_logs_are_counted_never_raised(net, devnet):
