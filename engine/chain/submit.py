@@ -192,17 +192,3 @@ def _already_known(msg: str) -> bool:
     m = msg.lower()
     return "already known" in m or "already imported" in m or "known transaction" in m
 
-
-def check_policy(chain: str, endpoints: list[dict]) -> str | None:
-    """A configured policy's error, or None: Polygon keeps public endpoints behind the private
-    ones (public only as the fallback)."""
-    kinds = [e.get("kind") for e in endpoints]
-    for k in kinds:
-        if k not in KINDS:
-            return f"endpoint kind {k!r} is not one of {', '.join(KINDS)}"
-    if chain != "arbitrum" and "timeboost" in kinds:
-        return "timeboost is Arbitrum's express lane"
-    if chain == "polygon" and "private" in kinds and "public" in kinds and \
-            kinds.index("public") < len(kinds) - kinds[::-1].index("private") - 1:
-        return "a public endpoint comes only after the private ones (the fallback)"
-    return None

@@ -8,7 +8,7 @@ import time
 
 import orjson
 import pytest
-from tradehelp import approved, gap, predicted, record
+from tradehelp import approved, gap, predicted
 
 from engine.arb.wire import action_from_record
 from engine.chain.desk import ChainSetup, Desk

@@ -6,11 +6,9 @@ test's own output are searched for the key."""
 from __future__ import annotations
 
 import json
-import signal
 import time
 
 import orjson
-import pytest
 from tradehelp import approved, gap, predicted
 
 from enginehelp import LIGHT, Engine
