@@ -421,9 +421,14 @@ class Desk:
     def info(self) -> dict:
         c = self.counts
         mode = "paper" if self.paper else ("HALTED" if self.halted else "live")
+        why = (" (" + ", ".join(f"{k} {n}" for k, n in sorted(self.refused.items())) + ")"
+               if self.refused else "")
         summary = (f"{mode}: {c['taken']} taken, {c['paper']} simulated (paper), {c['sent']} sent, "
-                   f"{c['landed']} landed, {c['reverted']} reverted, {c['refused']} refused, "
+                   f"{c['landed']} landed, {c['reverted']} reverted, {c['refused']} refused{why}, "
                    f"{c['rejected']} rejected, {c['dropped']} dropped, {len(self.pending)} pending")
+        for ch, pr in sorted(self.profit.items()):
+            summary += f"; {ch}: realised {pr['realised']} of predicted {pr['predicted']}, " \
+                       f"gas {pr['gas_wei']} wei"
         if self.halted:
             summary += f"; refused to trade live: {self.halted}"
         return {"summary": summary, "mode": mode, "counts": dict(c), "refused": dict(self.refused),

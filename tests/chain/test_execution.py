@@ -205,3 +205,23 @@ def test_restart_after_signing_never_sends_and_after_sending_follows(arb, store)
     assert hist["ghost|1"]["state"] == "dropped" and "never sent" in hist["ghost|1"]["reason"]
     assert tx_count(c, owner) == count + 1
     assert action_from_record(rec["action"]).chain == c.name
+
+
+def test_a_transaction_whose_nonce_another_one_took_is_recorded_replaced(arb, store):
+    """Someone holding the key (here: the node, which signs for the dev account) sends another
+    transaction with our nonce and a higher fee before ours is mined: ours never lands."""
+    c = arb
+    rec = approved(c, gap(c))
+    owner = c.m["accounts"]["executor_owner"]
+    d = desk(c, store, receipt_timeout=1.0)
+    c.w3.provider.make_request("evm_setAutomine", [False])
+    try:
+        sent = d.take(rec)
+        assert sent["state"] == "sent"
+        c.w3.eth.send_transaction({"from": owner, "to": owner, "value": 0, "nonce": sent["nonce"],
+                                   "maxFeePerGas": 10**12, "maxPriorityFeePerGas": 10**11})
+        c.w3.provider.make_request("evm_mine", [])
+    finally:
+        c.w3.provider.make_request("evm_setAutomine", [True])
+    (done,) = wait_final(d, timeout=10)
+    assert done["state"] == "replaced" and f"nonce {sent['nonce']}" in done["reason"], done
