@@ -12,7 +12,8 @@
 The actor of a swap is its recipient (`to` of a V2 Swap, `recipient` of a V3 Swap): an
 arbitrage contract swaps to itself, while the router or periphery a trader goes through is the
 `sender` of every user's swap alike.  Prices come from the logs themselves (V2: the Sync before
-the Swap; V3: the Swap's sqrtPriceX96), so a pool's first swap in the window only sets its price.
+the Swap, and the reserves before it from the Swap's amounts; V3: the Swap's sqrtPriceX96, so a
+V3 pool's first swap in the window only sets its price).
 Logs are eth_getLogs-shaped dicts; malformed ones are counted in `bad` and skipped.
 """
 from __future__ import annotations
@@ -74,6 +75,11 @@ def analyse(logs: Iterable[dict], threshold_bps: int = 50, window_blocks: int = 
             continue
         if isinstance(e, ev.V2Swap):
             actor, after = e.to.lower(), synced.pop(pool, None)
+            if after is not None and pool not in price:   # the reserves before it, exactly
+                r1, r0 = after
+                b0, b1 = r0 - e.amount0_in + e.amount0_out, r1 - e.amount1_in + e.amount1_out
+                if b0 > 0 and b1 >= 0:
+                    price[pool] = (b1, b0)
         elif isinstance(e, ev.V3Swap):
             actor, after = e.recipient.lower(), (e.sqrt_price_x96 ** 2, 1)
         else:

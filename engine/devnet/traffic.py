@@ -76,16 +76,18 @@ class SwapRecord:
     big: bool
     price_move: float      # relative change of the pool's price (token1 per token0), signed
     tx: str
+    rival: dict | None = None   # the rival's back-run right after it, if it made one
 
 
 class Traffic:
     """Random swaps against a running devnet (see the module docstring)."""
 
     def __init__(self, manifest: dict, *, rate: float = 2.0, big_every: int = 20, seed: int = 0,
-                 chains: Iterable[str] | None = None):
+                 chains: Iterable[str] | None = None, rival=None):
         if rate <= 0 or big_every < 1:
             raise ValueError("rate must be > 0 and big_every >= 1")
         self.rate, self.big_every = rate, big_every
+        self.rival = rival          # engine/devnet/rival.Rival: back-runs some big swaps at once
         self.rng = random.Random(seed)
         self.chains = {n: c for n, c in manifest["chains"].items() if chains is None or n in chains}
         self._w3 = {n: web3(c["rpc_url"]) for n, c in self.chains.items()}
@@ -137,8 +139,11 @@ class Traffic:
         after = self._price(w3, pool)
         self.sent += 1
         pair = f"{pool['symbol0']}/{pool['symbol1']}" + (f" {pool['fee']}" if pool["kind"] == "v3" else "")
-        return SwapRecord(chain, pool["address"], pool["dex"], pair, token_in, amount, big,
-                          after / before - 1, "0x" + tx_hash.hex().removeprefix("0x"))
+        rec = SwapRecord(chain, pool["address"], pool["dex"], pair, token_in, amount, big,
+                         after / before - 1, "0x" + tx_hash.hex().removeprefix("0x"))
+        if self.rival is not None:
+            rec.rival = self.rival.after(rec)
+        return rec
 
     def _v3_swap(self, w3, periph, pool: dict, zero_for_one: bool, frac: float, price: float,
                  trader: str):

@@ -228,6 +228,7 @@ def test_cli_rejects_bad_input():
     assert main(["up", "--chains", "arbitrum,mars"]) == 2
     assert main(["traffic", "--manifest", "/nonexistent/manifest.json"]) == 2
     assert main(["bogus"]) == 2
+    assert main(["up", "--rival", "1.5"]) == 2
 
 
 @needs_toolchain

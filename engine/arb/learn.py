@@ -1,0 +1,145 @@
+"""Learning from outcomes: which approved opportunities to send (pure; no I/O, no ML stack).
+
+    features(rec) ──► x            from what the decision knew when it was made (FEATURES)
+    Model.update(x, landed)        online logistic regression: SGD on the log loss, L2, with
+                                   each feature standardised by its running mean and variance
+    Model.p(x)                     the probability that a send of it lands with a profit
+    Model.send(x)                  p >= threshold: the confidence filter's second half (the
+                                   fixed rule, confidence >= 0.95 from the exact re-quote,
+                                   stays the first)
+    evaluate(model, outcomes)      on held-back outcomes: precision of "send" and realised
+                                   profit per transaction sent, model beside the fixed rule
+                                   (send everything the rule approved)
+
+An outcome is {"features": {...}, "landed": bool, "profit": realised profit in the profit
+token, negative for the gas of a revert}.  `split` holds back the *latest* share of outcomes
+(chronological, never shuffled: a model is only ever used on the future, and the devnet's
+rival and pools drift), so a model is judged on outcomes it never saw, later than all it saw.
+`Model.to_dict()` / `from_dict` give an orjson-ready, versioned form for LMDB (`models`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+FEATURES = ("margin_bps", "log_depth", "hops", "contested", "state_age_s", "gas_share",
+            "arbitrum", "base", "polygon")
+
+
+def features(rec: dict) -> dict[str, float]:
+    """The features of one opportunity record (missing ones are 0: the model learns their
+    weight as it sees them)."""
+    f = {k: float(rec.get(k) or 0.0) for k in FEATURES[:6]}
+    chain = rec.get("chain")
+    for c in FEATURES[6:]:
+        f[c] = 1.0 if chain == c else 0.0
+    return f
+
+
+def _vector(x: dict[str, float]) -> list[float]:
+    return [float(x.get(k, 0.0)) for k in FEATURES]
+
+
+@dataclass
+class Model:
+    lr: float = 0.05
+    l2: float = 1e-4
+    threshold: float = 0.5
+    version: int = 0
+    n: int = 0
+    weights: list = field(default_factory=lambda: [0.0] * len(FEATURES))
+    bias: float = 0.0
+    mean: list = field(default_factory=lambda: [0.0] * len(FEATURES))
+    m2: list = field(default_factory=lambda: [0.0] * len(FEATURES))
+
+    def _scaled(self, v: list[float]) -> list[float]:
+        if self.n < 2:
+            return [0.0] * len(v)
+        out = []
+        for i, x in enumerate(v):
+            sd = math.sqrt(self.m2[i] / (self.n - 1))
+            out.append((x - self.mean[i]) / sd if sd > 1e-12 else 0.0)
+        return out
+
+    def p(self, x: dict[str, float]) -> float:
+        z = self.bias + sum(w * s for w, s in zip(self.weights, self._scaled(_vector(x))))
+        return 1.0 / (1.0 + math.exp(-max(-40.0, min(40.0, z))))
+
+    def send(self, x: dict[str, float]) -> bool:
+        return self.n == 0 or self.p(x) >= self.threshold    # untrained: the fixed rule alone
+
+    def update(self, x: dict[str, float], landed: bool) -> None:
+        v = _vector(x)
+        self.n += 1
+        for i, xi in enumerate(v):            # Welford: the running mean and variance
+            d = xi - self.mean[i]
+            self.mean[i] += d / self.n
+            self.m2[i] += d * (xi - self.mean[i])
+        s = self._scaled(v)
+        err = self.p(x) - (1.0 if landed else 0.0)
+        self.bias -= self.lr * err
+        self.weights = [w - self.lr * (err * si + self.l2 * w) for w, si in zip(self.weights, s)]
+
+    def fit(self, outcomes: list[dict], epochs: int = 5) -> "Model":
+        for _ in range(epochs):
+            for o in outcomes:
+                self.update(o["features"], bool(o["landed"]))
+        self.version += 1
+        return self
+
+    def to_dict(self) -> dict:
+        return {"version": self.version, "n": self.n, "features": list(FEATURES),
+                "lr": self.lr, "l2": self.l2, "threshold": self.threshold,
+                "weights": self.weights, "bias": self.bias, "mean": self.mean, "m2": self.m2}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Model":
+        if list(d.get("features") or ()) != list(FEATURES):
+            raise ValueError(f"model features {d.get('features')} are not {list(FEATURES)}")
+        n = len(FEATURES)
+        for k in ("weights", "mean", "m2"):
+            if not isinstance(d.get(k), list) or len(d[k]) != n:
+                raise ValueError(f"model field {k!r} must be a list of {n} numbers")
+        return cls(lr=float(d["lr"]), l2=float(d["l2"]), threshold=float(d["threshold"]),
+                   version=int(d["version"]), n=int(d["n"]),
+                   weights=[float(w) for w in d["weights"]], bias=float(d["bias"]),
+                   mean=[float(m) for m in d["mean"]], m2=[float(m) for m in d["m2"]])
+
+
+def split(outcomes: list[dict], held_back: float = 0.3) -> tuple[list[dict], list[dict]]:
+    """(train, test): the latest `held_back` share is the test (the order given is time)."""
+    k = int(len(outcomes) * (1 - held_back))
+    return outcomes[:k], outcomes[k:]
+
+
+@dataclass(frozen=True)
+class Score:
+    sent: int
+    landed: int
+    profit: int
+
+    @property
+    def precision(self) -> float:
+        return self.landed / self.sent if self.sent else 0.0
+
+    @property
+    def profit_per_tx(self) -> float:
+        return self.profit / self.sent if self.sent else 0.0
+
+
+def score(outcomes: list[dict], send) -> Score:
+    chosen = [o for o in outcomes if send(o["features"])]
+    return Score(len(chosen), sum(1 for o in chosen if o["landed"]),
+                 sum(int(o["profit"]) for o in chosen))
+
+
+def evaluate(model: Model, test: list[dict]) -> dict:
+    """The model beside the fixed rule (send all) on held-back outcomes."""
+    fixed, learned = score(test, lambda x: True), score(test, model.send)
+    return {"held_back": len(test),
+            "fixed": {"sent": fixed.sent, "precision": round(fixed.precision, 4),
+                      "profit_per_tx": fixed.profit_per_tx},
+            "model": {"sent": learned.sent, "precision": round(learned.precision, 4),
+                      "profit_per_tx": learned.profit_per_tx, "version": model.version},
+            "beats_fixed": learned.sent > 0 and learned.precision > fixed.precision
+                           and learned.profit_per_tx > fixed.profit_per_tx}

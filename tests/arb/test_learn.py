@@ -1,0 +1,72 @@
+"""The outcome model (engine/arb/learn.py): it learns which sends land, beats the fixed rule on
+held-back outcomes when the features carry the answer, and survives its LMDB form."""
+from __future__ import annotations
+
+import random
+
+import orjson
+import pytest
+
+from engine.arb.learn import FEATURES, Model, evaluate, features, score, split
+
+
+def outcomes(n: int, seed: int = 1) -> list[dict]:
+    """Contested routes (a rival takes them first) mostly revert and cost gas; thin margins
+    land less often; the rest land with their margin."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        contested = 1.0 if rng.random() < 0.4 else 0.0
+        margin = rng.uniform(5, 80)
+        chain = rng.choice(["arbitrum", "base", "polygon"])
+        p_land = 0.1 if contested else min(0.95, 0.3 + margin / 100)
+        landed = rng.random() < p_land
+        rec = {"margin_bps": margin, "contested": contested, "hops": rng.choice([2, 3]),
+               "log_depth": rng.uniform(18, 24), "state_age_s": rng.uniform(0, 0.5),
+               "gas_share": rng.uniform(0.01, 0.3), "chain": chain}
+        out.append({"features": features(rec), "landed": landed,
+                    "profit": int(margin * 1e12) if landed else -int(2e13)})
+    return out
+
+
+def test_the_model_beats_the_fixed_rule_on_held_back_outcomes():
+    train, test = split(outcomes(3000))
+    assert len(test) == 900 and train[-1] is not test[0]
+    m = Model().fit(train)
+    r = evaluate(m, test)
+    assert r["beats_fixed"], r
+    assert r["model"]["precision"] > r["fixed"]["precision"] + 0.1
+    assert r["model"]["profit_per_tx"] > r["fixed"]["profit_per_tx"]
+    # it learned the right signs: contested is bad, margin good
+    w = dict(zip(FEATURES, m.weights))
+    assert w["contested"] < 0 < w["margin_bps"]
+
+
+def test_untrained_model_defers_to_the_fixed_rule_and_noise_does_not_win():
+    m = Model()
+    assert m.send(features({"contested": 1})) and m.n == 0
+    rng = random.Random(3)
+    noise = [{"features": features({"margin_bps": rng.uniform(0, 100), "chain": "base"}),
+              "landed": rng.random() < 0.5, "profit": 1} for _ in range(1000)]
+    train, test = split(noise)
+    r = evaluate(Model().fit(train), test)
+    assert abs(r["model"]["precision"] - r["fixed"]["precision"]) < 0.1   # nothing to learn
+
+
+def test_the_lmdb_form_round_trips_and_is_checked():
+    m = Model().fit(outcomes(300))
+    back = Model.from_dict(orjson.loads(orjson.dumps(m.to_dict())))
+    x = features({"margin_bps": 40, "contested": 1, "chain": "polygon"})
+    assert back.p(x) == pytest.approx(m.p(x)) and back.version == m.version == 1
+    bad = m.to_dict() | {"weights": [0.0]}
+    with pytest.raises(ValueError, match="weights"):
+        Model.from_dict(bad)
+    with pytest.raises(ValueError, match="features"):
+        Model.from_dict(m.to_dict() | {"features": ["x"]})
+
+
+def test_score_counts_what_was_sent():
+    outs = outcomes(50)
+    s = score(outs, lambda x: x["contested"] == 0.0)
+    assert s.sent == sum(1 for o in outs if o["features"]["contested"] == 0.0)
+    assert s.landed <= s.sent and (s.precision == 0.0 or 0 < s.precision <= 1)

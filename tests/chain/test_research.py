@@ -1,0 +1,85 @@
+"""The roles' research tasks against the devnet: each reads real chain data and makes a
+discovery; a node that is down fails the run, never raises out of it; mev-watch finds the
+account that back-runs big swaps."""
+from __future__ import annotations
+
+import select
+import time
+
+import pytest
+
+from engine.core.tasks import Failed, TaskContext, Wait
+from roles.research import PLAN, build
+from roles.research.chain import BlockTiming, GasTrend, MevWatch
+
+
+def drive(task, timeout: float = 30.0) -> list[dict]:
+    """One run of `task` to its end, waiting as it asks; its discoveries."""
+    found = []
+    ctx = TaskContext("test", discover=lambda name, rec: found.append(rec))
+    gen = task.run(ctx)
+    deadline = time.monotonic() + timeout
+    for w in gen:
+        assert time.monotonic() < deadline, f"{task.name} did not finish"
+        if isinstance(w, Wait):
+            left = max(0.0, (w.until or deadline) - time.monotonic())
+            if w.fd is not None:
+                select.select([] if w.write else [w.fd], [w.fd] if w.write else [], [], left)
+            else:
+                time.sleep(min(left, 0.05))
+    return found
+
+
+def test_gas_trend_and_block_times_on_each_chain(devnet):
+    for chain in devnet.chains:
+        url = devnet.rpc_url(chain)
+        [g] = drive(GasTrend(chain, options={"rpc": url}))
+        assert g["kind"] == "gas-trend" and int(g["next_base_fee_wei"]) > 0
+        assert len(g["priority_p10_p50_p90_wei"]) == 3
+        [b] = drive(BlockTiming(chain, options={"rpc": url, "blocks": 8}))
+        assert b["blocks"] == 8 and b["max_state_age_s"] >= 1.0 and 0 <= b["gas_use_pct"] <= 100
+        if chain == "arbitrum":     # anvil answers l1BlockNumber for an Arbitrum chain id
+            assert isinstance(b["l1_block_number"], int) or "not available" in b["l1_block_number"]
+        if chain == "base":
+            assert "not available" in b["l1_base_fee_wei"]
+
+
+def test_a_node_that_is_down_fails_the_run():
+    for task in (GasTrend("base", options={"rpc": "http://127.0.0.1:9"}),
+                 BlockTiming("base", options={"rpc": None}),
+                 MevWatch("base", ["0x" + "ab" * 20], options={"rpc": "http://127.0.0.1:9"})):
+        with pytest.raises(Failed) as e:
+            drive(task)
+        assert task.state["last_error"] and ("base" in str(e.value) or "127.0.0.1" in str(e.value))
+
+
+def test_mev_watch_finds_who_backruns_big_swaps(devnet, arb):
+    from engine.devnet import Traffic
+    pools = [p for p in arb.m["pools"] if p["kind"] == "v2"][:2]
+    t = Traffic(devnet.manifest, rate=50, seed=7, chains=["arbitrum"])
+    t.chains = {"arbitrum": {**arb.m, "pools": pools}}
+    sym = {v["address"]: k for k, v in arb.m["tokens"].items()}
+    for _ in range(3):
+        s = t.step(big=True)                               # the trader moves a pool >= 0.6 %
+        pool = next(p for p in pools if p["address"] == s.pool)
+        other = pool["token1"] if s.token_in == pool["token0"] else pool["token0"]
+        arb.swap(pool, sym[other], arb.balance(other, arb.deployer) // 10**6)  # the deployer takes it back
+    task = MevWatch("arbitrum", [p["address"] for p in arb.m["pools"]],
+                    options={"rpc": devnet.rpc_url("arbitrum"), "blocks": 20})
+    found = drive(task)
+    assert found, task.state
+    [bot] = found[0]["bots"]
+    assert bot["address"] == arb.deployer.lower() and bot["backruns"] == 3
+    assert task.score(s.pool) > 0 and task.state["big_swaps"] >= 3
+    # excluding that address (our own executor, say) leaves nobody
+    quiet = MevWatch("arbitrum", [p["address"] for p in arb.m["pools"]], [arb.deployer],
+                     options={"rpc": devnet.rpc_url("arbitrum"), "blocks": 20})
+    assert drive(quiet) == [] and quiet.state["bots"] == []
+
+
+def test_every_planned_task_builds_and_names_itself():
+    for family, plan in PLAN.items():
+        tasks = build(family, chain="base", rpc="http://127.0.0.1:9", pools=["0x" + "ab" * 20],
+                      run_dir="/nonexistent", tokens={})
+        assert [t.name for t in tasks] == list(plan)
+        assert [t.interval for t in tasks] == [iv for _, iv in plan.values()]
