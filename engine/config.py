@@ -61,7 +61,7 @@ class RoleConfig:
     memory_hard: int = 512 << 20
     max_concurrent: int = 5
     slice_budget_us: int = 200
-    subscribe: bool = True
+    subscribe: bool | str = True      # True, False or "quiet" (read, never interrupted)
     inbox: str = "none"
     # Named roles whose outboxes this role reads directly, interrupted by them (filled in by
     # the configuration: every monitor reads the Moralis receiver's); such an outbox is then

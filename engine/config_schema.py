@@ -99,6 +99,10 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any, Any]]] = {
         "inbox_slots": (int, 1024, _pow2),
         "slot_size": (int, 1024, lambda v: None if v >= 64 and v % 64 == 0 else
                       "must be a multiple of 64, >= 64"),
+        # the roles' outboxes (out.<role>): an agent's decision with a three-hop Action is
+        # ~1.7 KiB of JSON (a pool record in events.<chain> fits 256 bytes)
+        "outbox_slot_size": (int, 2048, lambda v: None if v >= 64 and v % 64 == 0 else
+                             "must be a multiple of 64, >= 64"),
     },
     "store": {
         "path": (str, "", None),
@@ -158,7 +162,10 @@ ROLE_SCHEMA: dict[str, tuple[Any, Any, Any]] = {
     "memory_hard": ((str, int), "512MiB", _size),
     "max_concurrent": (int, None, _pos),
     "slice_budget_us": (int, None, _pos),
-    "subscribe": (bool, True, None),
+    # true: read the chains' events rings and be interrupted by them; "quiet": read them
+    # (drained at each switch the inbox causes), never interrupted by them; false: neither
+    "subscribe": ((bool, str), True, lambda v: None if v in (True, False, "quiet") else
+                  'must be true, false or "quiet"'),
     "inbox": (str, "none", _choice("none", "interrupt", "poll")),
     "options": (dict, {}, None),
     "tasks": (dict, {}, None),
