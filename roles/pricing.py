@@ -77,14 +77,16 @@ def loan_book(chain_manifest: dict | None) -> LoanBook:
     offers = []
     m = chain_manifest or {}
     lenders = m.get("lenders") or {}
-    tokens = [t["address"] for t in (m.get("tokens") or {}).values() if t.get("address")]
+    # the replicas hold addresses in lower case (the pool records' canonical form)
+    tokens = [t["address"].lower() for t in (m.get("tokens") or {}).values() if t.get("address")]
     if "balancer" in lenders:
         fee = int(lenders["balancer"].get("fee_bps", 0)) * 100
-        offers += [LoanOffer(LoanSource.BALANCER, lenders["balancer"]["address"], t, fee)
+        offers += [LoanOffer(LoanSource.BALANCER, lenders["balancer"]["address"].lower(), t, fee)
                    for t in tokens]
     if "aave" in lenders:
         fee = int(lenders["aave"].get("premium_bps", 5)) * 100
-        offers += [LoanOffer(LoanSource.AAVE, lenders["aave"]["address"], t, fee) for t in tokens]
+        offers += [LoanOffer(LoanSource.AAVE, lenders["aave"]["address"].lower(), t, fee)
+                   for t in tokens]
     return LoanBook(offers)
 
 
@@ -97,8 +99,8 @@ class ChainPricer:
         m = chain_manifest or {}
         tokens = m.get("tokens") or {}
         self.style, native_sym = CHAIN_GAS.get(chain, ("ethereum", "WETH"))
-        self.native = (tokens.get(native_sym) or {}).get("address") or native_sym
-        self.base_tokens = tuple(tokens[s]["address"] for s in BASE_SYMBOLS
+        self.native = ((tokens.get(native_sym) or {}).get("address") or native_sym).lower()
+        self.base_tokens = tuple(tokens[s]["address"].lower() for s in BASE_SYMBOLS
                                  if s in tokens and tokens[s].get("address"))
         self.loans = loan_book(m)
         self.gas_state = gas_state or (lambda: None)

@@ -72,8 +72,8 @@ def test_each_swap_one_record_big_ones_interrupt_once(devnet, engine_factory, tm
     f = feed(e, chain)
     assert f["interrupts"] == big and f["reverted"] == 0 and f["oversize"] == 0
     assert f["follower"]["bad"] == 0 and f["follower"]["errors"] == 0
-    # the agent assessed each interrupting record once; the executor saw them all
-    e.wait_for(lambda: e.roles()["spot"]["decisions"] == big, 20, "one assessment per big swap")
+    # the agent decided on each interrupting record once (an action or a refusal)
+    e.wait_for(lambda: e.roles()["spot"]["decisions"] == big, 20, "one decision per big swap")
     # the agent's replica: loaded from the snapshot, then every record it read applied
     rep = e.roles()["spot"]["info"]
     assert rep["replicas"] == {chain: len(devnet.manifest["chains"][chain]["pools"])}
