@@ -274,10 +274,14 @@ class Executor(Agent):
             if ev.get("type") == "pool" and ev["ring"].startswith("events."):
                 self.replicas.apply(ev)     # before the actions of this batch are validated
         for ev in events:
-            if ev.get("kind") == "opportunity" and ev.get("approved") and \
+            if ev.get("kind") == "opportunity" and \
                     self._first_time((ev.get("role"), ev.get("event"))):
+                # one record per decision (a refusal is acknowledged, not validated): what
+                # `bench switch` times as the second switch
+                verdict = self._validate(ev) if ev.get("approved") else \
+                    {"action": "none", "why": f"refused by the agent: {ev.get('code')}"}
                 out.append({"kind": "execution", "mode": "paper", "source": ev.get("role"),
-                            "event": ev.get("event"), **self._validate(ev),
+                            "event": ev.get("event"), **verdict,
                             "t_event": ev.get("t_written"), "t_origin": ev.get("t_origin")})
         return out
 

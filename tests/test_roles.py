@@ -21,7 +21,8 @@ def test_executor_deduplicates_redelivered_opportunities():
     first = ex.handle([opportunity("a", "e1"), opportunity("a", "e1"), opportunity("b", "e1")])
     assert [(d["source"], d["event"]) for d in first] == [("a", "e1"), ("b", "e1")]
     assert ex.handle([opportunity("a", "e1")]) == []          # redelivered after a restart
-    assert ex.handle([opportunity("a", "e2", approved=False)]) == []
+    (refused,) = ex.handle([{**opportunity("a", "e2", approved=False), "code": "stale"}])
+    assert refused["action"] == "none" and "stale" in refused["why"]
     assert all(d["mode"] == "paper" for d in first)
     # the action is malformed (a bare chain): refused with the field named, never sent
     assert all(d["action"] == "refused" and "action.route" in d["why"] for d in first)
