@@ -141,6 +141,7 @@ class Agent(RoleKind):
         if self.book.pending and store is not None:
             batch, self.book.pending = self.book.pending, []
             pricing.flush(store, self.name, batch, self.book, wait=2.0)
+        self.background()
 
     def on_lost(self, ring: str, n: int) -> None:
         super().on_lost(ring, n)
@@ -148,7 +149,8 @@ class Agent(RoleKind):
 
     def tasks(self):
         ts = [ChecksumTask(),
-              pricing.RecordOpportunities(self.book, getattr(self.rt, "store", None), self.name)]
+              pricing.RecordOpportunities(self.book, getattr(self.rt, "store", None), self.name,
+                                          self._write_info)]
         rpc = self.options["rpc"] or self._manifest_rpc()
         if rpc:
             self.gas_task = GasSampler(options={"rpc": rpc})
@@ -199,9 +201,20 @@ class Agent(RoleKind):
                 f"impact {impact} bps below the threshold {threshold}"))
             self.book.add(rec, {}, log=big)
             out.append(rec)
-        if seen and hasattr(self.rt, "set_info"):
-            self.rt.set_info(self.info())
+        if seen:
+            self.book.dirty = True
+            # the background task writes logs, LMDB and the status file; if it has not run for
+            # a second (the role is paused, or busy), this switch does it
+            if self.book.clock() - self.book.last_background > 1.0:
+                self.background()
         return out
+
+    def background(self) -> None:
+        self.book.background(getattr(self.rt, "store", None), self.name, self._write_info)
+
+    def _write_info(self) -> None:
+        if hasattr(self.rt, "set_info"):
+            self.rt.set_info(self.info())
 
     def info(self) -> dict:
         doc = self.replicas.info()

@@ -168,15 +168,19 @@ class Executor(Agent):
                 self.log.error("executor failed on a record", error=f"{type(e).__name__}: {e}"[:300],
                                event=str(ev.get("event"))[:100])
                 continue
-            if rec is not None:
-                out.append(self._outbox(rec))
+            if rec is not None:   # one record per opportunity: `bench switch` times them
+                out.append(self._outbox(rec, ev))
         self.refresh_info()
         return out
 
     @staticmethod
-    def _outbox(rec: dict) -> dict:
+    def _outbox(rec: dict, ev: dict | None = None) -> dict:
         keep = ("key", "state", "chain", "tx", "reason", "predicted", "simulated", "realised")
-        return {"kind": "execution", **{k: rec[k] for k in keep if k in rec}}
+        out = {"kind": "execution", **{k: rec[k] for k in keep if k in rec}}
+        if ev is not None:
+            out.update(source=ev.get("role"), event=ev.get("event"),
+                       t_event=ev.get("t_written"), t_origin=ev.get("t_origin"))
+        return out
 
     def publish(self, recs: list[dict]) -> None:
         if self.rt.outbox is not None:

@@ -79,6 +79,8 @@ def test_a_gap_becomes_one_approved_action_that_fits_a_slot():
     size = len(orjson.dumps({**rec, **stamps}))
     assert size <= SLOT_PAYLOAD
     assert a.book.approved == 1 and a.book.pending[0]["amounts"]        # full detail for LMDB
+    assert a.rt.log.lines == []          # the switch only counts: logs come between switches
+    a.background()
     assert a.rt.log.lines[0][0] == "opportunity approved"
 
 
@@ -140,12 +142,14 @@ def test_a_non_pool_event_gets_a_refusal_not_a_placeholder():
                     {"ring": "events.base", "id": "y", "chain": "base", "impact_bps": 10, "t_written": 6}])
     assert [d["code"] for d in out] == ["not-a-pool-record", "below-threshold"]
     assert all(d["kind"] == "opportunity" and not d["approved"] for d in out)
+    a.background()
     assert len(a.rt.log.lines) == 1                  # only the one above the threshold
 
 
 def test_log_lines_are_rate_limited():
     a = agent(log_per_s=3)
     a.handle([record(P1, block=10, log_index=i) for i in range(10)])
+    a.background()
     assert len(a.rt.log.lines) == 3 and a.book.total == 10
     assert all(m.startswith("opportunity") for m, _ in a.rt.log.lines)
 

@@ -150,7 +150,7 @@ class Desk:
         self.halted = ""                         # live mode refused: every action is refused
         self.seen: dict[str, None] = {}
         self.pending: dict[str, Pending] = {}
-        self.counts = {"taken": 0, "duplicates": 0, "paper": 0, "signed": 0, "sent": 0,
+        self.counts = {"taken": 0, "duplicates": 0, "agent_refused": 0, "paper": 0, "signed": 0, "sent": 0,
                        "landed": 0, "reverted": 0, "rejected": 0, "dropped": 0, "replaced": 0,
                        "refused": 0}
         self.refused: dict[str, int] = {}
@@ -230,13 +230,17 @@ class Desk:
         return True
 
     def take(self, rec: dict) -> dict | None:
-        """One inbox record; the outcome record it produced (None: not for us, or a duplicate)."""
-        if rec.get("kind") != "opportunity" or not rec.get("approved"):
+        """One inbox record; the outcome record it produced (None: not an opportunity, or a
+        duplicate; an agent's refusal gets an acknowledgement that is not on the ledger)."""
+        if rec.get("kind") != "opportunity":
             return None
         key = f"{rec.get('role') or rec.get('ring', '?')}|{rec.get('event')}"
         if not self._remember(key):
             self.counts["duplicates"] += 1
             return None
+        if not rec.get("approved"):     # acknowledged, not on the ledger (the agent records it)
+            self.counts["agent_refused"] += 1
+            return {"key": key, "state": "none", "reason": f"refused by the agent: {rec.get('code')}"}
         self.counts["taken"] += 1
         base = {"source": rec.get("role"), "event": rec.get("event"), "chain": rec.get("chain")}
         try:
