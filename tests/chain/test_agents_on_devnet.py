@@ -6,6 +6,8 @@ events rings it reads quietly); a picky agent refuses the same events with its r
 decision is in the `opportunities` database and counted in `status`."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from engine.arb.graph import PoolGraph
@@ -121,3 +123,63 @@ def test_big_swaps_become_actions_the_chain_confirms_to_the_wei(devnet, engine_f
 def _log(e) -> str:
     logs = list((e.tmp / "state" / "log").glob("*.log"))
     return "".join(p.read_text(errors="replace") for p in logs)
+
+
+# anvil's well-known dev key of account 1 (owner of the manifest's FlashArbExecutor): test-only
+OWNER_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
+
+
+def test_live_big_swaps_land_and_pay_the_predicted_profit_to_the_wei(devnet, engine_factory,
+                                                                    tmp_path, monkeypatch):
+    """Issue 12 end to end, live: traffic's big swap → monitor → agent's Action → the executor's
+    re-quote and eth_call → signed, sent → landed; the owner's token balances grow by exactly
+    the realised profits, and each realised profit is the agent's prediction to the wei."""
+    from scripts.devnet import Traffic
+    monkeypatch.setenv("SYNDICATE_EXECUTOR_KEY", OWNER_KEY)
+    m = devnet.manifest["chains"][CHAIN]
+    w3 = devnet.w3(CHAIN)
+    owner = m["accounts"]["executor_owner"]
+    erc20 = {s: t["address"] for s, t in m["tokens"].items()}
+    from engine.chain.contracts import load
+    bal = lambda: {s: load("DevToken").contract(w3, a).functions.balanceOf(owner).call()  # noqa: E731
+                   for s, a in erc20.items()}
+    manifest = tmp_path / "manifest.json"
+    devnet.write_manifest(manifest)
+    roles = {f"monitor-{CHAIN}": {"kind": "roles.monitor:ChainMonitor", "chains": [CHAIN]},
+             "spot": agent([CHAIN], options={"max_age_s": 60.0}),
+             "exec": {**agent([CHAIN]), "kind": "roles.executor:Executor", "subscribe": "quiet",
+                      "inbox": "interrupt", "options": {"stale_factor": 400.0}}}
+    e = engine_factory(roles=roles, engine={"mode": "live"},
+                       chains={"manifest": str(manifest), CHAIN: {"drift_interval": 0.0}}).start()
+    e.wait_for(lambda: ((info(e, f"monitor-{CHAIN}").get("chains") or {}).get(CHAIN) or {})
+               .get("follower", {}).get("active"), 30, "monitor following")
+    before = bal()
+    t = Traffic(devnet.manifest, rate=1000, big_every=1, seed=33, chains=[CHAIN])
+    for _ in range(20):
+        s = t.step(big=True)
+        if abs(s.price_move) < 0.005:
+            continue
+        time.sleep(0.5)
+        c = info(e, "exec").get("counts") or {}
+        if c.get("landed"):
+            break
+    counts = e.wait_for(lambda: (c := info(e, "exec").get("counts") or {}).get("landed")
+                        and not info(e, "exec").get("pending") and c, 30, "a landed trade")
+    assert e.stop() == 0
+    st = Store.open(e.store_dir, readonly=True)
+    try:
+        with st.read() as r:
+            recs = [rec for _, rec in r.records("outcomes", "exec")]
+    finally:
+        st.close()
+    landed = [x for x in recs if x["state"] == "landed"]
+    assert len(landed) == counts["landed"] >= 1
+    after = bal()
+    by_token = {}
+    signed = {x["key"]: x for x in recs if x["state"] == "signed"}
+    for x in landed:
+        assert int(x["realised"]) == int(x["predicted"]) == int(x["event_profit"]) > 0, x
+        token = signed[x["key"]]["token"].lower()
+        by_token[token] = by_token.get(token, 0) + int(x["realised"])
+    for sym, a in erc20.items():
+        assert after[sym] - before[sym] == by_token.get(a.lower(), 0), sym
