@@ -370,26 +370,32 @@ class Desk:
         """Why a mined transaction reverted: its own trace (debug_traceTransaction, callTracer:
         the exact revert data), else its call replayed with eth_call on the state after its
         block (which has whatever moved ahead of it; its own revert changed nothing)."""
-        from engine.chain.executor import _revert_data, decode_revert
         try:
             trace = cd.rpc("debug_traceTransaction", [h, {"tracer": "callTracer"}])
-            out = trace.get("output") if isinstance(trace, dict) else None
-            if out and out != "0x":
-                return decode_revert(out)
+            if isinstance(trace, dict):
+                out = trace.get("output")
+                if out and out != "0x":
+                    return decode_revert(out)
+                if trace.get("error"):      # out of gas, an invalid opcode: no revert data
+                    return f"{trace['error']} (gas used {int(str(trace.get('gasUsed', '0x0')), 16)} " \
+                           f"of {int(str(trace.get('gas', '0x0')), 16)})"
         except Exception:
             pass   # not every node traces: replay instead
         try:
             tx = cd.rpc("eth_getTransactionByHash", [h])
             call = {"from": tx["from"], "to": tx["to"], "data": tx["input"], "gas": tx["gas"]}
-            cd.rpc("eth_call", [call, hex(block)])
+            doc = cd.call("eth_call", [call, hex(block)])
         except Exception as e:
-            data = _revert_data(e)
-            if data is None:
-                msg = str(e)
-                i = msg.find("0x")
-                data = msg[i:].split()[0].strip("',\"}") if i >= 0 else None
-            return decode_revert(data) if data else f"reverted ({str(e)[:120]})"
-        return "reverted on chain; its replay after the block passes"
+            return f"reverted (the replay failed: {type(e).__name__})"
+        err = doc.get("error")
+        if not err:
+            return "reverted on chain; its replay after the block passes"
+        data = err.get("data") if isinstance(err, dict) else None
+        if isinstance(data, dict):
+            data = data.get("data")
+        if isinstance(data, str) and data.startswith("0x") and len(data) > 2:
+            return decode_revert(data)
+        return f"reverted ({str(err.get('message', err) if isinstance(err, dict) else err)[:120]})"
 
     def _timeout(self, p: Pending, cd: ChainDesk) -> dict:
         try:

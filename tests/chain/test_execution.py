@@ -225,3 +225,13 @@ def test_a_transaction_whose_nonce_another_one_took_is_recorded_replaced(arb, st
         c.w3.provider.make_request("evm_setAutomine", [True])
     (done,) = wait_final(d, timeout=10)
     assert done["state"] == "replaced" and f"nonce {sent['nonce']}" in done["reason"], done
+
+
+def test_a_gas_limit_too_low_reverts_out_of_gas_and_says_so(arb, store):
+    c = arb
+    rec = approved(c, gap(c))
+    d = desk(c, store)
+    sent = d.take(tampered(rec, gas_limit=120_000))     # eth_call passes: it has all the gas
+    assert sent["state"] == "sent", sent
+    (done,) = wait_final(d)
+    assert done["state"] == "reverted" and "gas" in done["reason"].lower(), done
