@@ -25,7 +25,7 @@ from .config_schema import (  # noqa: F401  (the schema, re-exported)
     _SIZE_UNITS, parse_size, _pos, _nonneg, _choice, _pow2,
     _size, _rt_prio, NUM, SCHEMA, _addresses, _urls,
     CHAIN_SCHEMA, ROLE_SCHEMA, _listen, _ENV, _URL, MORALIS_ROLE,
-    MORALIS_SCHEMA, TASK_SCHEMA,
+    MORALIS_SCHEMA, TASK_SCHEMA, BLOCK_TIMES, SUBMIT_SCHEMA, ENDPOINT_SCHEMA, EXECUTOR_KINDS, check_live_key,
 )
 
 
@@ -61,7 +61,7 @@ class RoleConfig:
     memory_hard: int = 512 << 20
     max_concurrent: int = 5
     slice_budget_us: int = 200
-    subscribe: bool = True
+    subscribe: bool | str = True      # True, False or "quiet" (read, never interrupted)
     inbox: str = "none"
     # Named roles whose outboxes this role reads directly, interrupted by them (filled in by
     # the configuration: every monitor reads the Moralis receiver's); such an outbox is then
@@ -309,6 +309,10 @@ def from_dict(raw: dict, *, path: Path = Path("engine.toml"), text: str = "",
             slice_budget_us=t["slice_budget_us"] or sections["tasks"]["slice_budget_us"],
             subscribe=t["subscribe"], inbox=t["inbox"], options=t["options"], tasks=tasks)
     moralis = _moralis(ck, raw, roles, check_env) if "moralis" in raw else None
+    if check_env:
+        base_dir = path.parent if path.name else Path.cwd()
+        check_live_key(sections["engine"]["mode"], roles, ck.fail,
+                       lambda p: _resolve(base_dir, p), os.environ)
     if not any(r.enabled for r in roles.values()):
         raise ck.fail(None, "roles", "every role is disabled: nothing to run")
     base = path.parent if path.name else Path.cwd()
@@ -380,10 +384,37 @@ def _networks(ck: "_Checker", raw: dict, manifest: dict | None) -> dict[str, dic
                 t["chain_id"] = m["chain_id"]
         if t["chain_id"] is None:
             t["chain_id"] = cid
+        if t["block_time"] is None:
+            t["block_time"] = BLOCK_TIMES[chain]
+        t["submit"] = _submit(ck, chain, t["submit"])
         t["pools"] = [a.lower() for a in t["pools"]]
         t["factories"] = [a.lower() for a in t["factories"]]
         out[chain] = t
     return out
+
+
+def _submit(ck: "_Checker", chain: str, raw: dict) -> dict:
+    """[chains.<chain>.submit]: its endpoints checked one by one, then as a policy (Polygon:
+    public only after the private ones; timeboost only on Arbitrum)."""
+    sec = f"chains.{chain}.submit"
+    t = ck.table(sec, raw, SUBMIT_SCHEMA)
+    eps = []
+    for i, e in enumerate(t["endpoints"]):
+        ep = ck.table(f"{sec}.endpoints[{i}]", e, ENDPOINT_SCHEMA)
+        for need in ("kind", "url"):
+            if ep[need] is None:
+                raise ck.fail(sec, "endpoints", f"endpoint {i} has no {need!r}")
+        if ep["kind"] == "timeboost" and not ep["auction"]:
+            raise ck.fail(sec, "endpoints", f"endpoint {i}: timeboost needs the auction contract")
+        eps.append(ep)
+    kinds = [e["kind"] for e in eps]
+    if chain != "arbitrum" and "timeboost" in kinds:
+        raise ck.fail(sec, "endpoints", "timeboost is Arbitrum's express lane")
+    if chain == "polygon" and "private" in kinds and "public" in kinds and \
+            kinds.index("public") < max(i for i, k in enumerate(kinds) if k == "private"):
+        raise ck.fail(sec, "endpoints", "a public endpoint may only follow the private ones "
+                                        "(Polygon: private first, public as the fallback)")
+    return {"endpoints": eps}
 
 
 def _load_manifest(path: Path, fail) -> dict:

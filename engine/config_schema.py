@@ -70,10 +70,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any, Any]]] = {
         "log_format": (str, "text", _choice("text", "json")),
         "log_level": (str, "info", _choice("debug", "info", "warning", "error")),
         "grace": (NUM, 5.0, _pos),
-        "mode": (str, "paper", lambda v: None if v == "paper" else (
-            'only "paper" for now: no role sends transactions yet (live trading comes with the '
-            'trading issues and will need a key from the environment)' if v == "live" else
-            'must be "paper"')),
+        # "live" signs and sends (the executor role: a key from the environment or a keystore)
+        "mode": (str, "paper", _choice("paper", "live")),
     },
     "supervisor": {
         "max_restarts": (int, 5, _nonneg),
@@ -99,6 +97,10 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any, Any]]] = {
         "inbox_slots": (int, 1024, _pow2),
         "slot_size": (int, 1024, lambda v: None if v >= 64 and v % 64 == 0 else
                       "must be a multiple of 64, >= 64"),
+        # the roles' outboxes (out.<role>): an agent's decision with a three-hop Action is
+        # ~1.7 KiB of JSON (a pool record in events.<chain> fits 256 bytes)
+        "outbox_slot_size": (int, 2048, lambda v: None if v >= 64 and v % 64 == 0 else
+                             "must be a multiple of 64, >= 64"),
     },
     "store": {
         "path": (str, "", None),
@@ -147,7 +149,27 @@ CHAIN_SCHEMA: dict[str, tuple[Any, Any, Any]] = {
     "request_timeout": (NUM, 5.0, _pos),            # seconds for one JSON-RPC answer
     "retry_max": (NUM, 10.0, _pos),                 # reconnect backoff cap, seconds
     "drift_interval": (NUM, 30.0, _nonneg),         # seconds between drift checks (0: never)
+    "executor": (str, "", lambda v: None if v == "" or re.match(r"^0x[0-9a-fA-F]{40}$", v) else
+                 "must be a 0x-prefixed 20-byte hex address"),  # the FlashArbExecutor contract
+    "block_time": (NUM, None, _pos),                # seconds; default BLOCK_TIMES[chain]
+    "submit": (dict, {}, None),                     # [chains.<name>.submit]: SUBMIT_SCHEMA
 }
+# Seconds between blocks, for the executor's staleness check (block_time x stale_factor).
+BLOCK_TIMES = {"arbitrum": 0.25, "base": 2.0, "polygon": 2.0}
+# [chains.<name>.submit]: the ordered endpoints a signed transaction goes to (engine/chain/submit.py)
+SUBMIT_SCHEMA: dict[str, tuple[Any, Any, Any]] = {"endpoints": (list, [], None)}
+ENDPOINT_SCHEMA: dict[str, tuple[Any, Any, Any]] = {
+    "kind": (str, None, _choice("sequencer", "public", "private", "timeboost")),
+    "url": (str, None, lambda v: None if re.match(r"^https?://[^\s/]+", v) else "must be an http(s) URL"),
+    "method": (str, "", _choice("", "polygon_private_tx", "eth_sendRawTransaction")),
+    "auth_env": (str, "", lambda v: None if v == "" or re.match(r"^[A-Za-z_]\w*$", v) else
+                 "must be the NAME of an environment variable (never the secret itself)"),
+    "auction": (str, "", lambda v: None if v == "" or re.match(r"^0x[0-9a-fA-F]{40}$", v) else
+                "must be a 0x-prefixed 20-byte hex address"),
+    "timeout": (NUM, 2.0, _pos),
+}
+# Role kinds that sign: `mode = "live"` needs their key at load (exit 2 otherwise).
+EXECUTOR_KINDS = ("roles.executor:Executor", "roles.agents:Executor")
 ROLE_SCHEMA: dict[str, tuple[Any, Any, Any]] = {
     "kind": (str, None, lambda v: None if re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", v) else
              'must be a dotted path "package.module:Class"'),
@@ -158,7 +180,10 @@ ROLE_SCHEMA: dict[str, tuple[Any, Any, Any]] = {
     "memory_hard": ((str, int), "512MiB", _size),
     "max_concurrent": (int, None, _pos),
     "slice_budget_us": (int, None, _pos),
-    "subscribe": (bool, True, None),
+    # true: read the chains' events rings and be interrupted by them; "quiet": read them
+    # (drained at each switch the inbox causes), never interrupted by them; false: neither
+    "subscribe": ((bool, str), True, lambda v: None if v in (True, False, "quiet") else
+                  'must be true, false or "quiet"'),
     "inbox": (str, "none", _choice("none", "interrupt", "poll")),
     "options": (dict, {}, None),
     "tasks": (dict, {}, None),
@@ -191,3 +216,27 @@ TASK_SCHEMA: dict[str, tuple[Any, Any, Any]] = {
     "priority": (str, None, _choice(*PRIORITIES)),
     "options": (dict, {}, None),
 }
+
+
+def check_live_key(mode: str, roles: dict, fail, resolve, environ) -> None:
+    """mode = "live": every enabled executor role must find its key; `fail(section, key, msg)`
+    builds the error.  Only variable and file names are read here, never a key."""
+    if mode != "live":
+        return
+    for name, r in roles.items():
+        if not r.enabled or r.kind not in EXECUTOR_KINDS:
+            continue
+        o, sec = r.options, f"roles.{name}.options"
+        if o.get("keystore"):
+            path = resolve(o["keystore"])
+            if not path.is_file():
+                raise fail(sec, "keystore", f"{path}: no such file")
+            var = o.get("password_env") or ""
+            if not var or environ.get(var) is None:
+                raise fail(sec, "password_env", 'mode = "live" with a keystore needs its password '
+                           f"in an environment variable ({var or 'password_env is not set'})")
+        else:
+            var = o.get("key_env") or "SYNDICATE_EXECUTOR_KEY"
+            if not environ.get(var):
+                raise fail("engine", "mode", f'"live" needs the executor\'s key in the environment '
+                           f"variable {var} (or roles.{name}.options keystore and password_env)")

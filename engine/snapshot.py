@@ -209,12 +209,40 @@ def _ls(args) -> int:
             text = key_text(args.db, key)
             if not text.startswith(args.prefix):
                 continue
-            preview = bytes(raw[:72]).decode(errors="replace")
-            print(f"{text}\t{len(raw)}\t{preview}{'…' if len(raw) > 72 else ''}")
+            if args.db == "outcomes":
+                preview = _outcome_preview(raw)
+            else:
+                preview = bytes(raw[:72]).decode(errors="replace") + ("…" if len(raw) > 72 else "")
+            print(f"{text}\t{len(raw)}\t{preview}")
             shown += 1
             if args.limit and shown >= args.limit:
                 break
     return 0
+
+
+def _outcome_preview(raw) -> str:
+    """An executor outcome (engine/chain/outcomes.py) on one line: its state, and the predicted
+    and realised profit side by side (token units; gas in wei)."""
+    try:
+        r = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return bytes(raw[:72]).decode(errors="replace")
+    if not isinstance(r, dict):
+        return str(r)[:72]
+    predicted = r.get("predicted") if r.get("predicted") is not None else r.get("predicted_at_send")
+    parts = [str(r.get("state")), str(r.get("chain") or "-"), f"predicted={predicted if predicted is not None else '-'}"]
+    if r.get("simulated") is not None:
+        parts.append(f"simulated={r['simulated']}")
+    if r.get("realised") is not None:
+        parts.append(f"realised={r['realised']}")
+    if r.get("gas_cost_wei") is not None:
+        parts.append(f"gas_wei={r['gas_cost_wei']}")
+    parts.append(str(r.get("key")))
+    if r.get("tx"):
+        parts.append(str(r["tx"]))
+    if r.get("reason"):
+        parts.append(str(r["reason"])[:120])
+    return " ".join(parts)
 
 
 def _show(args) -> int:

@@ -1,9 +1,13 @@
-"""The guide's agent roles: spotters, analysts, the executor and the coordinator.
+"""The guide's agent roles: spotters, analysts and the coordinator (the executor, which
+validates and sends, is roles/executor.py; `roles.agents:Executor` still names it).
 
-Until the arbitrage brain is wired into the switch (engine/arb, a later issue), `handle` is a
-placeholder analysis: it reads each event and writes an assessment record to the role's outbox
-(`out.<role>`), which the executor reads.  It is labelled as such in every record
-(`"analysis": "placeholder"`), so nobody mistakes it for a trading decision.
+The agents calculate: on each interrupting pool record an agent searches the cycles through the
+moved pool on its replica, prices them net of the loan fee and of gas, decides (the exact
+re-quote on its replica is its simulator; confidence >= 0.95) and publishes one `opportunity`
+record to its outbox (`out.<role>`): the Action (engine/arb/wire.action_record) when approved,
+else the refusal with its code and reason (roles/pricing.py).  The executor validates: it
+re-quotes each approved Action on its own replica (engine/arb/validate.requote) before the
+chain's eth_call (DEVELOPING.md, "Who calculates, who validates").
 
 Each agent keeps a replica of its chains' pool graphs (engine/chain/replica.py): at start it
 loads the chain monitor's snapshot (run_dir/graph.<chain>.snap, see roles/monitor.py), then
@@ -24,6 +28,7 @@ import orjson
 from engine.chain import records
 from engine.core.role import RoleKind
 
+from . import pricing
 from .tasks import ChecksumTask, GasSampler
 
 
@@ -102,32 +107,65 @@ class Replicas:
 
 
 class Agent(RoleKind):
-    """A spotter, analyst or chain specialist: watches its chains' event rings."""
+    """A spotter, analyst or chain specialist: watches its chains' event rings and prices the
+    opportunities each interrupting pool record opens (roles/pricing.py)."""
 
     OPTIONS = {"rpc": (str, None, "JSON-RPC endpoint for the gas-sampler (default: the devnet "
                                   "manifest's rpc_url of the role's first chain it serves)"),
-               "impact_threshold_bps": (float, 50.0, "an event moving a price this much is a "
-                                                     "candidate")}
-    TASKS = {"checksum": ChecksumTask, "gas-sampler": GasSampler}
+               "impact_threshold_bps": (float, 50.0, "a non-pool event moving a price this "
+                                                     "much is logged as a candidate"),
+               **pricing.OPTIONS}
+    TASKS = {"checksum": ChecksumTask, "gas-sampler": GasSampler,
+             "record-opportunities": pricing.RecordOpportunities}
     decoders = records.DECODERS   # pool updates in their binary layout, beside JSON events
 
     def __init__(self, rt):
         super().__init__(rt)
-        self.replicas = Replicas(rt, getattr(self.config, "chains", ()))
+        chains = list(getattr(self.config, "chains", ()))
+        self.replicas = Replicas(rt, chains)
+        self.gas_task: GasSampler | None = None
+        self._gas_chain = self._first_served_chain()
+        cfg = getattr(rt, "cfg", None)
+        served = ((getattr(cfg, "manifest", None) or {}).get("chains") or {})
+        self.pricers = {c: pricing.ChainPricer(
+            c, self.options, served.get(c),
+            gas_state=(lambda: self.gas_task.state if self.gas_task is not None else None)
+            if c == self._gas_chain else None) for c in chains}
+        self.book = pricing.DecisionBook(getattr(rt, "log", None), int(self.options["log_per_s"]))
 
     def on_start(self) -> None:
         self.replicas.start()
+
+    def on_stop(self) -> None:
+        store = getattr(self.rt, "store", None)
+        if self.book.pending and store is not None:
+            batch, self.book.pending = self.book.pending, []
+            pricing.flush(store, self.name, batch, self.book, wait=2.0)
+        self.background()
 
     def on_lost(self, ring: str, n: int) -> None:
         super().on_lost(ring, n)
         self.replicas.lost(ring)
 
     def tasks(self):
-        ts = [ChecksumTask()]
+        ts = [ChecksumTask(),
+              pricing.RecordOpportunities(self.book, getattr(self.rt, "store", None), self.name,
+                                          self._write_info)]
         rpc = self.options["rpc"] or self._manifest_rpc()
         if rpc:
-            ts.append(GasSampler(options={"rpc": rpc}))
+            self.gas_task = GasSampler(options={"rpc": rpc})
+            ts.append(self.gas_task)
         return ts
+
+    def _first_served_chain(self) -> str | None:
+        """The chain the gas-sampler samples: the first of the role's chains (with `rpc` set, it
+        is assumed to be that chain's node)."""
+        chains = list(getattr(self.config, "chains", ()))
+        if self.options.get("rpc"):
+            return chains[0] if chains else None
+        cfg = getattr(self.rt, "cfg", None)
+        served = ((getattr(cfg, "manifest", None) or {}).get("chains") or {}) if cfg else {}
+        return next((c for c in chains if c in served), None)
 
     def _manifest_rpc(self) -> str | None:
         """The first of the role's chains that the [chains] manifest serves."""
@@ -141,74 +179,91 @@ class Agent(RoleKind):
     def handle(self, events):
         threshold = float(self.options["impact_threshold_bps"])
         out = []
-        pools_seen = False
+        seen = False
+        for ev in events:        # the newest block of each chain first: staleness is relative
+            if ev.get("type") == "pool" and ev.get("chain") in self.pricers:
+                p = self.pricers[ev["chain"]]
+                b = ev.get("block")
+                if isinstance(b, int) and b > p.head:
+                    p.head = b
         for ev in events:
             if not ev["ring"].startswith("events."):
                 continue
+            seen = True
             if ev.get("type") == "pool":
                 out += self._pool_event(ev)
-                pools_seen = True
                 continue
-            impact = float(ev.get("impact_bps") or 0)
-            out.append({"kind": "assessment", "analysis": "placeholder", "role": self.name,
-                        "chain": ev.get("chain"), "pool": ev.get("pool"),
-                        "event": ev.get("id"), "impact_bps": impact,
-                        "verdict": "candidate" if abs(impact) >= threshold else "ignore",
-                        "t_event": ev.get("t_written"),
-                        "t_origin": ev.get("t_origin", ev.get("t_written"))})
-        if pools_seen and hasattr(self.rt, "set_info"):
-            self.rt.set_info(self.replicas.info())
+            impact = float(ev.get("impact_bps") or 0)   # an event without pool state
+            big = abs(impact) >= threshold
+            rec = self._record(ev, ev.get("id"), pricing._refusal(
+                "not-a-pool-record" if big else "below-threshold",
+                "no pool state in the event: nothing to price" if big else
+                f"impact {impact} bps below the threshold {threshold}"))
+            self.book.add(rec, {}, log=big)
+            out.append(rec)
+        if seen:
+            self.book.dirty = True
+            # the background task writes logs, LMDB and the status file; if it has not run for
+            # a second (the role is paused, or busy), this switch does it
+            if self.book.clock() - self.book.last_background > 1.0:
+                self.background()
         return out
 
+    def background(self) -> None:
+        self.book.background(getattr(self.rt, "store", None), self.name, self._write_info)
+
+    def _write_info(self) -> None:
+        if hasattr(self.rt, "set_info"):
+            self.rt.set_info(self.info())
+
+    def info(self) -> dict:
+        doc = self.replicas.info()
+        ops = self.book.info()
+        doc["summary"] += "; " + ops.pop("text")
+        doc["opportunities"] = ops
+        doc["gas"] = {c: {"gwei": p.gas_gwei()[0], "source": p.gas_gwei()[1]}
+                      for c, p in self.pricers.items()}
+        return doc
+
+    def _record(self, ev: dict, ident, fields: dict) -> dict:
+        return {"kind": "opportunity", "role": self.name, "event": ident,
+                "chain": ev.get("chain"), "block": ev.get("block"), "pool": ev.get("pool"),
+                "impact_bps": ev.get("impact_bps"), **fields,
+                "t_event": ev.get("t_written"), "t_origin": ev.get("t_origin", ev.get("t_written"))}
+
     def _pool_event(self, ev: dict) -> list[dict]:
-        """A chain monitor's record: the replica takes every one; only interrupting ones get
-        the (placeholder) assessment."""
+        """A chain monitor's record: the replica takes every one; each interrupting one is
+        priced and gets one decision (an action or a refusal with its reason)."""
         self.replicas.apply(ev)
         if not ev.get("interrupt") or ev.get("reverted"):
             return []
-        ident = f"{ev.get('chain')}:{ev.get('block_hash')}:{ev.get('tx')}:{ev.get('log_index')}"
-        return [{"kind": "assessment", "analysis": "placeholder", "role": self.name,
-                 "chain": ev.get("chain"), "pool": ev.get("pool"), "event": ident,
-                 "block": ev.get("block"), "impact_bps": ev.get("impact_bps"),
-                 "replica": self.replicas.graphs.get(ev.get("chain")) is not None,
-                 "verdict": "candidate", "t_event": ev.get("t_written"),
-                 "t_origin": ev.get("t_origin")}]
-
-
-class Executor(Agent):
-    """Takes assessments from the other roles' outboxes.  Paper mode: records, never sends.
-
-    Delivery is at-least-once (a role killed after publishing, before committing its ring
-    cursor, publishes again after its restart), so the executor acts on each (role, event) once:
-    it remembers the last `dedup_window` it has seen."""
-
-    OPTIONS = {**Agent.OPTIONS,
-               "dedup_window": (int, 100_000, "(role, event) pairs remembered to act once")}
-
-    def __init__(self, rt):
-        super().__init__(rt)
-        self._seen: dict[tuple, None] = {}
-        self._window = int(self.options["dedup_window"])
-
-    def _first_time(self, key: tuple) -> bool:
-        if key in self._seen:
-            return False
-        self._seen[key] = None
-        if len(self._seen) > self._window:
-            del self._seen[next(iter(self._seen))]
-        return True
-
-    def handle(self, events):
-        out = []
-        for ev in events:
-            if ev.get("kind") == "assessment" and ev.get("verdict") == "candidate" and \
-                    self._first_time((ev.get("role"), ev.get("event"))):
-                out.append({"kind": "execution", "mode": "paper", "action": "let go",
-                            "why": "placeholder analysis: no priced route yet",
-                            "source": ev.get("role"), "event": ev.get("event"),
-                            "t_event": ev.get("t_written"), "t_origin": ev.get("t_origin")})
-        return out
+        chain = ev.get("chain")
+        ident = f"{chain}:{ev.get('block_hash')}:{ev.get('tx')}:{ev.get('log_index')}"
+        graph = self.replicas.graphs.get(chain)
+        pricer = self.pricers.get(chain)
+        detail: dict = {}
+        if graph is None or pricer is None:
+            fields = pricing._refusal("no-replica", f"no replica of {chain} yet (waiting for the "
+                                                    "monitor's graph snapshot)")
+        else:
+            try:
+                fields, detail = pricer.price(graph, ev, ident)
+            except Exception as e:   # a pricing bug must cost this event, never the role
+                fields = pricing._refusal("error", f"pricing failed: {type(e).__name__}: {e}")
+                self.log.error("pricing failed", event=ident, error=repr(e)[:300])
+        rec = self._record(ev, ident, fields)
+        self.book.add(rec, detail, log=True)
+        return [rec]
 
 
 class Coordinator(Agent):
     """Reads every outbox in the background (inbox = "poll"): team-level learning comes later."""
+
+
+def __getattr__(name: str):
+    """`roles.agents:Executor` (the old path) names roles/executor.py's kind; imported lazily,
+    since that module builds on Agent."""
+    if name == "Executor":
+        from .executor import Executor
+        return Executor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

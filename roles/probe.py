@@ -7,10 +7,17 @@ had got (`n`, `digest`) when the event preempted it, and anyone can recompute th
 
 `PoolRecordSource`: a source of binary pool-update records (engine/chain/records.py), some of
 them published without an interrupt, to prove the binary path end to end.
+
+`ActionFeed`: publishes the JSON records a test drops into its `spool` directory (one file
+each, `*.json`, taken in name order and renamed `*.json.sent`) into its outbox, as an agent
+publishes its decisions: the executor reads and is interrupted by them.
 """
 from __future__ import annotations
 
+import os
 import time
+
+import orjson
 
 from engine.chain import records
 from engine.config import CHAINS
@@ -86,3 +93,31 @@ def pool_record(chain: str, i: int, *, interrupt: bool) -> dict:
 
 
 PoolRecordSource.TASKS = {f"pool-emit-{c}": _PoolEmit for c in CHAINS}
+
+
+class ActionFeed(RoleKind):
+    OPTIONS = {"spool": (str, "", "directory of *.json records to publish (test-only)")}
+
+    def tasks(self):
+        return [_Feed(self)]
+
+
+class _Feed(Task):
+    name = "feed"
+    priority = Priority.HIGH
+    interval = 0.05
+
+    def __init__(self, kind):
+        super().__init__()
+        self.kind = kind
+
+    def run(self, ctx):
+        spool = self.kind.options["spool"]
+        names = sorted(n for n in os.listdir(spool) if n.endswith(".json")) if spool else []
+        for n in names:
+            path = os.path.join(spool, n)
+            rec = orjson.loads(open(path, "rb").read())
+            if self.kind.rt.outbox is not None:
+                self.kind.rt._publish_decisions([rec])
+            os.replace(path, path + ".sent")
+            yield None

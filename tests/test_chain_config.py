@@ -70,3 +70,37 @@ def test_manifest_fills_what_the_table_leaves_empty(tmp_path):
     assert b["ws"] == ["ws://127.0.0.1:7", "ws://127.0.0.1:6"] and b["threshold_bps"] == 25
     assert b["rpc"] == ["http://127.0.0.1:8"]
     assert p["ws"] == [] and p["pools"] == []
+
+
+@pytest.mark.parametrize("text,needle", [
+    ('[chains.polygon.submit]\nendpoints = [{ kind = "public", url = "http://a" }, '
+     '{ kind = "private", url = "https://b" }]\n',
+     "chains.polygon.submit.endpoints: a public endpoint may only follow the private ones"),
+    ('[chains.base.submit]\nendpoints = [{ kind = "timeboost", url = "http://a", auction = "'
+     + POOL + '" }]\n', "chains.base.submit.endpoints: timeboost is Arbitrum's express lane"),
+    ('[chains.arbitrum.submit]\nendpoints = [{ kind = "timeboost", url = "http://a" }]\n',
+     "timeboost needs the auction contract"),
+    ('[chains.arbitrum.submit]\nendpoints = [{ kind = "carrier-pigeon", url = "http://a" }]\n',
+     "kind: must be one of"),
+    ('[chains.arbitrum.submit]\nendpoints = [{ kind = "sequencer", url = "http://a", key = "x" }]\n',
+     "chains.arbitrum.submit.endpoints[0].key: unknown key"),
+    ('[chains.polygon.submit]\nendpoints = [{ kind = "private", url = "https://b", '
+     'auth_env = "abc def" }]\n', "must be the NAME of an environment variable"),
+    ('[chains.arbitrum]\nexecutor = "0x12"\n', "chains.arbitrum.executor: must be a 0x-prefixed"),
+    ('[chains.arbitrum]\nblock_time = 0\n', "chains.arbitrum.block_time: must be > 0"),
+])
+def test_bad_submission_policy_is_refused(tmp_path, text, needle):
+    with pytest.raises(config.ConfigError) as e:
+        load(tmp_path, text + ROLE)
+    assert needle in str(e.value), str(e.value)
+    assert "engine.toml:" in str(e.value)
+
+
+def test_submission_policy_and_block_times(tmp_path):
+    cfg = load(tmp_path, '[chains.polygon.submit]\nendpoints = [{ kind = "private", url = '
+                         '"https://api.blxrbdn.com", auth_env = "BLXR" }, { kind = "public", '
+                         'url = "http://127.0.0.1:8547" }]\n' + ROLE)
+    eps = cfg.networks["polygon"]["submit"]["endpoints"]
+    assert [e["kind"] for e in eps] == ["private", "public"] and eps[0]["timeout"] == 2.0
+    assert {c: n["block_time"] for c, n in cfg.networks.items()} == \
+        {"arbitrum": 0.25, "base": 2.0, "polygon": 2.0}

@@ -34,8 +34,9 @@ def test_shipped_engine_toml_is_valid():
     ('[engine]\ngrace = "soon"\n' + GOOD_ROLE, "engine.grace: must be int or float"),
     ('[engine]\ngrace = -1\n' + GOOD_ROLE, "engine.grace: must be > 0"),
     ('[rings]\nevent_slots = 1000\n' + GOOD_ROLE, "rings.event_slots: must be a power of two"),
-    ('[engine]\nmode = "yolo"\n' + GOOD_ROLE, 'engine.mode: must be "paper"'),
-    ('[engine]\nmode = "live"\n' + GOOD_ROLE, "engine.mode: only \"paper\" for now"),
+    ('[engine]\nmode = "yolo"\n' + GOOD_ROLE, "engine.mode: must be one of 'paper', 'live'"),
+    ('[engine]\nmode = "live"\n[roles.x]\nkind = "roles.executor:Executor"\n'
+     'options = { key_env = "SYN_TEST_NO_SUCH_KEY" }\n', "SYN_TEST_NO_SUCH_KEY"),
     ('[roles.a]\nkind = "roles.agents:Agent"\nrestart = "always"\n', "roles.a.restart"),
     ('[roles.a]\nkind = "roles.agents:Agent"\nchains = ["solana"]\n', "unknown chain 'solana'"),
     ('[roles.a]\nkind = "roles.agents:Agent"\nmemory_hard = "lots"\n', "roles.a.memory_hard: not a size"),

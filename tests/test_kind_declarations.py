@@ -30,7 +30,7 @@ def check(tmp_path, text: str) -> subprocess.CompletedProcess:
     (AGENT + SOURCE + "options = { rat = 1.0 }\n",
      "engine.toml:7: roles.m.options.rat: unknown key (known: burst, count, impact_bps, rate)"),
     (SOURCE + AGENT + "[roles.a.tasks.chekcsum]\ninterval = 1.0\n",
-     "engine.toml:7: roles.a.tasks.chekcsum: unknown task (known: checksum, gas-sampler)"),
+     "engine.toml:7: roles.a.tasks.chekcsum: unknown task (known: checksum, gas-sampler, record-opportunities)"),
     # a wrong type for a declared option, a task's own options, a subclass's, a fault kind's
     (SOURCE + 'options = { rate = "fast" }\n', "engine.toml:4: roles.m.options.rate: must be"),
     (AGENT + "[roles.a.tasks.checksum]\noptions = { links_per_rnu = 5 }\n",
@@ -38,7 +38,10 @@ def check(tmp_path, text: str) -> subprocess.CompletedProcess:
     (AGENT + "[roles.a.tasks.gas-sampler]\noptions = { timeout = true }\n",
      "roles.a.tasks.gas-sampler.options.timeout: must be"),
     ('[roles.x]\nkind = "roles.agents:Executor"\noptions = { dedup = 5 }\n',
-     "roles.x.options.dedup: unknown key (known: dedup_window, impact_threshold_bps, rpc)"),
+     "roles.x.options.dedup: unknown key (known: crash_at, crash_flag, deadline_s, dedup_window, "
+     "gas_gwei, impact_threshold_bps, key_env, keystore, log_per_s, max_age_s, max_block_lag, "
+     "max_exact, max_hops, min_profit, password_env, priority_gwei, receipt_poll, receipt_timeout, "
+     "request_timeout, rpc, stale_factor)"),
     ('[roles.f]\nkind = "roles.faults:FaultAgent"\noptions = { stall_after = 1 }\n',
      "roles.f.options.stall_after: unknown key"),
     ('[roles.f]\nkind = "roles.faults:FaultAgent"\n[roles.f.tasks.leek]\n', "unknown task"),

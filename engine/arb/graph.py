@@ -34,6 +34,8 @@ class PoolGraph:
         self.pools: dict[str, Pool] = {}
         self.by_token: dict[str, set[str]] = {}
         self._cycles: dict[str, tuple[Cycle, ...]] = {}
+        self.version = 0    # counts state changes: caches of derived figures check it
+        self.rates: dict = {}   # profit.convert's mid-price cache, valid for one version
         for p in pools:
             self.add(p)
 
@@ -50,6 +52,7 @@ class PoolGraph:
         """A new pool (or a new state of a known one)."""
         known = pool.address in self.pools
         self.pools[pool.address] = pool
+        self.version += 1
         if not known:
             for t in pool.tokens:
                 self.by_token.setdefault(t, set()).add(pool.address)
@@ -62,6 +65,7 @@ class PoolGraph:
             self.add(pool)
         else:
             self.pools[pool.address] = pool
+            self.version += 1
         return prev
 
     def remove(self, address: str) -> Pool | None:

@@ -67,6 +67,30 @@ class LoanBook:
     a flash swap on that pair (no fee beyond the hop's own swap fee), unless disabled."""
     offers: list[LoanOffer] = field(default_factory=list)
     v2_flash_swap: bool = True
+    # the search's lookups: token -> offers cheapest first, pair -> its flash-swap offer
+    _by_token: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    _flash: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    _indexed: int = field(default=-1, init=False, repr=False, compare=False)
+
+    def best_offer(self, token: str, first_pool: str, first_is_v2: bool,
+                   cycle=()) -> LoanOffer | None:
+        """The offer `options` would rank first for a route of `cycle`'s legs ((pool, token_in)
+        pairs) starting in `token` at `first_pool`: the cheapest, the flash swap first on a tie
+        (every estimate falls with the fee), without building the route."""
+        if self.v2_flash_swap and first_is_v2:
+            o = self._flash.get(first_pool)
+            if o is None or o.token != token:
+                o = self._flash[first_pool] = LoanOffer(LoanSource.UNISWAP_V2, first_pool, token, 0)
+            return o
+        if self._indexed != len(self.offers):
+            self._by_token.clear()
+            for o in sorted(self.offers, key=lambda o: o.fee_ppm):   # stable: list order on ties
+                self._by_token.setdefault(o.token, []).append(o)
+            self._indexed = len(self.offers)
+        for o in self._by_token.get(token, ()):
+            if all(o.lender != a for a, _ in cycle):
+                return o
+        return None
 
     def options(self, route: Route) -> list[LoanOffer]:
         pools = {h.pool for h in route.hops}
@@ -198,11 +222,20 @@ def convert(graph: PoolGraph, amount: int, token_from: str, token_to: str,
     one intermediate token; None when no path exists.  Rounds up by default (gas is a cost)."""
     if token_from == token_to or amount == 0:
         return amount
-    best = _best_rate(graph, token_from, token_to)
-    if best is None:
-        best = _two_hop_rate(graph, token_from, token_to)
+    # the rate of one graph state, cached: a decision converts gas several times
+    cache = graph.rates
+    if cache.get("version") != graph.version:
+        cache.clear()
+        cache["version"] = graph.version
+    key = (token_from, token_to)
+    best = cache.get(key, False)
+    if best is False:
+        best = _best_rate(graph, token_from, token_to)
         if best is None:
-            return None
+            best = _two_hop_rate(graph, token_from, token_to)
+        cache[key] = best
+    if best is None:
+        return None
     num, den = best
     return -(-amount * num // den) if round_up else amount * num // den
 

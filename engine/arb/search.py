@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Iterable
 
 from engine.arb.graph import Cycle, PoolGraph
@@ -35,6 +34,7 @@ from engine.arb.v2 import InsufficientLiquidity, V2Pool
 from engine.arb.v3 import Q96, V3MathError
 
 INV_PHI = (math.sqrt(5) - 1) / 2
+BRACKET = 0.005    # the golden search's first window: ±0.5 % around the virtual-pool estimate
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,7 @@ class OpportunitySearch:
         self.config = config or SearchConfig()
         self.chain = chain or gas.chain
         self.stats = SearchStats()
+        self._fl: dict[str, tuple] = {}   # address -> (pool state, token0, legs 0→1, legs 1→0)
 
     def statistics(self) -> dict:
         return vars(self.stats).copy()
@@ -94,39 +95,58 @@ class OpportunitySearch:
     def on_event(self, touched: Iterable[str]) -> list[Opportunity]:
         """Best opportunity per cycle through the touched pools, best net profit first."""
         cfg = self.config
+        graph = self.graph
+        pools = graph.pools
         self.stats.events += 1
-        seen: set[Cycle] = set()
-        candidates: list[tuple[float, Cycle, str, Route, LoanOffer, tuple]] = []
+        touched = [a for a in touched if a in pools]
+        seen: set[Cycle] | None = set() if len(touched) > 1 else None
+        candidates: list[tuple[float, int, Cycle, str, LoanOffer]] = []
+        legs_of = self._float_legs
+        best_offer = self.loans.best_offer
+        max_hops = cfg.max_hops
+        screened = 0
         for addr in touched:
-            if addr not in self.graph:
-                continue
-            for cycle in self.graph.cycles_through(addr):
-                if len(cycle) > cfg.max_hops or cycle in seen:
+            for cycle in graph.cycles_through(addr):
+                if len(cycle) > max_hops:
                     continue
-                seen.add(cycle)
-                self.stats.cycles_screened += 1
-                legs = self._legs(cycle)
-                if legs is None:
-                    continue
-                e0, e1 = _compose(legs)
-                if e1 <= e0:
-                    continue  # no input pays even before the loan fee
-                route = self.graph.route(cycle)
-                best = None  # the cheapest lender for this cycle, by estimated profit
-                for offer in self.loans.options(route):
+                if seen is not None:
+                    if cycle in seen:
+                        continue
+                    seen.add(cycle)
+                screened += 1
+                # the cycle composed into one fee-less virtual pool (E0, E1), in floats
+                e0 = e1 = 0.0
+                for a, t in cycle:
+                    leg = legs_of(a, t)
+                    if leg is None:
+                        break
+                    r_in, r_out, g = leg
+                    if e1 == 0.0:
+                        e0, e1 = r_in / g, r_out
+                    else:
+                        d = r_in + g * e1
+                        e0, e1 = r_in * e0 / d, g * r_out * e1 / d
+                else:
+                    if e1 <= e0:
+                        continue  # no input pays even before the loan fee
+                    # the cheapest lender maximises the estimate (it falls with the fee)
+                    offer = best_offer(cycle[0][1], cycle[0][0],
+                                       isinstance(pools[cycle[0][0]], V2Pool), cycle)
+                    if offer is None:
+                        continue
                     phi = offer.fee_ppm / 1_000_000
                     x = math.sqrt(e0 * e1 / (1 + phi)) - e0
                     if x < 1:
                         continue
                     est = e1 * x / (e0 + x) - (1 + phi) * x
-                    if best is None or est > best[0]:
-                        best = (est, cycle, addr, route, offer, legs)
-                if best is not None:
-                    candidates.append(best)
-        candidates.sort(key=lambda c: -c[0])
+                    candidates.append((est, len(candidates), cycle, addr, offer))
+        self.stats.cycles_screened += screened
+        candidates.sort(key=lambda c: (-c[0], c[1]))
         found: dict[Cycle, Opportunity] = {}
-        for est, cycle, trigger, route, offer, legs in candidates[:cfg.max_exact]:
-            opp = self._optimise(cycle, route, offer, trigger, legs)
+        for est, _, cycle, trigger, offer in candidates[:cfg.max_exact]:
+            legs = self._legs(cycle)
+            opp = None if legs is None else self._optimise(cycle, graph.route(cycle), offer,
+                                                             trigger, legs)
             self.stats.cycles_optimised += 1
             if opp is None or opp.net < cfg.min_net_profit:
                 continue
@@ -136,6 +156,24 @@ class OpportunitySearch:
         return out
 
     # ------------------------------------------------------------------------------ pieces
+    def _float_legs(self, addr: str, token_in: str) -> tuple[float, float, float] | None:
+        """(R_in, R_out, γ) of one hop in floats (V3: the virtual reserves of its current
+        range), cached per pool state: pools are immutable, so a new state is a new object."""
+        p = self.graph.pools[addr]
+        c = self._fl.get(addr)
+        if c is None or c[0] is not p:
+            if isinstance(p, V2Pool):
+                g = (p.fee_denominator - p.fee_bps) / p.fee_denominator
+                r0, r1 = float(p.reserve0), float(p.reserve1)
+            else:
+                g = (1_000_000 - p.fee) / 1_000_000
+                sp = p.sqrt_price_x96 / Q96
+                r0, r1 = (p.liquidity / sp, p.liquidity * sp) if sp > 0 else (0.0, 0.0)
+            ok = r0 > 0 and r1 > 0
+            c = self._fl[addr] = (p, p.token0, (r0, r1, g) if ok else None,
+                                  (r1, r0, g) if ok else None)
+        return c[2] if token_in == c[1] else c[3]
+
     def _legs(self, cycle: Cycle) -> tuple | None:
         """(R_in, R_out, γ numerator, γ denominator, is V2) per hop (V2: exact integers; V3: float
         virtual reserves); None if a pool has no liquidity."""
@@ -185,16 +223,24 @@ class OpportunitySearch:
             x0 = _closed_form_exact(legs, offer.fee_ppm)
             if x0 is None:
                 return None
-            x, best = _neighbourhood(f, x0, 3)
+            x, best = _neighbourhood(f, x0, 2)
             method = "closed-form"
         else:
             e0, e1 = _compose(legs)
             phi = offer.fee_ppm / 1_000_000
             est = max(1, int(math.sqrt(e0 * e1 / (1 + phi)) - e0))
             cap = max(4, int(legs[0][0] * self.config.max_amount_multiple))
-            x, best = _golden_max(f, max(1, est // 4), min(cap, est * 4), cap,
-                                  self.config.rel_tol)
-            x, best = _neighbourhood(f, x, 2, (x, best))
+            # Inside the pools' current tick ranges the virtual-pool estimate is all but exact:
+            # bracket the maximum with points ±BRACKET around it (walking outward, the step
+            # doubling, while the profit still rises: ticks crossed move the top), then
+            # successive parabolas; the wide golden search only if that fails.
+            bracket = _bracket(f, est, cap) if est < cap else None
+            if bracket is not None:
+                x, best = _parabolic_max(f, *bracket, self.config.rel_tol)
+            else:
+                x, best = _golden_max(f, max(1, est // 4), min(cap, est * 4), cap,
+                                      self.config.rel_tol)
+                x, best = _neighbourhood(f, x, 1, (x, best))
             method = "golden"
         if best <= 0:
             return None
@@ -219,18 +265,19 @@ def _compose(legs: tuple) -> tuple[float, float]:
 
 
 def _closed_form_exact(legs: tuple, fee_ppm: int) -> int | None:
-    """x* of an all-V2 cycle in exact rationals (then floored), or None if it cannot pay."""
-    e0 = e1 = None
+    """x* of an all-V2 cycle in exact rationals (then floored), or None if it cannot pay.
+
+    The composed pool is kept as E0 = A/Q, E1 = B/Q over one integer denominator (a Fraction
+    per step cost more than the rest of the search): a hop (r, s, γ = n/m) after it gives
+    Q' = r·m·Q + n·B, A' = r·m·A, B' = n·s·B."""
+    a = b = q = None
     for r_in, r_out, g_num, g_den, _ in legs:
-        g = Fraction(g_num, g_den)
-        if e0 is None:
-            e0, e1 = Fraction(r_in) / g, Fraction(r_out)
+        if a is None:
+            a, b, q = r_in * g_den, r_out * g_num, g_num
         else:
-            d = r_in + g * e1
-            e0, e1 = r_in * e0 / d, g * r_out * e1 / d
-    prod = e0 * e1 * 1_000_000 / (1_000_000 + fee_ppm)
-    x = math.isqrt(prod.numerator // prod.denominator) - e0
-    x = math.floor(x)
+            a, b, q = r_in * g_den * a, g_num * r_out * b, r_in * g_den * q + g_num * b
+    # floor(isqrt(floor(E0·E1·(1e6/(1e6+fee)))) − E0) = isqrt(...) − ceil(A/Q)
+    x = math.isqrt(a * b * 1_000_000 // (q * q * (1_000_000 + fee_ppm))) + (-a // q)
     return x if x >= 1 else None
 
 
@@ -254,7 +301,83 @@ def _golden_max(f, lo: int, hi: int, cap: int, rel_tol: float) -> tuple[int, int
     # widen upward while f still rises at the upper edge
     while hi < cap and f(hi) > f(hi - max(1, hi // 1000)):
         lo, hi = hi // 2, min(cap, hi * 4)
-    a, b = lo, hi
+    return _golden_section(f, lo, hi, rel_tol)
+
+
+def _bracket(f, x: int, cap: int, max_walk: int = 12):
+    """Three points lo < mid < hi around x with f(mid) >= f(lo), f(hi) and f(mid) > 0, found
+    by walking from x ± BRACKET·x toward the higher side (the step doubles); None if the
+    profit is not positive there or the walk hits 1, cap or max_walk."""
+    step = max(1, int(x * BRACKET))
+    lo, mid, hi = max(1, x - step), x, min(cap, x + step)
+    if not lo < mid < hi:
+        return None
+    fm = f(mid)
+    if fm <= 0:
+        return None
+    fl, fh = f(lo), f(hi)
+    for _ in range(max_walk):
+        if fm >= fl and fm >= fh:
+            return (lo, fl), (mid, fm), (hi, fh)
+        step *= 2
+        if fh > fm:                  # the top is above: move up
+            lo, fl, mid, fm = mid, fm, hi, fh
+            hi = min(cap, mid + step)
+            if hi <= mid:
+                return None
+            fh = f(hi)
+        else:                        # the top is below
+            hi, fh, mid, fm = mid, fm, lo, fl
+            lo = max(1, mid - step)
+            if lo >= mid:
+                return None
+            fl = f(lo)
+    return None
+
+
+def _parabolic_max(f, left: tuple[int, int], mid: tuple[int, int], right: tuple[int, int],
+                   rel_tol: float, max_steps: int = 6) -> tuple[int, int]:
+    """Maximum of a unimodal integer function bracketed by left < mid < right (f(mid) at least
+    both ends): successive parabolic interpolation (the profit is all but a parabola near its
+    top, so one or two steps land within rel_tol), a golden step whenever the parabola's vertex
+    falls outside the bracket.  Exact integer arithmetic throughout."""
+    (a, fa), (b, fb), (c, fc) = left, mid, right
+    for step in range(max_steps):
+        if c - a <= 2:
+            break
+        num = (b - a) ** 2 * (fb - fc) - (b - c) ** 2 * (fb - fa)
+        den = (b - a) * (fb - fc) - (b - c) * (fb - fa)
+        x = b - num // (2 * den) if den else b
+        if not a < x < c or x == b:    # no usable vertex: a golden step into the wider side
+            x = b + int((c - b) * (1 - INV_PHI)) if c - b > b - a else b - int((b - a) * (1 - INV_PHI))
+            if not a < x < c or x == b:
+                break
+        fx = f(x)
+        # done when the vertex hardly moved, or when the first one (of a parabola through
+        # three points ±BRACKET apart: off by ~BRACKET³ where the profit is smooth) tops the
+        # middle point
+        done = abs(x - b) <= max(1, int(rel_tol * b)) or (step == 0 and fx >= fb)
+        if fx >= fb:
+            if x < b:
+                c, fc = b, fb
+            else:
+                a, fa = b, fb
+            b, fb = x, fx
+        elif x < b:
+            a, fa = x, fx
+        else:
+            c, fc = x, fx
+        if done:
+            return b, fb
+    if c - a > max(2, int(rel_tol * b)):    # a kink (a tick crossed): finish as golden would
+        x, fx = _golden_section(f, a, c, rel_tol)
+        if fx > fb:
+            return x, fx
+    return b, fb
+
+
+def _golden_section(f, a: int, b: int, rel_tol: float) -> tuple[int, int]:
+    """Golden-section search of [a, b] until the bracket is within rel_tol of its centre."""
     c = b - int((b - a) * INV_PHI)
     d = a + int((b - a) * INV_PHI)
     fc, fd = f(c), f(d)

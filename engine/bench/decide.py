@@ -1,6 +1,6 @@
 """`syndicate bench decide`: event → action latency of the arbitrage brain, and a replay of real days.
 
-    syndicate bench decide [--json] [--events N] [--sizes 10,100,1000] [--seed S]
+    syndicate bench decide [--json] [--events N] [--sizes 10,100,1000] [--seed S] [--clock wall|cpu]
         Synthetic graphs of 10, 100 and 1 000 pools (V2 pairs and V3 pools on a WETH hub, three
         stables and long-tail tokens, reserves worth $50 k–$20 M at realistic prices).  Each
         event moves one pool's price by 0.5–3 % (a swap, as a Sync/Swap log would report it);
@@ -8,7 +8,10 @@
         re-quote of the route, standing in for eth_call) → Action, for two-pool cycles and for
         cycles of up to three hops.  Baseline, same run, same graph and events: a naive search
         that quotes every cycle in floats over a 64-point grid of amounts (no screening, no
-        closed form).  Targets: p99 < 2 ms two-pool, < 10 ms three-hop at 1 000 pools.
+        closed form).  Targets (issue 12): p99 <= 500 µs two-pool, <= 5 ms three-hop at 1 000
+        pools; at 10 and 100 pools at least as fast as the baseline.  As in a role's switch, the
+        heap built before the events is frozen out of the collector and no collection runs
+        inside a timed section (both sides alike).
 
     syndicate bench decide --replay [--json] [--gas-gwei G]
         Replays the real logs in ../shared/data/chain (read in place; exit 2 if absent):
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import ast
 import csv
+import gc
 import json
 import math
 import random
@@ -147,7 +151,8 @@ class FloatGridSearch:
         return best
 
 
-def bench_size(n_pools: int, max_hops: int, events: int, seed: int) -> tuple[list[float], list[float], dict]:
+def bench_size(n_pools: int, max_hops: int, events: int, seed: int,
+               clock=time.perf_counter) -> tuple[list[float], list[float], dict]:
     rng = random.Random(seed * 1000 + n_pools * 10 + max_hops)
     graph = synthetic_graph(n_pools, rng, max_hops)
     gas = GasModel.arbitrum(WETH, 10**7)
@@ -163,13 +168,18 @@ def bench_size(n_pools: int, max_hops: int, events: int, seed: int) -> tuple[lis
     addrs = sorted(graph.pools)
     for a in addrs:          # build the cycle index up front (a pool's first event pays it once)
         graph.cycles_through(a)
+    # As in a role's switch (engine/core/role.py): the start-up heap frozen out of the
+    # collector's generations and no collection inside a timed section, for both sides alike.
+    gc.collect()
+    gc.freeze()
     ours, base = [], []
     found = approved = 0
     for i in range(events):
         addr = rng.choice(addrs)
         prev = graph.pools[addr]
         new = moved(prev, rng)
-        t0 = time.perf_counter()
+        gc.disable()
+        t0 = clock()
         impact = price_impact(prev, new)
         graph.update(new)
         action = None
@@ -179,13 +189,15 @@ def bench_size(n_pools: int, max_hops: int, events: int, seed: int) -> tuple[lis
             if opps:
                 d = decider.decide(opps[0], graph, StateInfo(1, 1, now[0]), event_id=str(i))
                 action = d.action
-        t1 = time.perf_counter()
+        t1 = clock()
         approved += action is not None
         baseline.on_event([addr])
-        t2 = time.perf_counter()
+        t2 = clock()
+        gc.enable()
         ours.append((t1 - t0) * 1e6)
         base.append((t2 - t1) * 1e6)
         graph.update(prev)  # keep the graph stationary between events
+    gc.unfreeze()
     n_cycles = sum(len(graph.cycles_through(a)) for a in addrs) / len(addrs)
     return ours, base, {"events_with_opportunity": found, "actions": approved,
                         "mean_cycles_per_pool": round(n_cycles, 1)}
@@ -197,12 +209,16 @@ def run_synthetic(args) -> int:
     for n in args.sizes:
         for hops, label in ((2, "two-pool"), (3, "three-hop")):
             events = args.events if n <= 100 else max(50, args.events // 2)
-            ours, base, info = bench_size(n, hops, events, args.seed)
-            target = {2: 2000, 3: 10000}[hops] if n == 1000 else None
+            ours, base, info = bench_size(n, hops, events, args.seed,
+                                          time.thread_time if args.clock == "cpu" else time.perf_counter)
+            target = {2: 500, 3: 5000}[hops] if n == 1000 else None
             notes = f"{info['actions']}/{events} events → action, {info['mean_cycles_per_pool']} cycles/pool"
             if target:
                 p99 = Summary.of("", ours).p99
-                notes += f"; target p99 < {target / 1000:.0f} ms: {'met' if p99 < target else 'MISSED'}"
+                notes += f"; target p99 <= {target} us: {'met' if p99 <= target else 'MISSED'}"
+            else:   # at 10 and 100 pools: at least as fast as the float baseline
+                ok = Summary.of("", ours).p50 <= Summary.of("", base).p50
+                notes += f"; target: at least the baseline's speed: {'met' if ok else 'MISSED'} (p50)"
             results.append(Comparison(f"{label} search, {n} pools", "us",
                                       Summary.of("ours: screen + exact optimum + decision", ours),
                                       Summary.of("baseline: float grid over every cycle", base),
@@ -450,6 +466,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--events", type=int, default=300)
     ap.add_argument("--sizes", default="10,100,1000")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="wall (the target) or cpu: this thread's CPU time, which leaves out the "
+                         "time the scheduler gave other processes (a loaded machine's p99)")
     ap.add_argument("--gas-gwei", type=float, default=20.0, help="replay: assumed Ethereum gas price")
     ap.add_argument("--threshold-bps", type=int, default=DEFAULT_THRESHOLD_BPS)
     if argv and argv[0] == "replay":  # `syndicate bench decide replay` == `--replay`

@@ -166,9 +166,11 @@ class Supervisor:
         rc = cfg.rings
         for ring in set(plan["subscribers"]):
             if ring not in w.rings:
-                slots = rc["event_slots"] if ring.startswith("events.") else rc["inbox_slots"]
+                events = ring.startswith("events.")
+                slots = rc["event_slots"] if events else rc["inbox_slots"]
                 name = segment_name(self.name, ring)
-                w.rings[ring] = Ring.create(name, slots=slots, slot_size=rc["slot_size"],
+                w.rings[ring] = Ring.create(name, slots=slots, slot_size=rc["slot_size"] if events
+                                            else rc["outbox_slot_size"],
                                             max_readers=MAX_ROLES)
                 self._rings_created.append(name)
         w.emits, w.inputs = plan["emits"], plan["inputs"]

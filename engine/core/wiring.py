@@ -100,12 +100,13 @@ def plan_rings(cfg, sources: set[str]) -> dict:
     for r in roles:
         if r.name in sources:
             continue
-        if r.subscribe:
+        if r.subscribe:        # True, or "quiet": read without being interrupted
             for c in r.chains:
                 ring = f"events.{c}"
                 if ring in subs:
                     inputs[r.name].append(ring)
-                    subs[ring].append(r.name)
+                    if r.subscribe is True:
+                        subs[ring].append(r.name)
         if r.inbox != "none":
             for other, ring in outputs.items():
                 if other != r.name and ring not in direct and ring not in inputs[r.name]:

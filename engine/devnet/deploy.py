@@ -49,9 +49,10 @@ _DEPLOYED = ("WETH9", "DevToken", "DevPeriphery", "UniswapV2Factory", "UniswapV2
              "ACLManager", "Pool", "PoolConfigurator", "AToken", "StableDebtToken",
              "VariableDebtToken", "DefaultReserveInterestRateStrategy", "BorrowLogic", "BridgeLogic",
              "EModeLogic", "FlashLoanLogic", "LiquidationLogic", "PoolLogic", "SupplyLogic",
-             "ConfiguratorLogic")
+             "ConfiguratorLogic", "FlashArbExecutor")
 MAX_UINT256 = (1 << 256) - 1
 DEPLOYER_INDEX, TRADER_INDEX = 0, 9
+EXECUTOR_OWNER_INDEX = 1    # owns the devnet's FlashArbExecutor (the executor role's key)
 RAY = 10 ** 27
 
 # USD prices the pools are seeded at (roughly late-2024 levels; only ratios matter).
@@ -231,6 +232,8 @@ def deploy_chain(name: str, url: str, seed: int) -> dict:
             amt = raw_amount(symbol, tokens[symbol]["decimals"], 20_000_000)
             send(w3, c.functions.transfer(lender, amt), me)
 
+    # the executor role's contract, owned by a dev account the devnet can sign for
+    executor = deploy(w3, "FlashArbExecutor", sender=accounts[EXECUTOR_OWNER_INDEX])
     return {
         "chain_id": spec.chain_id,
         "tokens": tokens,
@@ -243,8 +246,10 @@ def deploy_chain(name: str, url: str, seed: int) -> dict:
                      "premium_bps": 5},
         },
         "contracts": {"periphery": periphery.address, "weth": tokens.get("WETH", {}).get("address"),
-                      "balancer_authorizer": authorizer.address, **aave_market},
-        "accounts": {"deployer": me, "trader": trader},
+                      "balancer_authorizer": authorizer.address, "executor": executor.address,
+                      **aave_market},
+        "accounts": {"deployer": me, "trader": trader,
+                     "executor_owner": accounts[EXECUTOR_OWNER_INDEX]},
     }
 
 

@@ -121,7 +121,7 @@ def test_v3_mint_needs_its_delta_and_a_bad_record_does_not_decode():
 def test_binary_pool_records_reach_the_agent_and_quiet_ones_interrupt_nobody(engine_factory):
     """A real engine: a source publishes 13 binary pool records, every third without a signal
     (the quiet ones wait in the ring for the next interrupt, which drains them too); the agent
-    decodes each through its kind's decoder, stamped by the publisher, and assesses the
+    decodes each through its kind's decoder, stamped by the publisher, and decides on the
     interrupting ones."""
     e = engine_factory(roles={
         "src": {"kind": "roles.probe:PoolRecordSource", "chains": ["base"],
@@ -129,7 +129,8 @@ def test_binary_pool_records_reach_the_agent_and_quiet_ones_interrupt_nobody(eng
         "spot": {"kind": "roles.agents:Agent", "chains": ["base"],
                  "tasks": {"checksum": {"interval": 0.2, "options": {"links_per_run": 500}}}},
     }).start()
-    # the agent takes all 13 into its replica; only the 9 interrupting ones get an assessment
+    # the agent takes all 13 into its replica; only the 9 interrupting ones get a decision
+    # (refusals: no replica, as no monitor wrote a snapshot)
     got, lost = collect(e, "spot", 9, timeout=60)
     assert lost == 0 and len(got) == 9
     assert sorted(d["impact_bps"] for d in got) == [60 + i for i in range(13) if (i + 1) % 3]
@@ -137,6 +138,7 @@ def test_binary_pool_records_reach_the_agent_and_quiet_ones_interrupt_nobody(eng
                                         for i in range(2)}   # every 3rd (0xabc2) is quiet
     assert all(d["chain"] == "base" and isinstance(d["t_event"], int) and d["t_event"] > 0
                for d in got)                       # t_written: stamped into the header
+    assert all(d["kind"] == "opportunity" and d["code"] == "no-replica" for d in got)
     r = e.wait_for(lambda: (x := e.roles()["spot"])["events"] == 13 and x, 10, "counted")
     assert r["events_lost"] == 0
     assert r["interrupts"] <= 9                    # 4 of the 13 were published quietly

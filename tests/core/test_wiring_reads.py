@@ -59,3 +59,33 @@ def test_moralis_section_makes_every_chain_monitor_read_the_receiver(tmp_path: P
     assert cfg.roles["other"].reads == ()
     assert config.load(Path(__file__).parents[2] / "engine.toml", check_env=False) \
         .roles["monitor-base"].reads == ()      # no [moralis]: nothing read
+
+
+def test_a_quiet_subscriber_reads_the_events_rings_and_is_never_interrupted_by_them():
+    """The executor keeps replicas of its chains (`subscribe = "quiet"`): it reads events.<c>,
+    drained at each switch its inbox causes; only the agents are signalled by those rings."""
+    roles = list(_roles())
+    roles[4] = RoleConfig(name="executor", kind="e", chains=("base", "polygon"),
+                          subscribe="quiet", inbox="interrupt")
+    p = plan_rings(_Cfg(*roles), SOURCES)
+    assert {"events.base", "events.polygon"} <= set(p["inputs"]["executor"])
+    assert p["subscribers"]["events.base"] == ["spotter"]
+    assert p["subscribers"]["events.polygon"] == []
+    assert p["subscribers"]["out.spotter"] == ["executor"]
+    # with subscribe = false it reads no events ring at all
+    roles[4] = RoleConfig(name="executor", kind="e", chains=("base",), subscribe=False,
+                          inbox="interrupt")
+    assert not any(r.startswith("events.") for r in plan_rings(_Cfg(*roles), SOURCES)["inputs"]["executor"])
+
+
+def test_subscribe_takes_true_false_or_quiet(tmp_path):
+    base = '[roles.x]\nkind = "roles.agents:Executor"\nchains = ["base"]\ninbox = "interrupt"\n'
+    (tmp_path / "ok.toml").write_text(base + 'subscribe = "quiet"\n')
+    assert config.load(tmp_path / "ok.toml").roles["x"].subscribe == "quiet"
+    (tmp_path / "bad.toml").write_text(base + 'subscribe = "loud"\n')
+    try:
+        config.load(tmp_path / "bad.toml")
+    except config.ConfigError as e:
+        assert 'roles.x.subscribe: must be true, false or "quiet"' in str(e)
+    else:
+        raise AssertionError("subscribe = \"loud\" was accepted")

@@ -204,6 +204,27 @@ class WritableStore(Store):
             return seq
         return self._submit([op], durable=durable).result()[-1]
 
+    def append_many(self, db: str, prefix: str, records: list) -> WriteJob:
+        """Records under prefix in one transaction, without waiting: inline if the writer lock
+        is free now, else by the writer thread (job.wait() waits; job.result() has the seqs)."""
+        self._alive()
+        if db not in SEQ_DATABASES:
+            raise StoreError(f"append_many: unknown database {db!r} (one of {', '.join(SEQ_DATABASES)})")
+        key = prefix_bytes(prefix)
+        raws = []
+        for r in records:
+            refuse_secrets(f"{db} record under {prefix}", r)
+            raws.append(encode(f"{db} record under {prefix}", r))
+        dbh = self._dbs[db]
+
+        def op(txn):
+            seq = last_seq(txn.cursor(dbh), key)
+            for raw in raws:
+                seq += 1
+                txn.put(key + seq_bytes(seq), raw, db=dbh)
+            return seq
+        return self.write([op], inline=True)
+
     def log_event(self, kind: str, /, **fields) -> None:
         """Record what the supervisor or watchdog did; committed by the writer thread shortly
         after (flush() waits for it).  Never blocks on the disk."""

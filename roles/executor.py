@@ -1,0 +1,198 @@
+"""The flash-loan executor role: the agents' approved opportunities in, transactions out.
+
+    events.<chain> rings (subscribe = "quiet") ──► its own replicas (never interrupted by them)
+    out.<agent> rings (inbox = "interrupt") ──► handle(): Desk.take(record) per record
+        re-quote on its replica (engine/arb/validate.requote: the agent calculated, the
+        executor validates; both must agree) ──► eth_call on "pending" ──►
+        refused | paper | signed → sent | rejected        (engine/chain/desk.py, every step on
+    receipts task (every `receipt_poll` s) ──► Desk.poll_receipts()   the `outcomes` ledger)
+        landed | reverted | dropped | replaced
+    outcome records ──► out.flash-loan-executor (the coordinator reads them); status info
+
+Mode: `[engine] mode = "paper"` (the default) simulates each Action with eth_call on "pending"
+and records what it would have made; nothing is signed.  `mode = "live"` signs with the key in
+SYNDICATE_EXECUTOR_KEY (`key_env`) or the keystore file `keystore` (its password in the variable
+`password_env`), and refuses to trade at all (every action is refused with the reason, status
+says HALTED) when that key is one of anvil's dev accounts on a node that is not anvil, or is
+neither the executor contract's owner nor allow-listed on some chain.
+
+Per chain (engine.toml `[chains.<name>]`): `executor` (else the devnet manifest's
+`contracts.executor`), `rpc`, `block_time` (stale after block_time × `stale_factor`),
+`pools` (an action through another pool is refused), and `submit.endpoints`
+(engine/chain/submit.py).
+"""
+from __future__ import annotations
+
+import time
+
+from engine.chain.desk import BLOCK_TIME, ChainSetup, Desk
+from engine.chain.outcomes import Ledger
+from engine.core.tasks import Priority, Task
+
+from .agents import Agent
+from .tasks import ChecksumTask
+
+
+class ReceiptTask(Task):
+    """Follows the transactions the executor sent until each has its outcome."""
+    name = "receipts"
+    priority = Priority.HIGH
+    interval = 0.2
+
+    def __init__(self, kind: "Executor", **kw):
+        super().__init__(**kw)
+        self.kind = kind
+
+    def initial_state(self):
+        return {"polls": 0}
+
+    def run(self, ctx):
+        kind = self.kind
+        if kind.desk is None or not kind.desk.pending:
+            kind.refresh_info()
+            return
+        yield None
+        self.state["polls"] += 1
+        done = kind.desk.poll_receipts()
+        if done:
+            kind.publish(done)
+        kind.refresh_info(force=bool(done))
+
+
+class Executor(Agent):
+    """Takes the agents' Actions from its inbox (module docstring).  An Agent for its replicas
+    and its chains' lenders (the re-quote), not for pricing: it publishes no opportunities."""
+
+    OPTIONS = {
+        **Agent.OPTIONS,
+        "keystore": (str, "", "an encrypted JSON keystore file (relative to engine.toml); "
+                              "else the key comes from key_env"),
+        "password_env": (str, "", "the environment variable holding the keystore's password"),
+        "key_env": (str, "SYNDICATE_EXECUTOR_KEY", "the environment variable holding the key"),
+        "stale_factor": (float, 4.0, "an action older than this many of its chain's block "
+                                     "times is dropped as stale"),
+        "receipt_timeout": (float, 30.0, "seconds to wait for a receipt before 'dropped'"),
+        "receipt_poll": (float, 0.2, "seconds between receipt lookups"),
+        "request_timeout": (float, 3.0, "seconds one JSON-RPC call may take"),
+        "dedup_window": (int, 100_000, "(role, event) pairs remembered to act once"),
+        "crash_at": (str, "", "fire drill: SIGKILL the role once at 'after-record' or 'after-send'"),
+        "crash_flag": (str, "", "fire drill: the file that marks the crash as done"),
+    }
+    TASKS = {"checksum": ChecksumTask, "receipts": ReceiptTask}
+
+    def __init__(self, rt):
+        super().__init__(rt)
+        self.desk: Desk | None = None
+        self._info_at = 0.0
+
+    def tasks(self):
+        o = self.options
+        return [ChecksumTask(), ReceiptTask(self, interval=float(o["receipt_poll"]))]
+
+    def on_start(self) -> None:
+        super().on_start()          # the replicas
+        cfg, o = self.rt.cfg, self.options
+        mode = cfg.engine.get("mode", "paper")
+        signer, why = None, ""
+        if mode == "live":
+            from engine.chain.keys import KeyError_, load_signer
+            try:
+                signer = load_signer(keystore=o["keystore"], password_env=o["password_env"],
+                                     key_env=o["key_env"], base=cfg.base_dir)
+            except KeyError_ as e:
+                why = str(e)
+        self.desk = Desk(self.setups(), Ledger(self.rt.store, self.name), signer=signer,
+                         stale_factor=float(o["stale_factor"]),
+                         receipt_timeout=float(o["receipt_timeout"]),
+                         request_timeout=float(o["request_timeout"]), log=self.log,
+                         crash_at=o["crash_at"], crash_flag=o["crash_flag"],
+                         validator=self.requote)
+        self.desk.dedup_window = int(o["dedup_window"])
+        if mode == "live" and signer is None:
+            self.desk.paper = False
+            self.desk.halted = why
+        self.desk.start()
+        if self.desk.halted:
+            self.log.error("the executor refuses to trade live", why=self.desk.halted)
+        self.log.info("executor ready", mode=self.desk.info()["mode"],
+                      chains=",".join(self.desk.chains) or "-",
+                      down=";".join(f"{c}: {w}" for c, w in self.desk.down.items()) or "-",
+                      address=signer.address if signer is not None else "-")
+        self.refresh_info(force=True)
+
+    def setups(self) -> dict[str, ChainSetup]:
+        """Every chain of this role that has an RPC endpoint and an executor contract."""
+        cfg = self.rt.cfg
+        nets = getattr(cfg, "networks", {}) or {}
+        served = ((cfg.manifest or {}).get("chains") or {})
+        out = {}
+        for c in self.config.chains:
+            n = nets.get(c) or {}
+            addr = n.get("executor") or ((served.get(c) or {}).get("contracts") or {}).get("executor")
+            if not n.get("rpc") or not addr:
+                self.log.warning("no executor contract or rpc endpoint on this chain: its actions "
+                                 "are refused", chain=c)
+                continue
+            out[c] = ChainSetup(c, n["rpc"][0], int(n.get("chain_id") or 0), addr,
+                                float(n.get("block_time") or BLOCK_TIME.get(c, 2.0)),
+                                frozenset(a.lower() for a in n.get("pools") or ()),
+                                dict(n.get("submit") or {}))
+        return out
+
+    def requote(self, action) -> str | None:
+        """The independent re-quote on this role's replica (None: agreed).  A chain whose events
+        ring this role does not read (no monitor runs) has no replica: eth_call alone decides."""
+        from engine.arb.validate import requote
+        chain = action.chain
+        if chain not in self.replicas.need:
+            return None
+        graph, pricer = self.replicas.graphs.get(chain), self.pricers.get(chain)
+        if graph is None or pricer is None:
+            return f"no replica of {chain} yet"
+        r = requote(graph, action, loans=pricer.loans)
+        return None if r.ok else r.reason
+
+    def handle(self, events):
+        out = []
+        for ev in events:      # pool records first: the replica is current for this batch
+            if ev.get("type") == "pool" and ev["ring"].startswith("events."):
+                self.replicas.apply(ev)
+        for ev in events:
+            if self.desk is None:
+                break
+            if not ev["ring"].startswith("out."):
+                continue
+            try:
+                rec = self.desk.take(ev)
+            except Exception as e:   # never a crash on bad data from a node or a sender
+                self.log.error("executor failed on a record", error=f"{type(e).__name__}: {e}"[:300],
+                               event=str(ev.get("event"))[:100])
+                continue
+            if rec is not None:   # one record per opportunity: `bench switch` times them
+                out.append(self._outbox(rec, ev))
+        self.refresh_info()
+        return out
+
+    @staticmethod
+    def _outbox(rec: dict, ev: dict | None = None) -> dict:
+        keep = ("key", "state", "chain", "tx", "reason", "predicted", "simulated", "realised")
+        out = {"kind": "execution", **{k: rec[k] for k in keep if k in rec}}
+        if ev is not None:
+            out.update(source=ev.get("role"), event=ev.get("event"),
+                       t_event=ev.get("t_written"), t_origin=ev.get("t_origin"))
+        return out
+
+    def publish(self, recs: list[dict]) -> None:
+        if self.rt.outbox is not None:
+            self.rt._publish_decisions([self._outbox(r) for r in recs])
+
+    def refresh_info(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.desk is None or (not force and now - self._info_at < 0.2):
+            return
+        self._info_at = now
+        if hasattr(self.rt, "set_info"):
+            doc = self.desk.info()
+            rep = self.replicas.info()
+            doc["summary"] += "; " + rep.pop("summary")
+            self.rt.set_info({**rep, **doc})

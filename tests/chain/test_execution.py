@@ -1,0 +1,237 @@
+"""The executor's desk on the devnet (engine/chain/desk.py): real anvil, the devnet's own
+FlashArbExecutor (manifest `contracts.executor`, owned by dev account 1), a real LMDB ledger.
+Every opportunity is real: a big swap opens a gap, engine/arb finds and prices it, and the
+record is what an agent publishes.  Profits are asserted to the wei, gas never."""
+from __future__ import annotations
+
+import time
+
+import orjson
+import pytest
+from tradehelp import approved, gap, predicted
+
+from engine.arb.wire import action_from_record
+from engine.chain.desk import ChainSetup, Desk
+from engine.chain.keys import LocalSigner
+from engine.chain.outcomes import Ledger
+from engine.core.store import Store
+
+# anvil's well-known dev key of account 1 (the devnet executor's owner): test-only
+OWNER_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store.open(tmp_path / "lmdb")
+    yield s
+    s.close()
+
+
+def setup_of(c, **kw) -> ChainSetup:
+    return ChainSetup(c.name, c.m["rpc_url"], c.m["chain_id"], c.m["contracts"]["executor"],
+                      block_time=kw.pop("block_time", 2.0),
+                      pools=frozenset(p["address"].lower() for p in c.m["pools"]), **kw)
+
+
+def desk(c, store, *, live=True, **kw) -> Desk:
+    setups = kw.pop("setups", None) or {c.name: setup_of(c, **kw.pop("setup", {}))}
+    d = Desk(setups, Ledger(store, "flash-loan-executor"),
+             signer=LocalSigner(OWNER_KEY) if live else None, stale_factor=kw.pop("stale_factor", 100.0),
+             **kw)
+    d.start()
+    return d
+
+
+def wait_final(d: Desk, timeout: float = 20.0) -> list[dict]:
+    out, end = [], time.monotonic() + timeout
+    while d.pending and time.monotonic() < end:
+        out += d.poll_receipts()
+        time.sleep(0.05)
+    assert not d.pending, "no outcome in time"
+    return out
+
+
+def ledger(store) -> list[dict]:
+    with store.read() as r:
+        return [rec for _, rec in r.records("outcomes", "flash-loan-executor")]
+
+
+def tx_count(c, who: str) -> int:
+    return c.w3.eth.get_transaction_count(who, "pending")
+
+
+def test_landed_trade_pays_the_predicted_profit_to_the_wei(arb, store):
+    c = arb
+    rec = approved(c, gap(c))
+    usdc_before = c.balance(c.token("USDC"), c.m["accounts"]["executor_owner"])
+    d = desk(c, store)
+    sent = d.take(rec)
+    assert sent["state"] == "sent", sent
+    (done,) = wait_final(d)
+    assert done["state"] == "landed", done
+    gained = c.balance(c.token("USDC"), c.m["accounts"]["executor_owner"]) - usdc_before
+    assert gained == predicted(rec) == int(done["realised"]) == int(done["event_profit"]) \
+        == int(sent["simulated"]) > 0
+    states = [r["state"] for r in ledger(store)]
+    assert states == ["signed", "sent", "landed"]
+    info = d.info()
+    assert info["counts"]["landed"] == 1 and info["profit"][c.name]["realised"] == str(gained)
+    assert d.take(rec) is None          # the same (role, event) again: a duplicate, ignored
+    assert d.counts["duplicates"] == 1
+
+
+def test_front_run_trade_reverts_on_chain_and_costs_only_gas(arb, store):
+    """The executor sends while the gap is open; a trader's swap that closes it is mined ahead
+    of ours (higher priority fee, same block): ours reverts, and only gas is spent."""
+    c = arb
+    pool = gap(c)
+    rec = approved(c, pool)
+    owner = c.m["accounts"]["executor_owner"]
+    eth_before = c.w3.eth.get_balance(owner)
+    tokens_before = {s: c.balance(t["address"], owner) for s, t in c.m["tokens"].items()}
+    d = desk(c, store)
+    c.w3.provider.make_request("evm_setAutomine", [False])
+    try:
+        assert d.take(rec)["state"] == "sent"
+        # the front-runner: buys the cheap WETH back first, bidding far above our priority fee
+        fn = c.periphery.functions.swapV2(pool["address"], c.token("USDC"), 900_000 * 10**6,
+                                          pool["fee"], c.deployer)
+        fn.transact({"from": c.deployer, "maxPriorityFeePerGas": 10**11, "maxFeePerGas": 10**12})
+        c.w3.provider.make_request("evm_mine", [])
+    finally:
+        c.w3.provider.make_request("evm_setAutomine", [True])
+    (done,) = wait_final(d)
+    assert done["state"] == "reverted", done
+    assert done["reason"].startswith(("InsufficientProfit(", "RouteShort(")), done["reason"]
+    assert c.w3.eth.get_balance(owner) == eth_before - int(done["gas_cost_wei"]) < eth_before
+    assert {s: c.balance(t["address"], owner) for s, t in c.m["tokens"].items()} == tokens_before
+
+
+def test_paper_mode_simulates_and_sends_nothing(arb, store):
+    c = arb
+    rec = approved(c, gap(c))
+    owner = c.m["accounts"]["executor_owner"]
+    count, block = tx_count(c, owner), c.w3.eth.block_number
+    d = desk(c, store, live=False)
+    out = d.take(rec)
+    assert out["state"] == "paper" and int(out["simulated"]) == predicted(rec)
+    assert tx_count(c, owner) == count and c.w3.eth.block_number == block
+    assert [r["state"] for r in ledger(store)] == ["paper"]
+
+
+def tampered(rec: dict, **action) -> dict:
+    a = orjson.loads(orjson.dumps(rec["action"]))
+    for k, v in action.items():
+        if k.startswith("loan_"):
+            a["loan"][k[5:]] = v
+        elif k == "pool0":
+            a["route"][0]["pool"] = v
+        else:
+            a[k] = v
+    return {**rec, "action": a, "event": rec["event"] + ":" + "-".join(action)}
+
+
+def test_bad_input_is_recorded_with_its_reason_and_the_executor_goes_on(arb, store):
+    c = arb
+    rec = approved(c, gap(c))
+    owner = c.m["accounts"]["executor_owner"]
+    count = tx_count(c, owner)
+    d = desk(c, store, stale_factor=10.0)     # 2 s blocks: stale after 20 s
+    amount = int(rec["action"]["amount_in"])
+    bad = [
+        (tampered(rec, amount_in=str(amount * 3)), "bad action: action.amount_in"),
+        (tampered(rec, amount_in=str(amount * 50), loan_amount=str(amount * 50)), "simulation: "),
+        (tampered(rec, pool0="0x" + "ab" * 20), "unknown pool 0x" + "ab" * 20),
+        (tampered(rec, gas_limit="lots"), "bad action: action.gas_limit"),
+        ({**rec, "action": "not an object", "event": "x:1"}, "bad action: action: not an object"),
+        (tampered(rec, deadline=int(time.time()) - 5), "stale: deadline"),
+        ({**rec, "event": "x:2", "t_origin": max(1, time.monotonic_ns() - 30 * 10**9)},
+         "stale: "),
+        ({**rec, "event": "x:3", "chain": "base", "action": {**rec["action"], "chain": "base"}},
+         "no executor contract configured on base"),
+    ]
+    for r, why in bad:
+        out = d.take(r)
+        assert out["state"] == "refused" and out["reason"].startswith(why), (why, out)
+    # a node that rejects the transaction: a fee bid under the base fee (anvil refuses it)
+    out = d.take(tampered(rec, max_fee_per_gas="1", max_priority_fee_per_gas="0"))
+    assert out["state"] == "rejected" and "fee" in out["reason"], out
+    assert tx_count(c, owner) == count            # nothing of the above reached the chain
+    # ... and the executor goes on: the good one lands, with the next nonce
+    assert d.take(rec)["state"] == "sent"
+    (done,) = wait_final(d)
+    assert done["state"] == "landed" and done["nonce"] == count
+    assert d.info()["refused"]["bad action"] == 3
+
+
+def test_a_receipt_that_never_comes_is_dropped_and_the_nonce_reused(arb, store):
+    c = arb
+    rec = approved(c, gap(c))
+    owner = c.m["accounts"]["executor_owner"]
+    count = tx_count(c, owner)
+    d = desk(c, store, receipt_timeout=1.0)
+    c.w3.provider.make_request("evm_setAutomine", [False])
+    try:
+        assert d.take(rec)["state"] == "sent"
+        (done,) = wait_final(d, timeout=10)
+        assert done["state"] == "dropped" and "no receipt within 1 s" in done["reason"], done
+        c.w3.provider.make_request("anvil_dropAllTransactions", [])
+    finally:
+        c.w3.provider.make_request("evm_setAutomine", [True])
+    again = approved(c, {"address": rec["action"]["route"][0]["pool"]})
+    sent = d.take(again)
+    assert sent["state"] == "sent" and sent["nonce"] == count      # no gap left behind
+    (done,) = wait_final(d)
+    assert done["state"] == "landed"
+
+
+def test_restart_after_signing_never_sends_and_after_sending_follows(arb, store):
+    """A SIGKILL between record and send (simulated here by a ledger that says 'signed' for a
+    transaction no endpoint ever got) and between send and receipt (a real sent transaction):
+    the restarted desk sends nothing again and finds the outcome of the one that went out."""
+    c = arb
+    rec = approved(c, gap(c))
+    owner = c.m["accounts"]["executor_owner"]
+    count = tx_count(c, owner)
+    led = Ledger(store, "flash-loan-executor")
+    led.append("ghost|1", "signed", chain=c.name, tx="0x" + "11" * 32, nonce=count, token="0x")
+    d1 = desk(c, store)
+    assert d1.take(rec)["state"] == "sent"
+    d2 = desk(c, store)                    # a new incarnation on the same ledger
+    assert d2.take(rec) is None            # it remembers the key: never sent twice
+    (done,) = wait_final(d2)
+    assert done["state"] == "landed"
+    hist = Ledger(store, "flash-loan-executor").history()
+    assert hist["ghost|1"]["state"] == "dropped" and "never sent" in hist["ghost|1"]["reason"]
+    assert tx_count(c, owner) == count + 1
+    assert action_from_record(rec["action"]).chain == c.name
+
+
+def test_a_transaction_whose_nonce_another_one_took_is_recorded_replaced(arb, store):
+    """Someone holding the key (here: the node, which signs for the dev account) sends another
+    transaction with our nonce and a higher fee before ours is mined: ours never lands."""
+    c = arb
+    rec = approved(c, gap(c))
+    owner = c.m["accounts"]["executor_owner"]
+    d = desk(c, store, receipt_timeout=1.0)
+    c.w3.provider.make_request("evm_setAutomine", [False])
+    try:
+        sent = d.take(rec)
+        assert sent["state"] == "sent"
+        c.w3.eth.send_transaction({"from": owner, "to": owner, "value": 0, "nonce": sent["nonce"],
+                                   "maxFeePerGas": 10**12, "maxPriorityFeePerGas": 10**11})
+        c.w3.provider.make_request("evm_mine", [])
+    finally:
+        c.w3.provider.make_request("evm_setAutomine", [True])
+    (done,) = wait_final(d, timeout=10)
+    assert done["state"] == "replaced" and f"nonce {sent['nonce']}" in done["reason"], done
+
+
+def test_a_gas_limit_too_low_reverts_out_of_gas_and_says_so(arb, store):
+    c = arb
+    rec = approved(c, gap(c))
+    d = desk(c, store)
+    sent = d.take(tampered(rec, gas_limit=120_000))     # eth_call passes: it has all the gas
+    assert sent["state"] == "sent", sent
+    (done,) = wait_final(d)
+    assert done["state"] == "reverted" and "gas" in done["reason"].lower(), done
