@@ -103,7 +103,8 @@ class GasTrend(ChainTask):
         rise = max(0.0, slope) / 100 * int(self.options["headroom_blocks"])
         st = self.state
         st.update(runs=st["runs"] + 1, at_block=oldest + len(base) - 2, next_base_fee_wei=nxt,
-                  priority_wei=pct, slope_pct_per_block=slope, volatility_pct=vol,
+                  priority_wei={f"p{p}": v for p, v in pct.items()},   # JSON: string keys
+                  slope_pct_per_block=slope, volatility_pct=vol,
                   bid_max_fee_wei=int(nxt * (1 + rise)) * 2 + pct[50],
                   bid_priority_wei=pct[50], sampled_at=time.time())
         ctx.discover(self.name, {"kind": "gas-trend", "chain": self.chain,
