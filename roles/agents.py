@@ -19,7 +19,12 @@ snapshot and the ring is harmless.
 
 Background tasks (roles/tasks.py): `checksum` (CPU-bound, verifiable) always; `gas-sampler`
 (I/O) when the role has an RPC endpoint: `options.rpc = "http://…"`, or its first chain's
-`rpc_url` in the devnet manifest named by `[chains] manifest`.
+`rpc_url` in the devnet manifest named by `[chains] manifest`.  The guide's roles are the
+kinds `Spotter`, `Analyst` and `Specialist`: an Agent that also runs its research plan
+(roles/research: PLAN) on its first chain.  What the research finds feeds the decisions: the
+gas-trend figures are the gas price (roles/pricing.py), mev-watch's contested pools score
+routes down, and block timing is shared with the executor through the outbox (a `research`
+record: its staleness limit follows the measured block interval).
 """
 from __future__ import annotations
 
@@ -27,8 +32,10 @@ import orjson
 
 from engine.chain import records
 from engine.core.role import RoleKind
+from engine.core.tasks import Priority, Task
 
-from . import pricing
+from . import pricing, research
+from .research.chain import BlockTiming, GasTrend, MevWatch
 from .tasks import ChecksumTask, GasSampler
 
 
@@ -98,6 +105,14 @@ class Replicas:
                 "replicas": chains, "applied": self.applied, "unknown": self.unknown,
                 "bad": self.bad}
 
+    def ready(self) -> dict:
+        """The graphs, loading any still missing from the monitors' snapshots first: a quiet
+        chain interrupts nobody, so background work (research) cannot wait for a switch."""
+        for c, g in self.graphs.items():
+            if g is None:
+                self.load(c)
+        return self.graphs
+
     def lost(self, ring: str) -> None:
         chain = ring[7:] if ring.startswith("events.") else None
         if chain in self.graphs:      # records were skipped: only a newer snapshot is whole
@@ -127,10 +142,12 @@ class Agent(RoleKind):
         self._gas_chain = self._first_served_chain()
         cfg = getattr(rt, "cfg", None)
         served = ((getattr(cfg, "manifest", None) or {}).get("chains") or {})
+        self.research: dict = {}           # name -> research task (the kind's FAMILY plan)
+        self._shared: dict[str, int] = {}  # research task -> runs already shared in the outbox
         self.pricers = {c: pricing.ChainPricer(
             c, self.options, served.get(c),
-            gas_state=(lambda: self.gas_task.state if self.gas_task is not None else None)
-            if c == self._gas_chain else None) for c in chains}
+            gas_state=self._gas_state if c == self._gas_chain else None,
+            contested=self._contested if chains and c == chains[0] else None) for c in chains}
         self.book = pricing.DecisionBook(getattr(rt, "log", None), int(self.options["log_per_s"]))
 
     def on_start(self) -> None:
@@ -155,7 +172,59 @@ class Agent(RoleKind):
         if rpc:
             self.gas_task = GasSampler(options={"rpc": rpc})
             ts.append(self.gas_task)
+        if self.FAMILY:
+            ts += self._research_tasks()
         return ts
+
+    # ---- research (roles/research): what it finds, the decisions use
+    FAMILY: str | None = None     # the research plan this kind runs (research.PLAN)
+
+    def _research_tasks(self) -> list:
+        chains = list(getattr(self.config, "chains", ()))
+        cfg = getattr(self.rt, "cfg", None)
+        if not chains or cfg is None:
+            return []
+        chain = chains[0]
+        net = (getattr(cfg, "networks", None) or {}).get(chain) or {}
+        served = ((getattr(cfg, "manifest", None) or {}).get("chains") or {})
+        m = served.get(chain) or {}
+        rpc = self.options["rpc"] or (net.get("rpc") or [None])[0] or m.get("rpc_url")
+        ours = [a for a in (net.get("executor"), (m.get("contracts") or {}).get("executor")) if a]
+        tasks = research.build(self.FAMILY, chain=chain, rpc=rpc,
+                               pools=net.get("pools") or [p["address"] for p in m.get("pools", [])],
+                               exclude=ours, graphs=self.replicas.ready,
+                               run_dir=cfg.run_dir,
+                               tokens={c: x.get("tokens") or {} for c, x in served.items()})
+        self.research = {t.name: t for t in tasks}
+        return tasks + [_ShareResearch(self)] if tasks else tasks
+
+    def _gas_state(self):
+        """The gas-trend task's figures once it has run, else the gas-sampler's."""
+        for t in self.research.values():
+            if isinstance(t, GasTrend) and t.state.get("runs"):
+                return t.state
+        return self.gas_task.state if self.gas_task is not None else None
+
+    def _contested(self, pool: str) -> float:
+        return max((t.score(pool) for t in self.research.values() if isinstance(t, MevWatch)),
+                   default=0.0)
+
+    def share_research(self) -> list[dict]:
+        """Research another role acts on, new since the last call: block timing (the executor's
+        staleness limit).  Published to the outbox with an interrupt (the executor reads its
+        inbox on interrupts; this comes once per block-timing run)."""
+        out = []
+        for t in self.research.values():
+            if isinstance(t, BlockTiming) and t.state.get("runs", 0) > self._shared.get(t.name, 0):
+                self._shared[t.name] = t.state["runs"]
+                st = t.state
+                out.append({"kind": "research", "task": t.name, "role": self.name,
+                            "chain": t.chain, "interval_s": st.get("interval_s"),
+                            "p95_interval_s": st.get("p95_interval_s"),
+                            "max_state_age_s": st.get("max_state_age_s")})
+        if out and getattr(self.rt, "outbox", None) is not None:
+            self.rt.outbox.publish_many(out)
+        return out
 
     def _first_served_chain(self) -> str | None:
         """The chain the gas-sampler samples: the first of the role's chains (with `rpc` set, it
@@ -173,7 +242,7 @@ class Agent(RoleKind):
         chains = ((cfg.manifest or {}).get("chains") or {}) if cfg is not None else {}
         for c in self.config.chains:
             if c in chains:
-                return chains[c]["rpc_url"]
+                return chains[c].get("rpc_url")
         return None
 
     def handle(self, events):
@@ -223,6 +292,9 @@ class Agent(RoleKind):
         doc["opportunities"] = ops
         doc["gas"] = {c: {"gwei": p.gas_gwei()[0], "source": p.gas_gwei()[1]}
                       for c, p in self.pricers.items()}
+        if self.research:
+            doc["research"] = {n: {k: t.state.get(k) for k in ("runs", "errors", "last_error")}
+                               for n, t in self.research.items()}
         return doc
 
     def _record(self, ev: dict, ident, fields: dict) -> dict:
@@ -254,6 +326,43 @@ class Agent(RoleKind):
         rec = self._record(ev, ident, fields)
         self.book.add(rec, detail, log=True)
         return [rec]
+
+
+class _ShareResearch(Task):
+    """Every few seconds: hand research other roles act on to the outbox (Agent.share_research)."""
+    name = "share-research"
+    priority = Priority.MEDIUM
+    interval = 5.0
+
+    def __init__(self, kind: "Agent", **kw):
+        super().__init__(**kw)
+        self.kind = kind
+
+    def initial_state(self):
+        return {"shared": 0}
+
+    def run(self, ctx):
+        self.state["shared"] += len(self.kind.share_research())
+        self.kind._write_info()       # status shows the research and the gas source even when quiet
+        yield None
+
+
+class Spotter(Agent):
+    """arbitrum-spotter: gas trend, sequencer timing, MEV bots, liquidity map (research.PLAN)."""
+    FAMILY = "spotter"
+    TASKS = {**Agent.TASKS, **research.declared("spotter"), "share-research": _ShareResearch}
+
+
+class Analyst(Agent):
+    """base-analyst: fee structure, OP-stack metrics, cross-DEX liquidity (research.PLAN)."""
+    FAMILY = "analyst"
+    TASKS = {**Agent.TASKS, **research.declared("analyst"), "share-research": _ShareResearch}
+
+
+class Specialist(Agent):
+    """polygon-specialist: gas volatility, block times, bridge gaps (research.PLAN)."""
+    FAMILY = "specialist"
+    TASKS = {**Agent.TASKS, **research.declared("specialist"), "share-research": _ShareResearch}
 
 
 class Coordinator(Agent):

@@ -84,6 +84,7 @@ class Executor(Agent):
         super().__init__(rt)
         self.desk: Desk | None = None
         self._info_at = 0.0
+        self.measured_block_time: dict[str, float] = {}   # chain -> from an agent's research
 
     def tasks(self):
         o = self.options
@@ -162,6 +163,9 @@ class Executor(Agent):
                 break
             if not ev["ring"].startswith("out."):
                 continue
+            if ev.get("kind") == "research":     # an agent's block timing (Agent.share_research)
+                self.research_from(ev)
+                continue
             try:
                 rec = self.desk.take(ev)
             except Exception as e:   # never a crash on bad data from a node or a sender
@@ -172,6 +176,20 @@ class Executor(Agent):
                 out.append(self._outbox(rec, ev))
         self.refresh_info()
         return out
+
+    def research_from(self, ev: dict) -> None:
+        """An agent measured its chain's block interval (roles/research block timing): the
+        staleness limit (block_time × stale_factor) follows it.  Absurd figures are ignored."""
+        setup = self.desk.setups.get(ev.get("chain")) if self.desk is not None else None
+        iv = ev.get("interval_s")
+        if setup is None or not isinstance(iv, (int, float)) or isinstance(iv, bool) \
+                or not 0.05 <= iv <= 60.0:
+            return
+        if abs(setup.block_time - iv) > 1e-9:
+            self.log.info("block time from research", chain=setup.chain, was=setup.block_time,
+                          now=iv, source=ev.get("role"), task=ev.get("task"))
+            setup.block_time = float(iv)
+            self.measured_block_time[setup.chain] = float(iv)
 
     @staticmethod
     def _outbox(rec: dict, ev: dict | None = None) -> dict:
@@ -193,6 +211,8 @@ class Executor(Agent):
         self._info_at = now
         if hasattr(self.rt, "set_info"):
             doc = self.desk.info()
+            doc["block_time"] = {c: s.block_time for c, s in self.desk.setups.items()}
+            doc["block_time_measured"] = dict(self.measured_block_time)
             rep = self.replicas.info()
             doc["summary"] += "; " + rep.pop("summary")
             self.rt.set_info({**rep, **doc})

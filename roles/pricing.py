@@ -19,8 +19,13 @@
     `record-opportunities` task), counted by reason for `status`, one log line each (rate-limited)
 
 Refusal codes (the `code` field; `reason` says the figures): no-replica, unknown-pool, stale,
-no-cycle, no-profitable-route, below-minimum, simulation-failed, low-confidence, cannot-build,
-not-a-pool-record, below-threshold.
+no-cycle, no-profitable-route, below-minimum, simulation-failed, low-confidence, contested,
+cannot-build, not-a-pool-record, below-threshold.
+
+Research feeds it (roles/research): the gas-trend task's next base fee and median priority fee
+are the gas price when it has run (else the gas-sampler's, else `gas_gwei`); the mev-watch
+task's share of a pool's big swaps that were back-run scores down every route through it
+(confidence × (1 − contest_weight · share); below the 0.95 filter it is refused, "contested").
 """
 from __future__ import annotations
 
@@ -54,13 +59,15 @@ OPTIONS = {
     "max_exact": (int, 4, "cycles sized on exact math per event"),
     "deadline_s": (int, 30, "an action's deadline: seconds after the decision"),
     "log_per_s": (int, 20, "decision log lines per second at most (the rest are counted)"),
+    "contest_weight": (float, 1.0, "a route through a pool back-run with share s of its big "
+                                   "swaps (mev-watch) keeps confidence × (1 − weight·s)"),
 }
 
 
 def _reason_code(reason: str) -> str:
     if "< min_profit" in reason:      # the contract's own check would revert it
         return "below-minimum"
-    for prefix, code in (("stale", "stale"), ("predicted net profit", "below-minimum"),
+    for prefix, code in (("stale", "stale"), ("contested", "contested"), ("predicted net profit", "below-minimum"),
                          ("simulation loses", "below-minimum"),
                          ("simulation failed", "simulation-failed"),
                          ("confidence", "low-confidence"), ("cannot build", "cannot-build"),
@@ -94,7 +101,7 @@ class ChainPricer:
     """One chain's search, gas and decision over the role's replica of that chain."""
 
     def __init__(self, chain: str, options: dict, chain_manifest: dict | None, gas_state=None,
-                 clock=time.time):
+                 clock=time.time, contested=None):
         self.chain, self.o = chain, options
         m = chain_manifest or {}
         tokens = m.get("tokens") or {}
@@ -104,6 +111,7 @@ class ChainPricer:
                                  if s in tokens and tokens[s].get("address"))
         self.loans = loan_book(m)
         self.gas_state = gas_state or (lambda: None)
+        self.contested = contested or (lambda pool: 0.0)   # pool -> share back-run (mev-watch)
         self.clock = clock
         self.head = 0                 # newest block seen on this chain
         self.graph = None
@@ -116,6 +124,9 @@ class ChainPricer:
     # ---------------------------------------------------------------------------- gas
     def gas_gwei(self) -> tuple[float, str]:
         st = self.gas_state() or {}
+        trend = st.get("next_base_fee_wei")
+        if isinstance(trend, int) and not isinstance(trend, bool):
+            return trend / GWEI, "trend"        # the gas-trend task: next block's base fee
         live = [g for g in (st.get("ewma_gwei"), st.get("last_gwei")) if isinstance(g, (int, float))]
         if live:
             return max(live), "sampled"
@@ -125,6 +136,9 @@ class ChainPricer:
         gwei, _ = self.gas_gwei()
         base = max(0, int(gwei * GWEI))
         prio = max(0, int(float(self.o["priority_gwei"]) * GWEI))
+        bid = (self.gas_state() or {}).get("bid_priority_wei")
+        if isinstance(bid, int) and not isinstance(bid, bool):
+            prio = max(prio, bid)               # what the recent blocks' median paid
         if self.style == "arbitrum":
             return GasModel.arbitrum(self.native, base, chain=self.chain)
         if self.style == "op-stack":
@@ -183,10 +197,22 @@ class ChainPricer:
         d = self.decider.decide(opp, graph, StateInfo(block, max(self.head, block), observed),
                                 event_id=ident)
         detail.update(d.record())
+        score, where = max(((self.contested(h.pool), h.pool) for h in opp.route.hops),
+                           default=(0.0, ""))
+        detail["contested"] = score
+        if d.approved and score > 0:            # scored down: a rival takes these first
+            conf = round(d.confidence * max(0.0, 1 - float(self.o["contest_weight"]) * score), 6)
+            if conf < self.decider.config.min_confidence:
+                d = replace(d, approved=False, confidence=conf, action=None,
+                            reason=f"contested: {where} had {score:.0%} of its big swaps back-run "
+                                   f"(mev-watch); confidence {conf} < "
+                                   f"{self.decider.config.min_confidence}")
+            else:
+                d = replace(d, confidence=conf)
         detail["decide_us"] = round((time.perf_counter() - t1) * 1e6, 1)
         out = {"approved": d.approved, "code": "ok" if d.approved else _reason_code(d.reason),
                "reason": d.reason, "confidence": d.confidence, "net": str(opp.net),
-               "token": opp.route.token, "hops": len(opp.route.hops)}
+               "token": opp.route.token, "hops": len(opp.route.hops), "contested": score}
         if d.approved:
             # the notes (repay, method, trigger) stay in LMDB: the slot is 1 KiB
             out["action"] = action_record(replace(d.action, notes={}))

@@ -1,6 +1,7 @@
 """Who competes for which pools: back-runners found in a window of swap logs (pure).
 
     analyse(logs, threshold_bps=50, window_blocks=1, exclude=()) ──► Competition
+    Analysis(...).add(log) … .result()    the same, a log at a time (a task yields between)
         big swap:  a swap that moves its pool's price by >= threshold_bps (the trigger an
                    arbitrageur waits for), by actor A at (block b, log index i)
         back-run:  the first later swap on the same pool, in the other direction, by an actor
@@ -50,29 +51,34 @@ class Competition:
         return sorted(out, key=lambda b: (-b["backruns"], b["address"]))
 
 
-def analyse(logs: Iterable[dict], threshold_bps: int = 50, window_blocks: int = 1,
-            exclude: Iterable[str] = ()) -> Competition:
-    skip = {a.lower() for a in exclude}
-    out = Competition()
-    decoded = []
-    for log in logs:
+class Analysis:
+    """The incremental form of `analyse`: `add` logs in chain order (block, log index), a few
+    at a time between a background task's yields; `result` is the Competition so far."""
+
+    def __init__(self, threshold_bps: int = 50, window_blocks: int = 1, exclude: Iterable[str] = ()):
+        self.threshold, self.window = threshold_bps, window_blocks
+        self.skip = {a.lower() for a in exclude}
+        self.out = Competition()
+        self.price: dict[str, tuple[int, int]] = {}     # pool -> (num, den): token0 in token1
+        self.synced: dict[str, tuple[int, int]] = {}    # V2: the Sync just applied (for its Swap)
+        self.pending: dict[str, tuple[int, int, str, bool]] = {}  # pool -> (block, index, actor, rose)
+
+    def add(self, log: dict) -> None:
+        out = self.out
         try:
-            pos = (_int(log["blockNumber"]), _int(log["logIndex"]))
+            block, index = _int(log["blockNumber"]), _int(log["logIndex"])
             e = ev.decode(log["topics"], log.get("data", "0x"))
-            decoded.append((pos, log["address"].lower(), e))
+            pool = log["address"].lower()
         except (KeyError, TypeError, ValueError, AttributeError):
             out.bad += 1
-    decoded.sort(key=lambda d: d[0])
-    price: dict[str, tuple[int, int]] = {}         # pool -> (num, den) of token0 in token1
-    synced: dict[str, tuple[int, int]] = {}        # V2: the Sync just applied (for its Swap)
-    pending: dict[str, tuple[int, int, str, bool]] = {}  # pool -> (block, index, actor, rose)
-    for (block, index), pool, e in decoded:
+            return
         if out.first_block < 0:
             out.first_block = block
         out.last_block = max(out.last_block, block)
+        price, synced, pending = self.price, self.synced, self.pending
         if isinstance(e, ev.V2Sync):
             synced[pool] = (e.reserve1, e.reserve0)
-            continue
+            return
         if isinstance(e, ev.V2Swap):
             actor, after = e.to.lower(), synced.pop(pool, None)
             if after is not None and pool not in price:   # the reserves before it, exactly
@@ -83,27 +89,45 @@ def analyse(logs: Iterable[dict], threshold_bps: int = 50, window_blocks: int = 
         elif isinstance(e, ev.V3Swap):
             actor, after = e.recipient.lower(), (e.sqrt_price_x96 ** 2, 1)
         else:
-            continue
+            return
         out.swaps += 1
         before = price.get(pool)
         if after is None or after[1] == 0:
-            continue
+            return
         price[pool] = after
         if before is None or before[0] == 0:
-            continue
+            return
         bps, rose = move_bps(before[0], before[1], after[0], after[1])
         big = pending.get(pool)
-        if big is not None and (block > big[0] + window_blocks):
+        if big is not None and block > big[0] + self.window:
             pending.pop(pool)
             big = None
-        if big is not None and actor != big[2] and rose != big[3] and actor not in skip:
+        if big is not None and actor != big[2] and rose != big[3] and actor not in self.skip:
             out.backruns[(actor, pool)] = out.backruns.get((actor, pool), 0) + 1
             pending.pop(pool)
-            continue
-        if bps >= threshold_bps:
+            return
+        if bps >= self.threshold:
             out.big[pool] = out.big.get(pool, 0) + 1
             pending[pool] = (block, index, actor, rose)
-    return out
+
+    def result(self) -> Competition:
+        return self.out
+
+
+def analyse(logs: Iterable[dict], threshold_bps: int = 50, window_blocks: int = 1,
+            exclude: Iterable[str] = ()) -> Competition:
+    """Every log at once, in any order (sorted here by block and log index)."""
+    a = Analysis(threshold_bps, window_blocks, exclude)
+    keyed, bad = [], []
+    for log in logs:
+        try:
+            keyed.append(((_int(log["blockNumber"]), _int(log["logIndex"])), log))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            bad.append(log)
+    for _, log in sorted(keyed, key=lambda k: k[0]):
+        a.add(log)
+    a.out.bad += len(bad)
+    return a.result()
 
 
 def _int(x) -> int:

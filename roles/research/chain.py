@@ -24,7 +24,7 @@ import statistics
 import time
 
 from engine.arb import events as ev
-from engine.arb.competition import analyse
+from engine.arb.competition import Analysis
 from engine.core.tasks import Failed, Priority, Task, TaskContext
 
 from ..tasks import RpcError, _rpc
@@ -103,7 +103,8 @@ class GasTrend(ChainTask):
         rise = max(0.0, slope) / 100 * int(self.options["headroom_blocks"])
         st = self.state
         st.update(runs=st["runs"] + 1, at_block=oldest + len(base) - 2, next_base_fee_wei=nxt,
-                  priority_wei=pct, slope_pct_per_block=slope, volatility_pct=vol,
+                  priority_wei={f"p{p}": v for p, v in pct.items()},   # JSON: string keys
+                  slope_pct_per_block=slope, volatility_pct=vol,
                   bid_max_fee_wei=int(nxt * (1 + rise)) * 2 + pct[50],
                   bid_priority_wei=pct[50], sampled_at=time.time())
         ctx.discover(self.name, {"kind": "gas-trend", "chain": self.chain,
@@ -181,6 +182,7 @@ class MevWatch(ChainTask):
     interval = 120.0
     OPTIONS = {**ChainTask.OPTIONS,
                "blocks": (int, 300, "blocks of swap logs analysed per run"),
+               "chunk_blocks": (int, 25, "blocks per eth_getLogs call (keeps each answer small)"),
                "threshold_bps": (int, 50, "a swap moving its pool this much is a trigger"),
                "window_blocks": (int, 1, "a reversal this many blocks later is a back-run"),
                "min_backruns": (int, 2, "back-runs that make an address a bot")}
@@ -198,14 +200,22 @@ class MevWatch(ChainTask):
             raise Failed(f"{self.chain}: no watched pools to analyse")
         head = _q((yield from self.call("eth_blockNumber", [])))
         lo = max(0, head - int(self.options["blocks"]) + 1)
-        logs = yield from self.call("eth_getLogs", [{
-            "fromBlock": hex(lo), "toBlock": hex(head), "address": self.pools,
-            "topics": [[ev.SYNC_TOPIC, ev.V2_SWAP_TOPIC, ev.V3_SWAP_TOPIC]]}])
-        if not isinstance(logs, list):
-            raise Failed(f"{self.chain}: eth_getLogs answered {logs!r:.60}")
-        yield None
-        comp = analyse(logs, int(self.options["threshold_bps"]), int(self.options["window_blocks"]),
-                       self.exclude)
+        step = max(1, int(self.options["chunk_blocks"]))
+        an = Analysis(int(self.options["threshold_bps"]), int(self.options["window_blocks"]),
+                      self.exclude)
+        # small answers and a few logs per step: an interrupt waits for the task's next yield
+        for a in range(lo, head + 1, step):
+            part = yield from self.call("eth_getLogs", [{
+                "fromBlock": hex(a), "toBlock": hex(min(head, a + step - 1)), "address": self.pools,
+                "topics": [[ev.SYNC_TOPIC, ev.V2_SWAP_TOPIC, ev.V3_SWAP_TOPIC]]}])
+            if not isinstance(part, list):
+                raise Failed(f"{self.chain}: eth_getLogs answered {part!r:.60}")
+            for i, log in enumerate(part):     # the node answers in block and log order
+                an.add(log)
+                if i % 16 == 15:
+                    yield None
+            yield None
+        comp = an.result()
         bots = comp.bots(int(self.options["min_backruns"]))
         contested = {p: s for p, s in comp.contested().items() if s > 0}
         st = self.state

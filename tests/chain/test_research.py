@@ -83,3 +83,46 @@ def test_every_planned_task_builds_and_names_itself():
                       run_dir="/nonexistent", tokens={})
         assert [t.name for t in tasks] == list(plan)
         assert [t.interval for t in tasks] == [iv for _, iv in plan.values()]
+
+
+def test_a_spotter_in_a_real_engine_researches_and_the_executor_learns_the_block_time(
+        devnet, arb, engine_factory, tmp_path):
+    """`roles.agents:Spotter` on the devnet with its research intervals shortened: the gas
+    trend becomes its gas source, its discoveries reach LMDB, and its measured block interval
+    reaches the executor through the outbox."""
+    import json
+    manifest = tmp_path / "manifest.json"
+    devnet.write_manifest(manifest)
+    fast = {"gas-trend": {"interval": 0.5}, "sequencer-timing": {"interval": 0.5, "options": {"blocks": 6}},
+            "mev-watch": {"interval": 1.0, "options": {"blocks": 50}},
+            "liquidity-map": {"interval": 1.0}, "share-research": {"interval": 0.3},
+            "checksum": {"interval": 0.2, "options": {"links_per_run": 500}}}
+    e = engine_factory(roles={
+        "monitor-arbitrum": {"kind": "roles.monitor:ChainMonitor", "chains": ["arbitrum"]},
+        "arbitrum-spotter": {"kind": "roles.agents:Spotter", "chains": ["arbitrum"], "tasks": fast},
+        "flash-loan-executor": {"kind": "roles.executor:Executor", "chains": ["arbitrum"],
+                                "subscribe": False, "inbox": "interrupt",
+                                "tasks": {"checksum": fast["checksum"]}}},
+        rings={"slot_size": 1024}, chains={"manifest": str(manifest)}).start()
+    e.wait_for(lambda: (e.roles()["arbitrum-spotter"].get("info") or {}).get("gas", {})
+               .get("arbitrum", {}).get("source") == "trend", 30, "the gas from the trend")
+    from engine.devnet import Traffic
+    t = Traffic(devnet.manifest, rate=50, seed=9, chains=["arbitrum"])
+    for i in range(6):          # blocks a few tenths of a second apart: a measurable interval
+        t.step(big=i % 2 == 0)
+        time.sleep(0.4)
+    e.wait_for(lambda: "arbitrum" in ((e.roles()["flash-loan-executor"].get("info") or {})
+                                      .get("block_time_measured") or {}), 30,
+               "the executor's block time from the spotter's research")
+    kinds = set()
+
+    def discovered():
+        r = e.cli("snapshot", str(e.store_dir), "export", "--db", "discoveries", "--format", "jsonl")
+        kinds.update(json.loads(line)["value"].get("kind") for line in r.stdout.splitlines())
+        return {"gas-trend", "block-times", "liquidity-map"} <= kinds
+    try:
+        e.wait_for(discovered, 30, "research discoveries in LMDB", poll=0.5)
+    except AssertionError:
+        raise AssertionError((kinds, e.roles()["arbitrum-spotter"].get("info"))) from None
+    assert e.roles()["arbitrum-spotter"]["restarts"] == 0
+    assert e.stop() == 0
