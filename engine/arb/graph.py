@@ -20,6 +20,7 @@ from engine.arb.v2 import V2Pool
 from engine.arb.v3 import V3Pool
 
 Pool = Union[V2Pool, V3Pool]
+CHANGE_LOG = 8192
 Leg = tuple[str, str]          # (pool address, token sold into it)
 Cycle = tuple[Leg, ...]
 
@@ -34,7 +35,10 @@ class PoolGraph:
         self.pools: dict[str, Pool] = {}
         self.by_token: dict[str, set[str]] = {}
         self._cycles: dict[str, tuple[Cycle, ...]] = {}
-        self.version = 0    # counts state changes: caches of derived figures check it
+        # every state change, in order (the newest CHANGE_LOG at most): caches of derived
+        # figures (the search's float legs, profit.convert's rates) catch up from it
+        self.changes: list[str] = []
+        self.changes_base = 0    # the version of changes[0]
         self.rates: dict = {}   # profit.convert's mid-price cache, valid for one version
         for p in pools:
             self.add(p)
@@ -48,11 +52,30 @@ class PoolGraph:
     def __getitem__(self, address: str) -> Pool:
         return self.pools[address]
 
+    @property
+    def version(self) -> int:
+        """How many state changes the graph has seen."""
+        return self.changes_base + len(self.changes)
+
+    def changed_since(self, version: int) -> list[str] | None:
+        """The pools changed after `version` (repeats possible), or None if the log no longer
+        reaches back that far (then everything must be taken as changed)."""
+        if version < self.changes_base:
+            return None
+        return self.changes[version - self.changes_base:]
+
+    def _changed(self, address: str) -> None:
+        self.changes.append(address)
+        if len(self.changes) > CHANGE_LOG:
+            drop = len(self.changes) // 2
+            del self.changes[:drop]
+            self.changes_base += drop
+
     def add(self, pool: Pool) -> None:
         """A new pool (or a new state of a known one)."""
         known = pool.address in self.pools
         self.pools[pool.address] = pool
-        self.version += 1
+        self._changed(pool.address)
         if not known:
             for t in pool.tokens:
                 self.by_token.setdefault(t, set()).add(pool.address)
@@ -65,7 +88,7 @@ class PoolGraph:
             self.add(pool)
         else:
             self.pools[pool.address] = pool
-            self.version += 1
+            self._changed(pool.address)
         return prev
 
     def remove(self, address: str) -> Pool | None:

@@ -86,7 +86,13 @@ class OpportunitySearch:
         self.config = config or SearchConfig()
         self.chain = chain or gas.chain
         self.stats = SearchStats()
-        self._fl: dict[str, tuple] = {}   # address -> (pool state, token0, legs 0→1, legs 1→0)
+        # the screen's cache (see _leg)
+        self._leg_ids: dict[tuple[str, str], int] = {}
+        self._rate: list[float] = []
+        self._legs_f: list = []
+        self._pool_legs: dict[str, list[tuple[int, str]]] = {}
+        self._ids: dict[str, tuple] = {}
+        self._synced = graph.version
 
     def statistics(self) -> dict:
         return vars(self.stats).copy()
@@ -99,47 +105,40 @@ class OpportunitySearch:
         pools = graph.pools
         self.stats.events += 1
         touched = [a for a in touched if a in pools]
+        self._sync()
         seen: set[Cycle] | None = set() if len(touched) > 1 else None
         candidates: list[tuple[float, int, Cycle, str, LoanOffer]] = []
-        legs_of = self._float_legs
-        best_offer = self.loans.best_offer
-        max_hops = cfg.max_hops
+        rate, legs_f = self._rate, self._legs_f
         screened = 0
         for addr in touched:
-            for cycle in graph.cycles_through(addr):
-                if len(cycle) > max_hops:
-                    continue
+            for ids, cycle, offer, phi in self._cycle_ids(addr):
                 if seen is not None:
                     if cycle in seen:
                         continue
                     seen.add(cycle)
                 screened += 1
+                # the marginal rate at zero input, one product of cached floats: most cycles
+                # stop here (no input pays, even before the loan fee)
+                if len(ids) == 2:
+                    if rate[ids[0]] * rate[ids[1]] <= 1.0:
+                        continue
+                elif len(ids) == 3:
+                    if rate[ids[0]] * rate[ids[1]] * rate[ids[2]] <= 1.0:
+                        continue
+                elif math.prod(rate[i] for i in ids) <= 1.0:
+                    continue
                 # the cycle composed into one fee-less virtual pool (E0, E1), in floats
-                e0 = e1 = 0.0
-                for a, t in cycle:
-                    leg = legs_of(a, t)
-                    if leg is None:
-                        break
-                    r_in, r_out, g = leg
-                    if e1 == 0.0:
-                        e0, e1 = r_in / g, r_out
-                    else:
-                        d = r_in + g * e1
-                        e0, e1 = r_in * e0 / d, g * r_out * e1 / d
-                else:
-                    if e1 <= e0:
-                        continue  # no input pays even before the loan fee
-                    # the cheapest lender maximises the estimate (it falls with the fee)
-                    offer = best_offer(cycle[0][1], cycle[0][0],
-                                       isinstance(pools[cycle[0][0]], V2Pool), cycle)
-                    if offer is None:
-                        continue
-                    phi = offer.fee_ppm / 1_000_000
-                    x = math.sqrt(e0 * e1 / (1 + phi)) - e0
-                    if x < 1:
-                        continue
-                    est = e1 * x / (e0 + x) - (1 + phi) * x
-                    candidates.append((est, len(candidates), cycle, addr, offer))
+                r_in, r_out, g = legs_f[ids[0]]
+                e0, e1 = r_in / g, r_out
+                for i in ids[1:]:
+                    r_in, r_out, g = legs_f[i]
+                    d = r_in + g * e1
+                    e0, e1 = r_in * e0 / d, g * r_out * e1 / d
+                x = math.sqrt(e0 * e1 / (1 + phi)) - e0
+                if x < 1:
+                    continue
+                est = e1 * x / (e0 + x) - (1 + phi) * x
+                candidates.append((est, len(candidates), cycle, addr, offer))
         self.stats.cycles_screened += screened
         candidates.sort(key=lambda c: (-c[0], c[1]))
         found: dict[Cycle, Opportunity] = {}
@@ -155,24 +154,74 @@ class OpportunitySearch:
         self.stats.found += len(out)
         return out
 
-    # ------------------------------------------------------------------------------ pieces
-    def _float_legs(self, addr: str, token_in: str) -> tuple[float, float, float] | None:
-        """(R_in, R_out, γ) of one hop in floats (V3: the virtual reserves of its current
-        range), cached per pool state: pools are immutable, so a new state is a new object."""
-        p = self.graph.pools[addr]
-        c = self._fl.get(addr)
-        if c is None or c[0] is not p:
-            if isinstance(p, V2Pool):
-                g = (p.fee_denominator - p.fee_bps) / p.fee_denominator
-                r0, r1 = float(p.reserve0), float(p.reserve1)
-            else:
-                g = (1_000_000 - p.fee) / 1_000_000
-                sp = p.sqrt_price_x96 / Q96
-                r0, r1 = (p.liquidity / sp, p.liquidity * sp) if sp > 0 else (0.0, 0.0)
-            ok = r0 > 0 and r1 > 0
-            c = self._fl[addr] = (p, p.token0, (r0, r1, g) if ok else None,
-                                  (r1, r0, g) if ok else None)
-        return c[2] if token_in == c[1] else c[3]
+    # ------------------------------------------------------------------------------ the screen's cache
+    # Every leg (pool, token sold) has an index into two flat lists: its marginal rate at zero
+    # input γ·R_out/R_in (`_rate`) and its float (R_in, R_out, γ) (`_legs_f`; V3: the virtual
+    # reserves of its current range).  They follow the graph's change log (`_sync`), so a
+    # screen reads floats by index instead of touching pool objects; each pool's cycles are kept
+    # as tuples of leg indexes (`_cycle_ids`), rebuilt when the graph's topology changes.
+    def _leg(self, addr: str, token_in: str) -> int:
+        key = (addr, token_in)
+        i = self._leg_ids.get(key)
+        if i is None:
+            i = self._leg_ids[key] = len(self._rate)
+            self._rate.append(0.0)
+            self._legs_f.append(None)
+            self._pool_legs.setdefault(addr, []).append((i, token_in))
+            self._refresh(addr)
+        return i
+
+    def _refresh(self, addr: str) -> None:
+        p = self.graph.pools.get(addr)
+        legs = self._pool_legs.get(addr)
+        if p is None or not legs:
+            return
+        if isinstance(p, V2Pool):
+            g = (p.fee_denominator - p.fee_bps) / p.fee_denominator
+            r0, r1 = float(p.reserve0), float(p.reserve1)
+        else:
+            g = (1_000_000 - p.fee) / 1_000_000
+            sp = p.sqrt_price_x96 / Q96
+            r0, r1 = (p.liquidity / sp, p.liquidity * sp) if sp > 0 else (0.0, 0.0)
+        ok = r0 > 0 and r1 > 0
+        for i, t in legs:
+            r_in, r_out = (r0, r1) if t == p.token0 else (r1, r0)
+            # a dead leg rates 0 (never passes the screen); its legs stay positive for the
+            # arithmetic of a multi-touched event that never reaches them
+            self._rate[i] = g * r_out / r_in if ok else 0.0
+            self._legs_f[i] = (r_in, r_out, g) if ok else (1.0, 1.0, 1.0)
+
+    def _sync(self) -> None:
+        """Catch the float legs up with the graph's state changes since the last event."""
+        graph = self.graph
+        changed = graph.changed_since(self._synced)
+        if changed is None:
+            changed = list(self._pool_legs)
+        for addr in set(changed) if len(changed) > 8 else changed:
+            if addr in self._pool_legs:
+                self._refresh(addr)
+        self._synced = graph.version
+
+    def _cycle_ids(self, addr: str) -> list:
+        """(leg indexes, cycle, its lender, the lender's fee as a fraction) of every cycle
+        through `addr` that some lender can fund; the lender is the cheapest (the estimate
+        falls with the fee; the flash swap first on a tie), fixed while the topology is."""
+        cycles = self.graph.cycles_through(addr)
+        c = self._ids.get(addr)
+        n_offers = len(self.loans.offers)
+        if c is None or c[0] is not cycles or c[1] != n_offers:
+            leg, best_offer, pools = self._leg, self.loans.best_offer, self.graph.pools
+            entries = []
+            for cycle in cycles:
+                if len(cycle) > self.config.max_hops:
+                    continue
+                offer = best_offer(cycle[0][1], cycle[0][0],
+                                   isinstance(pools[cycle[0][0]], V2Pool), cycle)
+                if offer is not None:
+                    entries.append((tuple(leg(a, t) for a, t in cycle), cycle, offer,
+                                    offer.fee_ppm / 1_000_000))
+            c = self._ids[addr] = (cycles, n_offers, entries)
+        return c[2]
 
     def _legs(self, cycle: Cycle) -> tuple | None:
         """(R_in, R_out, γ numerator, γ denominator, is V2) per hop (V2: exact integers; V3: float
