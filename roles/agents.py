@@ -264,7 +264,7 @@ class Agent(RoleKind):
                 continue
             impact = float(ev.get("impact_bps") or 0)   # an event without pool state
             big = abs(impact) >= threshold
-            rec = self._record(ev, ev.get("id"), pricing._refusal(
+            rec = self._record(ev, ev.get("id"), pricing.refusal(
                 "not-a-pool-record" if big else "below-threshold",
                 "no pool state in the event: nothing to price" if big else
                 f"impact {impact} bps below the threshold {threshold}"))
@@ -315,13 +315,13 @@ class Agent(RoleKind):
         pricer = self.pricers.get(chain)
         detail: dict = {}
         if graph is None or pricer is None:
-            fields = pricing._refusal("no-replica", f"no replica of {chain} yet (waiting for the "
+            fields = pricing.refusal("no-replica", f"no replica of {chain} yet (waiting for the "
                                                     "monitor's graph snapshot)")
         else:
             try:
                 fields, detail = pricer.price(graph, ev, ident)
             except Exception as e:   # a pricing bug must cost this event, never the role
-                fields = pricing._refusal("error", f"pricing failed: {type(e).__name__}: {e}")
+                fields = pricing.refusal("error", f"pricing failed: {type(e).__name__}: {e}")
                 self.log.error("pricing failed", event=ident, error=repr(e)[:300])
         rec = self._record(ev, ident, fields)
         self.book.add(rec, detail, log=True)

@@ -168,11 +168,11 @@ class ChainPricer:
         block = int(ev.get("block") or 0)
         lag = self.head - block
         if lag > int(self.o["max_block_lag"]):
-            return _refusal("stale", f"stale: record at block {block}, newest seen {self.head} "
+            return refusal("stale", f"stale: record at block {block}, newest seen {self.head} "
                                      f"(max lag {self.o['max_block_lag']})"), {}
         pool = ev.get("pool")
         if pool not in graph:
-            return _refusal("unknown-pool", f"unknown pool: {pool} is not in the replica"), {}
+            return refusal("unknown-pool", f"unknown pool: {pool} is not in the replica"), {}
         gas = self.gas_model()
         self.decider.gas = gas
         self._bind(graph)
@@ -185,9 +185,9 @@ class ChainPricer:
         if not opps:
             cycles = [c for c in graph.cycles_through(pool) if len(c) <= self.search.config.max_hops]
             if not cycles:
-                return _refusal("no-cycle", f"no route: no cycle of at most "
+                return refusal("no-cycle", f"no route: no cycle of at most "
                                             f"{self.search.config.max_hops} pools through {pool}"), detail
-            return _refusal("no-profitable-route", f"no route: none of the {len(cycles)} cycles "
+            return refusal("no-profitable-route", f"no route: none of the {len(cycles)} cycles "
                                                    "through the pool pays its fees"), detail
         opp = opps[0]
         now = self.clock()
@@ -219,7 +219,7 @@ class ChainPricer:
         return out, detail
 
 
-def _refusal(code: str, reason: str) -> dict:
+def refusal(code: str, reason: str) -> dict:
     return {"approved": False, "code": code, "reason": reason, "confidence": 0.0, "net": None}
 
 
