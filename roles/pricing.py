@@ -45,6 +45,7 @@ CHAIN_GAS = {"arbitrum": ("arbitrum", "WETH"), "base": ("op-stack", "WETH"),
              "polygon": ("polygon", "WMATIC"), "ethereum": ("ethereum", "WETH")}
 # preferred profit tokens, best first (the graph starts each cycle at the first it holds)
 BASE_SYMBOLS = ("WETH", "WMATIC", "USDC", "USDC.e", "USDbC", "USDT", "DAI", "WBTC")
+FLUSH_CHUNK = 4          # decision records per LMDB transaction between two yields
 NO_SEARCH = -10**40      # the search keeps every sized cycle: the Decider says why one is too small
 
 OPTIONS = {
@@ -265,24 +266,36 @@ class DecisionBook:
                 self.lines.append(rec)
 
     def background(self, store, prefix: str, set_info=None) -> None:
-        """What the switch left: log lines, the LMDB batch, the status info."""
+        """What the switch left, all at once (at stop, or when the task has not run)."""
+        for _ in self.background_steps(store, prefix, set_info):
+            pass
+
+    def background_steps(self, store, prefix: str, set_info=None):
+        """What the switch left: log lines, the LMDB batch, the status info — in steps of a few
+        lines or `FLUSH_CHUNK` records, so an interrupt waits at most one small step (a whole
+        0.2 s batch in one step, encoded, checked for secrets and committed, took 1-2 ms: agent
+        switch p99 1.4-1.7 ms in `bench switch` against 0.46-0.48 ms without it)."""
         self.last_background = self.clock()
         lines, self.lines = self.lines, []
-        for rec in lines:
+        for i, rec in enumerate(lines):
             if self.log is None:
                 break
             if "unlogged" in rec:
                 self.log.info("decisions not logged (rate limit)", count=rec["unlogged"])
-                continue
-            self.log.info("opportunity approved" if rec["approved"] else "opportunity refused",
-                          chain=rec.get("chain"), event=rec.get("event"), code=rec["code"],
-                          reason=rec["reason"][:160], net=rec.get("net"), token=rec.get("token"))
-        if store is not None and self.pending:
-            batch, self.pending = self.pending, []
+            else:
+                self.log.info("opportunity approved" if rec["approved"] else "opportunity refused",
+                              chain=rec.get("chain"), event=rec.get("event"), code=rec["code"],
+                              reason=rec["reason"][:160], net=rec.get("net"), token=rec.get("token"))
+            if i % 4 == 3:
+                yield None
+        while store is not None and self.pending:
+            batch, self.pending = self.pending[:FLUSH_CHUNK], self.pending[FLUSH_CHUNK:]
             flush(store, prefix, batch, self)
+            yield None
         if set_info is not None and self.dirty:
             self.dirty = False
             set_info()
+        yield None
 
     def info(self) -> dict:
         refused = self.total - self.approved
@@ -312,8 +325,9 @@ class RecordOpportunities(Task):
 
     def run(self, ctx):
         if self.book is not None:
-            self.book.background(self.store, self.prefix, self.set_info)
-            self.state["written"] = self.book.written
+            for step in self.book.background_steps(self.store, self.prefix, self.set_info):
+                self.state["written"] = self.book.written
+                yield step
         yield None
 
 
