@@ -21,6 +21,7 @@ setup(
         "eth-abi>=5,<7",
         "eth-account>=0.11,<0.15",
         "aiohttp>=3.9,<4",
+        "prometheus_client>=0.20,<1",
     ],
     extras_require={
         "test": [

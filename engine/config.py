@@ -87,6 +87,7 @@ class EngineConfig:
     manifest: dict | None = None     # the loaded [chains] manifest, if one is named
     moralis: dict | None = None      # [moralis], when present (max_body in bytes)
     networks: dict = field(default_factory=dict)   # chain -> [chains.<chain>] merged with the manifest
+    metrics: dict = field(default_factory=lambda: {"listen": "", "buckets_per_octave": 2})
 
     @property
     def name(self) -> str:
@@ -405,6 +406,16 @@ def _load_manifest(path: Path, fail) -> dict:
         if not isinstance(c, dict) or not str(c.get("rpc_url", "")).startswith("http"):
             raise fail(f"{path}: chains.{name} has no http rpc_url")
     return doc
+
+
+def error_at(cfg: EngineConfig, section: str, key: str | None, msg: str) -> ConfigError:
+    """A ConfigError for a value that checked out but cannot be used (an address in use),
+    naming the key and its line as the load-time checks do."""
+    try:
+        text = cfg.path.read_text()
+    except OSError:
+        text = ""
+    return _Checker(cfg.path, text).fail(section, key, msg)
 
 
 def with_overrides(cfg: EngineConfig, **engine: Any) -> EngineConfig:

@@ -115,6 +115,12 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any, Any]]] = {
         # WebSocket URLs, tokens, pools): roles take their chains' endpoints from it
         "manifest": (str, "", None),
     },
+    "metrics": {
+        # "host:port" the supervisor serves Prometheus's GET /metrics on ("": off)
+        "listen": (str, "", lambda v: None if v == "" else _listen([v])),
+        # `le` edges per octave of the latency histograms (the control block keeps 4)
+        "buckets_per_octave": (int, 2, _choice(1, 2, 4)),
+    },
 }
 def _addresses(v):
     for a in v:

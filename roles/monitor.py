@@ -39,6 +39,8 @@ from engine.config import CHAINS
 from engine.core.role import RoleKind
 from engine.core.tasks import Priority, Task, Wait
 
+from . import metrics
+
 
 class _Emit(Task):
     name = "emit"
@@ -409,6 +411,7 @@ class ChainMonitor(RoleKind):
 
     TASKS = {f"{k}-{c}": _Run for k in ("follow", "probe", "keep", "drift", "load")
              for c in CHAINS}
+    METRICS = metrics.MONITOR       # what /metrics reads from the info below
     source = True
     realtime = True
 

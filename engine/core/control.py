@@ -2,7 +2,7 @@
 
     /syn.<engine>.control
     ┌────────── header (64 B): magic, version, slots, slot_bytes, supervisor pid, created ─────┐
-    │ slot 0  u64 fields: pid, state, heartbeat, started, restarts, … counters … (64 × 8 B)     │
+    │ slot 0  u64 fields: pid, state, heartbeat, started, restarts, … counters, sums (64 × 8 B) │
     │         role name (32 B) · current task (64 B, under a sequence counter)                  │
     │         histograms: HISTOGRAMS × BUCKETS u64 counts, log-scale in nanoseconds             │
     │ slot 1  …                                                                                 │
@@ -91,6 +91,7 @@ class F(IntEnum):
     CHECKPOINT_ERRORS = 33
     TASK_ERRORS = 34
     DECISIONS_DROPPED = 35  # decisions too large for the outbox's slots (logged)
+    HIST_SUM_NS = 40      # 40 .. 40 + HISTOGRAMS - 1: each histogram's sum of observations (ns)
 
 
 class Flag(IntEnum):
@@ -256,8 +257,11 @@ class Slot:
         self.u[i] = self.u[i] + n  # single writer per field: no lost updates
 
     def observe(self, h: int, ns: int) -> None:
+        ns = ns if ns > 0 else 0      # a u64 store of a negative value would raise
         i = self.base + _HIST_OFF + h * BUCKETS + bucket_of(ns)
         self.u[i] = self.u[i] + 1
+        i = self.base + F.HIST_SUM_NS + h   # exact sums: Prometheus's _sum, a mean in status
+        self.u[i] = self.u[i] + ns
 
     def histogram(self, h: int) -> list[int]:
         i = self.base + _HIST_OFF + h * BUCKETS
