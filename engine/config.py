@@ -27,6 +27,7 @@ from .config_schema import (  # noqa: F401  (the schema, re-exported)
     CHAIN_SCHEMA, ROLE_SCHEMA, _listen, _ENV, _URL, MORALIS_ROLE,
     MORALIS_SCHEMA, TASK_SCHEMA,
 )
+from .config_schema import expand_env
 
 
 class ConfigError(ValueError):
@@ -365,7 +366,8 @@ def _networks(ck: "_Checker", raw: dict, manifest: dict | None) -> dict[str, dic
     served = (manifest or {}).get("chains", {})
     out = {}
     for chain, cid in CHAINS.items():
-        t = ck.table(f"chains.{chain}", raw.get(chain, {}), CHAIN_SCHEMA)
+        t = ck.table(f"chains.{chain}", expand_env(chain, raw.get(chain, {}), ck.fail, os.environ),
+                     CHAIN_SCHEMA)
         m = served.get(chain)
         if m:
             if not t["rpc"]:
