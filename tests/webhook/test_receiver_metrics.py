@@ -5,6 +5,7 @@ gone with the engine."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -111,7 +112,15 @@ def test_metrics_agree_with_status(engine_factory, monkeypatch, shared_data):
     assert listening in _socket_inodes(e.proc.pid)
     for role, row in e.roles().items():
         assert listening not in _socket_inodes(row["pid"]), role
+    # `syndicate check` on the running engine: its listeners are in use, by this engine
+    r = e.cli("check", "-c", str(e.path), "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = {x["check"]: x for x in json.loads(r.stdout)["checks"]}
+    assert rows["moralis listen"]["detail"] == "in use by this engine's webhook receiver (running)"
+    assert rows["metrics listen"]["detail"] == "in use by this engine's /metrics server (running)"
     assert e.stop() == 0
-    with socket.socket() as s:      # the port is free again
+    with socket.socket() as s:      # nothing listens there any more: a new engine can bind it
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # (our closes leave TIME_WAIT)
         s.bind(("127.0.0.1", port))
+        s.listen(1)
     assert e.segments() == []
