@@ -14,6 +14,7 @@ nothing is sent that changes anything (the probes in engine/chain/endpoint_check
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import socket
 import sys
@@ -89,6 +90,8 @@ def _listener(listen: str, path: str, mark: bytes, what: str, timeout: float) ->
             return Probe("listen", True, "free")
         except OSError as e:
             why = e.strerror or str(e)
+            if e.errno != errno.EADDRINUSE:     # not a port someone holds: nobody to ask
+                return Probe("listen", False, f"cannot bind: {why}")
     try:
         with urllib.request.urlopen(f"http://{listen}{path}", timeout=timeout) as r:
             if mark in r.read(1 << 20):
