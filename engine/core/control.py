@@ -119,6 +119,7 @@ SLOT_BYTES = (SLOT_U64 * 8 + 4095) // 4096 * 4096
 _NAME_OFF = U64_FIELDS            # in u64 units
 _TASK_OFF = _NAME_OFF + NAME_BYTES // 8
 _HIST_OFF = _TASK_OFF + TASK_BYTES // 8
+_SUM_OFF = int(F.HIST_SUM_NS)     # a plain int: an enum member costs a lookup per observation
 
 
 def bucket_of(ns: int) -> int:
@@ -257,11 +258,11 @@ class Slot:
         self.u[i] = self.u[i] + n  # single writer per field: no lost updates
 
     def observe(self, h: int, ns: int) -> None:
-        ns = ns if ns > 0 else 0      # a u64 store of a negative value would raise
-        i = self.base + _HIST_OFF + h * BUCKETS + bucket_of(ns)
-        self.u[i] = self.u[i] + 1
-        i = self.base + F.HIST_SUM_NS + h   # exact sums: Prometheus's _sum, a mean in status
-        self.u[i] = self.u[i] + ns
+        if ns < 0:                    # a u64 store of a negative value would raise
+            ns = 0
+        u, b = self.u, self.base
+        u[b + _HIST_OFF + h * BUCKETS + bucket_of(ns)] += 1
+        u[b + _SUM_OFF + h] += ns     # the exact sum: Prometheus's _sum
 
     def histogram(self, h: int) -> list[int]:
         i = self.base + _HIST_OFF + h * BUCKETS
