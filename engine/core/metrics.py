@@ -17,6 +17,9 @@ Histograms: the control block keeps 4 log-scale buckets per octave in nanosecond
 is a bucket edge of the control block (`buckets_per_octave` of them per octave, from
 1.024 µs to 2.1-3.8 s), so the cumulative counts are exact, not interpolated: `le` counts
 the observations below that edge (integer nanoseconds: at most 1 ns from "less or equal").
+A role's histogram appears once it has an observation.  A scrape's cost is prometheus_client's
+text encoding, ~20 µs a sample line: 8 roles with every phase observed, 2 edges per octave,
+about 3 000 lines, 60 ms of the supervisor's loop (a quiet machine).
 """
 from __future__ import annotations
 
@@ -183,7 +186,10 @@ class Collector:
             fam = HistogramMetricFamily(f"syndicate_{h.name.lower()}_seconds", f"Latency: {doc}",
                                         labels=["role"])
             for v in views:
-                fam.add_metric([v.name], cumulative(v.hists[h.name.lower()], self.edges),
+                counts = v.hists[h.name.lower()]
+                if not any(counts):   # a phase this role never goes through (a monitor's
+                    continue          # save): no series, not 46 lines of zeros per scrape
+                fam.add_metric([v.name], cumulative(counts, self.edges),
                                sum_value=v[F.HIST_SUM_NS + h] / 1e9)
             yield fam
 
