@@ -38,7 +38,6 @@ import orjson
 from engine.config import CHAINS
 from engine.core.role import RoleKind
 from engine.core.tasks import Priority, Task, Wait
-
 from . import metrics
 
 
@@ -409,11 +408,9 @@ class ChainMonitor(RoleKind):
     """A chain's ingress: node WebSocket logs to `events.<chain>` (see the module text).  Its
     settings are the chain's `[chains.<chain>]` table, not role options."""
 
-    TASKS = {f"{k}-{c}": _Run for k in ("follow", "probe", "keep", "drift", "load")
-             for c in CHAINS}
+    TASKS = {f"{k}-{c}": _Run for k in ("follow", "probe", "keep", "drift", "load") for c in CHAINS}
     METRICS = metrics.MONITOR       # what /metrics reads from the info below
-    source = True
-    realtime = True
+    source = realtime = True
 
     def __init__(self, rt):
         super().__init__(rt)
