@@ -24,6 +24,7 @@ setup(
         "coincurve>=20,<22",
         "requests>=2.31,<3",
         "aiohttp>=3.9,<4",
+        "prometheus_client>=0.20,<1",
     ],
     extras_require={
         "test": [

@@ -7,6 +7,7 @@
     syndicate bench     ring|switch|store|decide [...]   benchmarks         (engine/bench/<name>.py)
     syndicate devnet    up|down|traffic [...]            local anvil chains (engine/devnet/)
     syndicate moralis   sync [--dry-run]                 Moralis Streams     (engine/moralis_cli.py)
+    syndicate check     [-c engine.toml] [--json]        probe the endpoints (engine/check_cli.py)
 
 Sub-commands other than `run` are imported lazily, so `syndicate status` starts fast and a
 broken optional module never stops the supervisor from starting.  Every sub-command module
@@ -29,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("engine.bench", "benchmarks: ring, switch, store, decide"),
     "devnet": ("engine.devnet.cli", "local three-chain anvil devnet with Uniswap pools"),
     "moralis": ("engine.moralis_cli", "sync the Moralis Streams that feed the webhook receiver"),
+    "check": ("engine.check_cli", "validate engine.toml and probe every endpoint it names"),
 }
 
 

@@ -27,6 +27,7 @@ from .config_schema import (  # noqa: F401  (the schema, re-exported)
     CHAIN_SCHEMA, ROLE_SCHEMA, _listen, _ENV, _URL, MORALIS_ROLE,
     MORALIS_SCHEMA, TASK_SCHEMA, BLOCK_TIMES, SUBMIT_SCHEMA, ENDPOINT_SCHEMA, EXECUTOR_KINDS, check_live_key,
 )
+from .config_schema import expand_env
 
 
 class ConfigError(ValueError):
@@ -87,6 +88,7 @@ class EngineConfig:
     manifest: dict | None = None     # the loaded [chains] manifest, if one is named
     moralis: dict | None = None      # [moralis], when present (max_body in bytes)
     networks: dict = field(default_factory=dict)   # chain -> [chains.<chain>] merged with the manifest
+    metrics: dict = field(default_factory=lambda: {"listen": "", "buckets_per_octave": 2})
 
     @property
     def name(self) -> str:
@@ -368,7 +370,8 @@ def _networks(ck: "_Checker", raw: dict, manifest: dict | None) -> dict[str, dic
     served = (manifest or {}).get("chains", {})
     out = {}
     for chain, cid in CHAINS.items():
-        t = ck.table(f"chains.{chain}", raw.get(chain, {}), CHAIN_SCHEMA)
+        t = ck.table(f"chains.{chain}", expand_env(chain, raw.get(chain, {}), ck.fail, os.environ),
+                     CHAIN_SCHEMA)
         m = served.get(chain)
         if m:
             if not t["rpc"]:
@@ -436,6 +439,16 @@ def _load_manifest(path: Path, fail) -> dict:
         if not isinstance(c, dict) or not str(c.get("rpc_url", "")).startswith("http"):
             raise fail(f"{path}: chains.{name} has no http rpc_url")
     return doc
+
+
+def error_at(cfg: EngineConfig, section: str, key: str | None, msg: str) -> ConfigError:
+    """A ConfigError for a value that checked out but cannot be used (an address in use),
+    naming the key and its line as the load-time checks do."""
+    try:
+        text = cfg.path.read_text()
+    except OSError:
+        text = ""
+    return _Checker(cfg.path, text).fail(section, key, msg)
 
 
 def with_overrides(cfg: EngineConfig, **engine: Any) -> EngineConfig:

@@ -117,6 +117,12 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any, Any]]] = {
         # WebSocket URLs, tokens, pools): roles take their chains' endpoints from it
         "manifest": (str, "", None),
     },
+    "metrics": {
+        # "host:port" the supervisor serves Prometheus's GET /metrics on ("": off)
+        "listen": (str, "", lambda v: None if v == "" else _listen([v])),
+        # `le` edges per octave of the latency histograms (the control block keeps 4)
+        "buckets_per_octave": (int, 2, _choice(1, 2, 4)),
+    },
 }
 def _addresses(v):
     for a in v:
@@ -132,6 +138,30 @@ def _urls(*schemes):
                 return f"must be a list of {'/'.join(schemes)} URLs ({u!r} is not)"
         return None
     return check
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_]\w*)\}")
+ENV_KEYS = ("rpc", "ws")     # [chains.<name>] keys whose URLs may name environment variables
+
+
+def expand_env(chain: str, t: Any, fail, environ) -> Any:
+    """`rpc = ["${ARBITRUM_RPC_URL}"]`: each ${NAME} in an endpoint URL replaced by that
+    environment variable, so a provider's key stays out of the file.  An unset or empty one
+    is refused (`fail(section, key, msg)` builds the error, naming the key and its line)."""
+    if not isinstance(t, dict):
+        return t
+    out = dict(t)
+    for key in ENV_KEYS:
+        if not isinstance(t.get(key), list):
+            continue
+
+        def sub(m: re.Match, key=key) -> str:
+            if not environ.get(m.group(1)):
+                raise fail(f"chains.{chain}", key, f"environment variable {m.group(1)} is not "
+                           "set (it must hold this endpoint's URL)")
+            return environ[m.group(1)]
+        out[key] = [_ENV_REF.sub(sub, u) if isinstance(u, str) else u for u in t[key]]
+    return out
 
 
 # [chains.<name>]: what the chain monitor of that chain follows.  Endpoints and pools left

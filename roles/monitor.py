@@ -38,6 +38,7 @@ import orjson
 from engine.config import CHAINS
 from engine.core.role import RoleKind
 from engine.core.tasks import Priority, Task, Wait
+from . import metrics
 
 
 class _Emit(Task):
@@ -407,10 +408,9 @@ class ChainMonitor(RoleKind):
     """A chain's ingress: node WebSocket logs to `events.<chain>` (see the module text).  Its
     settings are the chain's `[chains.<chain>]` table, not role options."""
 
-    TASKS = {f"{k}-{c}": _Run for k in ("follow", "probe", "keep", "drift", "load")
-             for c in CHAINS}
-    source = True
-    realtime = True
+    TASKS = {f"{k}-{c}": _Run for k in ("follow", "probe", "keep", "drift", "load") for c in CHAINS}
+    METRICS = metrics.MONITOR       # what /metrics reads from the info below
+    source = realtime = True
 
     def __init__(self, rt):
         super().__init__(rt)

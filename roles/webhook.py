@@ -51,6 +51,8 @@ from engine.core.role import RoleKind
 from engine.core.switch import EventPublisher, Interrupter
 from engine.core.tasks import Priority, Task, Wait
 
+from . import metrics
+
 BATCH = 32              # inbox records read per read transaction
 CURSOR_COMMIT_S = 0.05  # the cursor reaches LMDB this soon after it moves
 
@@ -232,6 +234,7 @@ class ProcessInbox(Task):
         rx = self.rx
         yield from rx.recover(self.state)
         while True:
+            rx.report()
             with rx.rt.store.read() as r:
                 batch = list(itertools.islice(
                     r.records("inbox", INBOX_PREFIX, after_seq=self.state["cursor"]), BATCH))
@@ -257,6 +260,7 @@ class MoralisReceiver(RoleKind):
                "rebuild": (int, 20_000, "deliveries re-read at start to remember what was handed on"),
                "commit_threads": (int, 8, "threads committing deliveries to the inbox")}
     TASKS = {"process-inbox": ProcessInbox}
+    METRICS = metrics.RECEIVER      # what /metrics reads from the info `report` writes
 
     def __init__(self, rt):
         super().__init__(rt)
@@ -308,6 +312,20 @@ class MoralisReceiver(RoleKind):
             os.write(self.wake_w, b"!")
         except BlockingIOError:   # the pipe is full: the task is awake already
             pass
+
+    def report(self) -> None:
+        """The receiver's counters to its status info (and so to /metrics), twice a second
+        at most: the hand-off task calls it each turn, at least once a second."""
+        now = time.monotonic()
+        if now - getattr(self, "_reported", 0.0) < 0.5:
+            return
+        self._reported = now
+        h = self.stats.health()
+        per_chain = ", ".join(f"{c} {n['deliveries']}" for c, n in sorted(h["chains"].items()))
+        self.rt.set_info({"summary": f"{h['status']}: {h['accepted']} deliveries accepted"
+                          + (f" ({per_chain})" if per_chain else "")
+                          + f", inbox depth {h['inbox_depth']}", **h,
+                          "duplicates": self.stats.duplicates})
 
     def drain_wake(self) -> None:
         try:

@@ -2,7 +2,7 @@
 
     /syn.<engine>.control
     ┌────────── header (64 B): magic, version, slots, slot_bytes, supervisor pid, created ─────┐
-    │ slot 0  u64 fields: pid, state, heartbeat, started, restarts, … counters … (64 × 8 B)     │
+    │ slot 0  u64 fields: pid, state, heartbeat, started, restarts, … counters, sums (64 × 8 B) │
     │         role name (32 B) · current task (64 B, under a sequence counter)                  │
     │         histograms: HISTOGRAMS × BUCKETS u64 counts, log-scale in nanoseconds             │
     │ slot 1  …                                                                                 │
@@ -91,6 +91,7 @@ class F(IntEnum):
     CHECKPOINT_ERRORS = 33
     TASK_ERRORS = 34
     DECISIONS_DROPPED = 35  # decisions too large for the outbox's slots (logged)
+    HIST_SUM_NS = 40      # 40 .. 40 + HISTOGRAMS - 1: each histogram's sum of observations (ns)
 
 
 class Flag(IntEnum):
@@ -118,6 +119,7 @@ SLOT_BYTES = (SLOT_U64 * 8 + 4095) // 4096 * 4096
 _NAME_OFF = U64_FIELDS            # in u64 units
 _TASK_OFF = _NAME_OFF + NAME_BYTES // 8
 _HIST_OFF = _TASK_OFF + TASK_BYTES // 8
+_SUM_OFF = int(F.HIST_SUM_NS)     # a plain int: an enum member costs a lookup per observation
 
 
 def bucket_of(ns: int) -> int:
@@ -256,8 +258,11 @@ class Slot:
         self.u[i] = self.u[i] + n  # single writer per field: no lost updates
 
     def observe(self, h: int, ns: int) -> None:
-        i = self.base + _HIST_OFF + h * BUCKETS + bucket_of(ns)
-        self.u[i] = self.u[i] + 1
+        if ns < 0:                    # a u64 store of a negative value would raise
+            ns = 0
+        u, b = self.u, self.base
+        u[b + _HIST_OFF + h * BUCKETS + bucket_of(ns)] += 1
+        u[b + _SUM_OFF + h] += ns     # the exact sum: Prometheus's _sum
 
     def histogram(self, h: int) -> list[int]:
         i = self.base + _HIST_OFF + h * BUCKETS

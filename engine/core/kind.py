@@ -8,6 +8,7 @@ data (`describe_kind` -> `engine.config.KindSpec`).
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..config import KindSpec
@@ -16,6 +17,31 @@ from .tasks import Priority, Task
 
 if TYPE_CHECKING:  # pragma: no cover
     from .role import RoleRuntime
+
+
+@dataclass(frozen=True)
+class InfoMetric:
+    """A number in a role's status info (`RoleRuntime.set_info`) that `/metrics` exposes
+    (engine/core/metrics.py): `syndicate_<name>` with the labels `role` and `labels`.
+
+    path: dotted keys into the info document; each `*` takes every key of the table at that
+          level and gives its value to the next name of `labels` (`chains.*.events`, ("chain",))
+    type: "counter" (only grows while the role lives; `_total` is added) or "gauge"
+
+        METRICS = (InfoMetric("chain_events", "counter", "pool events published",
+                              "chains.*.events", ("chain",)),)
+    """
+    name: str
+    type: str
+    doc: str
+    path: str
+    labels: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.type not in ("counter", "gauge"):
+            raise ValueError(f"InfoMetric {self.name}: type must be counter or gauge")
+        if self.path.split(".").count("*") != len(self.labels):
+            raise ValueError(f"InfoMetric {self.name}: one label per '*' in {self.path!r}")
 
 
 class RoleKind:
@@ -47,6 +73,9 @@ class RoleKind:
     source = False
     #: True for event sources (monitors): they run at the monitor FIFO priority and mostly sleep.
     realtime = False
+    #: The numbers of its status info that `/metrics` exposes (InfoMetric), read by the
+    #: supervisor's collector: a role writes no metric of its own.
+    METRICS: tuple[InfoMetric, ...] = ()
 
     def __init__(self, rt: "RoleRuntime"):
         self.rt = rt

@@ -39,7 +39,8 @@ def _alive(pid: int) -> bool:
     return data[data.rindex(b")") + 2:data.rindex(b")") + 3] not in (b"Z", b"X")
 
 
-def _info(run_dir, name: str) -> dict | None:
+def read_info(run_dir, name: str) -> dict | None:
+    """A role's own status document (RoleRuntime.set_info), or None."""
     if run_dir is None:
         return None
     try:
@@ -86,7 +87,7 @@ def role_rows(cb: ControlBlock, run_dir=None) -> list[dict]:
             "heartbeat_age_s": round((now_mono - hb) / 1e9, 3) if hb and hb <= now_mono else None,
             "efficiency": round(busy / due, 4) if due else None,
             "latency_us": lat,
-            "info": _info(run_dir, v.name),
+            "info": read_info(run_dir, v.name),
         })
     return rows
 

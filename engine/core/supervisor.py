@@ -37,6 +37,7 @@ from typing import Callable
 from .. import config as config_mod
 from .control import ControlBlock, F, State
 from .log import Log
+from .metrics_http import NO_SERVER
 from .owner import LOCK, OwnerLock, RunDir
 from .policy import RestartPolicy, describe_status
 from .reload import plan_reload
@@ -97,6 +98,7 @@ class Supervisor:
         self.store = None
         self.wiring: Wiring | None = None
         self.watchdog: Watchdog | None = None
+        self.metrics = NO_SERVER                     # the /metrics server ([metrics] listen)
         self._wake_r = self._wake_w = -1
         self._rings_created: list[str] = []
 
@@ -149,6 +151,8 @@ class Supervisor:
                                  children=lambda: list(self.children.values()),
                                  limits=self.memory_limits, event=self.event,
                                  kill=self.kill, clock=self.clock)
+        from .metrics import start   # prometheus_client only for an engine that serves it
+        self.metrics = start(cfg, control, kinds=lambda: self.kinds, log=self.log)
         self.log.info("supervisor started", engine=self.name, roles=len(roles),
                       run_dir=str(cfg.run_dir), boost="on" if boost_ok else "off",
                       mode=cfg.engine["mode"])
@@ -232,6 +236,7 @@ class Supervisor:
             self.owner.close_in_child()
             if self.watchdog is not None:
                 self.watchdog.close_all()
+            self.metrics.close_in_child()    # its sockets stay the supervisor's alone
             self.role_main(self.cfg, rc, w, self.log.reopen(role))
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         slot.set(F.PID, pid)
@@ -423,9 +428,11 @@ class Supervisor:
             if self.stop_deadline is not None:
                 timeouts.append(self.stop_deadline - now)
             try:
-                select.select([self._wake_r], [], [], max(0.0, min(timeouts)))
+                r, w, _ = select.select([self._wake_r, *self.metrics.rfds()], self.metrics.wfds(),
+                                        [], max(0.0, min(timeouts)))
             except InterruptedError:
-                pass
+                r = w = []
+            self.metrics.step(r, w)
             try:
                 while os.read(self._wake_r, 4096):
                     pass
@@ -464,6 +471,7 @@ class Supervisor:
             except (ProcessLookupError, ChildProcessError):
                 pass
         self.children.clear()
+        self.metrics.close()
         if self.wiring is not None:
             for ring in self.wiring.rings.values():
                 try:

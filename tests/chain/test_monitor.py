@@ -12,6 +12,7 @@ from engine.chain.replica import load_graph
 from engine.chain.rpc import RpcClient
 from enginehelp import agent
 from ingresshelp import own_devnet
+from metricshelp import free_port, scrape, value
 
 
 devnet = pytest.fixture(scope="module")(own_devnet)   # swaps stay out of the session devnet
@@ -60,8 +61,10 @@ def test_each_swap_one_record_big_ones_interrupt_once(devnet, engine_factory, tm
     chain = "base"
     manifest = tmp_path / "manifest.json"
     devnet.write_manifest(manifest)
+    port = free_port()
     e = engine_factory(roles=roles(chain), rings={"slot_size": 1024},
-                       chains={"manifest": str(manifest), chain: {"drift_interval": 1.0}}).start()
+                       chains={"manifest": str(manifest), chain: {"drift_interval": 1.0}},
+                       metrics={"listen": f"127.0.0.1:{port}"}).start()
     e.wait_for(lambda: feed(e, chain).get("follower", {}).get("active"), 30, "monitor following")
     t = Traffic(devnet.manifest, rate=1000, big_every=4, seed=11, chains=[chain])
     swaps = [t.step() for _ in range(40)]
@@ -86,6 +89,14 @@ def test_each_swap_one_record_big_ones_interrupt_once(devnet, engine_factory, tm
     assert len(graph) == len(devnet.manifest["chains"][chain]["pools"])
     assert graph_differences(graph, devnet.rpc_url(chain), devnet.w3(chain).eth.block_number) == []
     assert "following" in e.roles()[f"monitor-{chain}"]["info"]["summary"]
+    # /metrics: the monitor's info numbers through its kind's declaration (roles/metrics.py)
+    fams = scrape(f"http://127.0.0.1:{port}/metrics")
+    mon = {"role": f"monitor-{chain}", "chain": chain}
+    assert value(fams, "syndicate_chain_events_total", **mon) == len(swaps)
+    assert value(fams, "syndicate_chain_interrupts_total", **mon) == big
+    assert value(fams, "syndicate_chain_pools", **mon) == len(graph)
+    assert value(fams, "syndicate_chain_drifted_pools_total", **mon) == 0
+    assert value(fams, "syndicate_decisions_total", role="spot") == big
     assert e.stop() == 0
 
 

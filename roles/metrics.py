@@ -1,0 +1,57 @@
+"""What each role kind's status info gives `/metrics`: the kinds' `METRICS` declarations.
+
+The supervisor's collector (engine/core/metrics.py) reads run_dir/roles/<role>.info.json (the
+document a role writes with `RoleRuntime.set_info`) and exposes the numbers declared here as
+`syndicate_<name>{role, <labels>}`; a role writes no metric itself.  A kind names its tuple:
+`METRICS = metrics.MONITOR`.  To expose a new number, put it in the kind's info and add an
+InfoMetric here (path: dotted keys, `*` for every key of a table, one label per `*`):
+counters only grow while the role lives (a restart starts them again, which Prometheus's
+rate() takes as a reset); gauges are anything else.
+"""
+from __future__ import annotations
+
+from engine.core.kind import InfoMetric
+
+
+def _per_chain(name: str, typ: str, doc: str, path: str) -> InfoMetric:
+    return InfoMetric(f"chain_{name}", typ, doc, f"chains.*.{path}", ("chain",))
+
+
+# roles.monitor:ChainMonitor (its info: {"chains": {chain: _ChainFeed.info()}, ...})
+MONITOR = (
+    _per_chain("events", "counter", "Pool events the monitor published", "events"),
+    _per_chain("interrupts", "counter", "Published events at or above the threshold",
+               "interrupts"),
+    _per_chain("reverted_events", "counter", "Events taken back by a reorg", "reverted"),
+    _per_chain("drifted_pools", "counter", "Pools whose book differed from the chain", "drift"),
+    _per_chain("drift_checks", "counter", "Drift checks completed", "drift_checks"),
+    _per_chain("hook_logs_applied", "counter", "Webhook hand-off logs that moved the book",
+               "hooks.applied"),
+    _per_chain("reorgs", "counter", "Reorgs the follower undid", "follower.reorgs"),
+    _per_chain("failovers", "counter", "Switches to another endpoint", "follower.failovers"),
+    _per_chain("bad_inputs", "counter", "Unusable messages from the node", "follower.bad"),
+    _per_chain("head_block", "gauge", "The followed head block number", "follower.head"),
+    _per_chain("pools", "gauge", "Pools in the monitor's book", "book.pools"),
+    _per_chain("max_impact_bps", "gauge", "Largest price impact seen, basis points",
+               "max_impact_bps"),
+)
+
+# roles.webhook:MoralisReceiver (its info: Stats.health(), MoralisReceiver.report)
+RECEIVER = (
+    InfoMetric("webhook_deliveries", "counter", "Streams deliveries accepted (200), per chain",
+               "chains.*.deliveries", ("chain",)),
+    InfoMetric("webhook_logs", "counter", "Logs handed on to the monitors", "chains.*.logs",
+               ("chain",)),
+    InfoMetric("webhook_duplicate_logs", "counter", "Logs dropped as already handed on",
+               "chains.*.duplicates", ("chain",)),
+    InfoMetric("webhook_refused", "counter", "Requests refused, per HTTP status", "refused.*",
+               ("status",)),
+    InfoMetric("webhook_test_deliveries", "counter", "Streams test deliveries", "tests"),
+    InfoMetric("webhook_inbox_depth", "gauge", "Accepted deliveries not yet handed on",
+               "inbox_depth"),
+)
+
+# The trading path's roles (agents, executor) declare theirs here as their info gains the
+# numbers, e.g. opportunities, executions, reverts and profit per chain and token:
+#   InfoMetric("opportunities", "counter", "...", "chains.*.opportunities", ("chain",))
+#   InfoMetric("profit_wei", "gauge", "...", "profit.*.*", ("chain", "token"))
