@@ -33,16 +33,13 @@ import time
 from dataclasses import replace
 
 from engine.arb.decision import Decider, DecisionConfig, Simulation, StateInfo
-from engine.arb.profit import GWEI, GasModel, LoanBook, LoanOffer
+from engine.arb.profit import GWEI, GasModel
 from engine.arb.search import OpportunitySearch, SearchConfig
-from engine.arb.types import LoanSource
 from engine.arb.validate import requote
 from engine.arb.wire import action_record
+from engine.chain.venue import CHAIN_GAS, gas_model, loan_book  # noqa: F401 (loan_book: also ours)
 from engine.core.tasks import Priority, Task
 
-# chain -> (GasModel style, symbol of the wrapped native token)
-CHAIN_GAS = {"arbitrum": ("arbitrum", "WETH"), "base": ("op-stack", "WETH"),
-             "polygon": ("polygon", "WMATIC"), "ethereum": ("ethereum", "WETH")}
 # preferred profit tokens, best first (the graph starts each cycle at the first it holds)
 BASE_SYMBOLS = ("WETH", "WMATIC", "USDC", "USDC.e", "USDbC", "USDT", "DAI", "WBTC")
 FLUSH_CHUNK = 4          # decision records per LMDB transaction between two yields
@@ -76,26 +73,6 @@ def _reason_code(reason: str) -> str:
         if reason.startswith(prefix):
             return code
     return "refused"
-
-
-def loan_book(chain_manifest: dict | None) -> LoanBook:
-    """The flash lenders a chain has: the manifest's Balancer Vault and Aave pool lend every
-    token the chain lists (the devnet funds the Vault with each and gives Aave a reserve of
-    each); a V2 flash swap on the route's first pair is always offered."""
-    offers = []
-    m = chain_manifest or {}
-    lenders = m.get("lenders") or {}
-    # the replicas hold addresses in lower case (the pool records' canonical form)
-    tokens = [t["address"].lower() for t in (m.get("tokens") or {}).values() if t.get("address")]
-    if "balancer" in lenders:
-        fee = int(lenders["balancer"].get("fee_bps", 0)) * 100
-        offers += [LoanOffer(LoanSource.BALANCER, lenders["balancer"]["address"].lower(), t, fee)
-                   for t in tokens]
-    if "aave" in lenders:
-        fee = int(lenders["aave"].get("premium_bps", 5)) * 100
-        offers += [LoanOffer(LoanSource.AAVE, lenders["aave"]["address"].lower(), t, fee)
-                   for t in tokens]
-    return LoanBook(offers)
 
 
 class ChainPricer:
@@ -140,13 +117,7 @@ class ChainPricer:
         bid = (self.gas_state() or {}).get("bid_priority_wei")
         if isinstance(bid, int) and not isinstance(bid, bool):
             prio = max(prio, bid)               # what the recent blocks' median paid
-        if self.style == "arbitrum":
-            return GasModel.arbitrum(self.native, base, chain=self.chain)
-        if self.style == "op-stack":
-            return GasModel.op_stack(self.native, base, prio, 0, chain=self.chain)
-        if self.style == "polygon":
-            return GasModel.polygon(self.native, base, prio, chain=self.chain)
-        return GasModel(self.chain, "ethereum", self.native, base, prio)
+        return gas_model(self.style, self.chain, self.native, base, prio)
 
     # ---------------------------------------------------------------------------- pricing
     def _bind(self, graph) -> None:

@@ -23,20 +23,19 @@ from dataclasses import dataclass, field
 
 from engine.arb import events as ev
 from engine.arb.decision import Decider, DecisionConfig
-from engine.arb.profit import GasModel, LoanBook, LoanOffer
+from engine.arb.profit import GasModel
 from engine.arb.search import OpportunitySearch, SearchConfig
-from engine.arb.types import LoanSource
 from engine.chain.executor import Executor, NodeSigner
 from engine.chain.poolbook import PoolBook
 from engine.chain.pools import load_pools, specs_from_manifest
 from engine.chain.rpc import RpcClient
+from engine.chain.venue import CHAIN_GAS, gas_model, loan_book
 
 from .anvil import web3
 
 RIVAL_INDEX = 8          # dev account 8 (deploy.py leaves 1-8 to tests and tools)
 TOPICS = [ev.SYNC_TOPIC, ev.V2_SWAP_TOPIC, ev.V3_SWAP_TOPIC, ev.V3_MINT_TOPIC, ev.V3_BURN_TOPIC]
 # chain -> (gas style, wrapped native symbol)
-_GAS = {"arbitrum": ("arbitrum", "WETH"), "base": ("op-stack", "WETH"), "polygon": ("polygon", "WMATIC")}
 
 
 @dataclass
@@ -77,20 +76,11 @@ class Rival:
         book = PoolBook(chain, threshold_bps=50)
         book.load(load_pools(rpc, specs_from_manifest(m), "latest"))
         tokens = {s: t["address"].lower() for s, t in (m.get("tokens") or {}).items()}
-        style, native_sym = _GAS.get(chain, ("ethereum", "WETH"))
+        style, native_sym = CHAIN_GAS.get(chain, ("ethereum", "WETH"))
         book.graph.base_tokens = tuple(tokens[s] for s in ("WETH", "WMATIC", "USDC", "USDT", "DAI")
                                        if s in tokens)
-        offers = []
-        lenders = m.get("lenders") or {}
-        if "balancer" in lenders:
-            offers += [LoanOffer(LoanSource.BALANCER, lenders["balancer"]["address"].lower(), t, 0)
-                       for t in tokens.values()]
-        if "aave" in lenders:
-            fee = int(lenders["aave"].get("premium_bps", 5)) * 100
-            offers += [LoanOffer(LoanSource.AAVE, lenders["aave"]["address"].lower(), t, fee)
-                       for t in tokens.values()]
         native = tokens.get(native_sym, native_sym)
-        search = OpportunitySearch(book.graph, self._gas(style, native, chain, 0), LoanBook(offers),
+        search = OpportunitySearch(book.graph, self._gas(style, native, chain, 0), loan_book(m),
                                    SearchConfig(max_hops=max_hops), chain=chain)
         addresses = sorted(p["address"].lower() for p in m["pools"])
         mine = set(self.rng.sample(addresses, max(1, round(len(addresses) * share))))
@@ -98,13 +88,7 @@ class Rival:
 
     @staticmethod
     def _gas(style: str, native: str, chain: str, base_fee: int) -> GasModel:
-        if style == "arbitrum":
-            return GasModel.arbitrum(native, base_fee, chain=chain)
-        if style == "op-stack":
-            return GasModel.op_stack(native, base_fee, 0, 0, chain=chain)
-        if style == "polygon":
-            return GasModel.polygon(native, base_fee, 0, min_priority_fee_wei=0, chain=chain)
-        return GasModel(chain, "ethereum", native, base_fee)
+        return gas_model(style, chain, native, base_fee, 0, min_priority=0)   # anvil: no floor
 
     @property
     def account(self) -> dict[str, str]:
