@@ -138,7 +138,7 @@ class _ChainFeed:
         self.dirty = False
         self.loaded = False
         self.events = self.interrupts = self.reverted = self.oversize = 0
-        self.hooks = {"records": 0, "logs": 0, "applied": 0, "dropped": 0}
+        self.hooks = {"records": 0, "logs": 0, "applied": 0, "dropped": 0, "orphaned": 0}
         self.max_impact = self.last_impact = 0
         self.drift = 0
         self.drift_checks = 0
@@ -216,8 +216,18 @@ class _ChainFeed:
         drops what the WebSocket already brought (and the other way round)."""
         self.hooks["records"] += 1
         out = []
+        held = self.follower.hashes
         for log in logs:
             self.hooks["logs"] += 1
+            try:
+                n = log["blockNumber"]
+                n, h = (int(n, 16) if isinstance(n, str) else int(n)), str(log["blockHash"]).lower()
+            except (KeyError, TypeError, ValueError):
+                n, h = None, None               # the book counts it as malformed below
+            mine = held.get(n) if n is not None else None
+            if mine is not None and mine.lower() != h:   # a block the node has replaced
+                self.hooks["orphaned"] += 1
+                continue
             try:
                 rec = self.book.apply(log, t_origin)
             except (ValueError, KeyError, TypeError, IndexError) as e:   # truncated data

@@ -109,7 +109,7 @@ class Follower:
         self.ws: WsClient | None = None
         self.counts = {"logs": 0, "records": 0, "dropped": 0, "interrupts": 0, "reverted": 0,
                        "reorgs": 0, "resyncs": 0, "backfilled": 0, "reconnects": 0, "failovers": 0,
-                       "bad": 0, "errors": 0}
+                       "bad": 0, "errors": 0, "orphaned_blocks": 0}
         self.status = "starting" if self.endpoints else "no endpoints configured"
         self._subs: dict[str, str] = {}
         self._ws_bad = 0
@@ -360,10 +360,32 @@ class Follower:
         old = self.hashes.get(n)
         if old is not None and old != h:
             self._drop([k for k in self.hashes if k >= n])
+        elif old is None:
+            self._orphans(n, h)
         self.hashes[n] = h
         self.hashes.move_to_end(n)
         while len(self.hashes) > self.s["reorg_depth"]:
             self.hashes.popitem(last=False)
+
+    def _orphans(self, n: int, h: str) -> None:
+        """Blocks at height n that the book holds under another hash than the node's: logs
+        another path applied (a Moralis delivery of an unconfirmed block the chain then left)
+        before this follower knew the height.  Undone like a reorg, with every block the book
+        holds above them; the heights this follower held above n are fetched again."""
+        stray = [x for x in self.book.hashes_at(n) if x != h.lower()]
+        if not stray:
+            return
+        self.counts["reorgs"] += 1
+        self.counts["orphaned_blocks"] += len(stray)
+        records = self.book.revert_blocks(stray)
+        self.counts["reverted"] += len(records)
+        above = [k for k in self.hashes if k > n]
+        for k in above:
+            del self.hashes[k]
+        self.log.warning("blocks another path brought are not the node's: undone", chain=self.chain,
+                         height=n, blocks=len(stray), records=len(records), refetch=len(above))
+        self._flush(records)
+        self.done = min(self.done, n - 1)
 
     # ------------------------------------------------------------------ catching up
     def _block_hash(self, ws: WsClient, n: int) -> Iterator[Wait]:

@@ -423,6 +423,11 @@ class PoolBook:
         for h in [h for h, b in self._blocks.items() if b.number <= finalised_block]:
             del self._blocks[h]
 
+    def hashes_at(self, number: int) -> list[str]:
+        """The hashes of the blocks at height `number` the undo log holds (more than one only
+        while a fork's block, e.g. one a webhook brought, waits to be found orphaned)."""
+        return [h for h, b in self._blocks.items() if b.number == number]
+
     def block_hashes(self) -> dict[int, list[str]]:
         """Block number -> hashes the undo log holds (what a reorg check compares against)."""
         out: dict[int, list[str]] = {}

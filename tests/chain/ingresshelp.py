@@ -197,6 +197,9 @@ class StandInBook:
             out.append({**self.applied.pop(key), "reverted": True})
         return out
 
+    def hashes_at(self, number: int) -> list[str]:
+        return sorted({k[0].lower() for k, r in self.applied.items() if r["block"] == number})
+
     def keys(self) -> set:
         return set(self.applied)
 

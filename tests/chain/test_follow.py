@@ -265,3 +265,44 @@ def test_an_endpoint_that_goes_back_counts_as_behind():
     assert f.pick(100.0) is a and not f.lagging(a)
     a.good(100.0, 120, 1.0)              # a came back from a restart, far behind
     assert a.head == 120 and f.lagging(a) and f.pick(100.0) is b
+
+
+def test_a_block_another_path_applied_that_the_chain_left_is_undone(devnet):
+    """A Moralis delivery of an unconfirmed block can reach the book before the follower knows
+    that height; if the chain then replaces the block (anvil_reorg while the follower is cut
+    off, so it never sees the first one), the follower finds the book's block orphaned when it
+    holds the node's hash for that height: undone (published as reverted), and the book ends
+    equal to the chain."""
+    chain = "base"
+    w3 = devnet.w3(chain)
+    proxy = Proxy(devnet.manifest["chains"][chain]["port"])
+    f, book, d, p, log = follower(devnet, chain, [proxy.url])
+    try:
+        assert d.run(20, until=lambda: f.active is not None), f.statistics()
+        run_with_traffic(d, devnet, chain, 3, seed=11)
+        settle(d, f, book, w3, f.addresses)
+        proxy.down = True
+        proxy.cut()
+        start = w3.eth.block_number + 1
+        traffic(devnet, chain, 1, seed=12)
+        fork_logs = w3.provider.make_request("eth_getLogs", [{
+            "fromBlock": hex(start), "toBlock": "latest", "address": f.addresses}])["result"]
+        assert fork_logs
+        for lg in fork_logs:                  # what the receiver hands the monitor's book
+            assert book.apply(lg, 0) is not None
+        depth = w3.eth.block_number - start + 1
+        r = w3.provider.make_request("anvil_reorg", [depth, []])   # the chain leaves them
+        assert "error" not in r, r
+        proxy.down = False
+        have, want = settle(d, f, book, w3, f.addresses)
+        assert have == want
+        gone = {(lg["blockHash"], lg["transactionHash"], int(lg["logIndex"], 16)) for lg in fork_logs}
+        assert not gone & have
+        assert f.counts["orphaned_blocks"] >= 1
+        reverted = {(r["block_hash"], r["tx"], r["log_index"]) for r in book.published if r["reverted"]}
+        assert gone <= reverted
+        assert any(m == "blocks another path brought are not the node's: undone"
+                   for _, m, _ in log.lines)
+    finally:
+        p.close()
+        proxy.close()

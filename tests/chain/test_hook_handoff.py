@@ -144,3 +144,29 @@ def test_webhooks_alone_keep_a_monitor_without_websocket(devnet, engine_factory,
     assert f["drift"] == 0, f["drift_last"]
     assert "webhooks only" in e.roles()[f"monitor-{chain}"]["info"]["summary"]
     assert e.stop() == 0
+
+
+def test_a_webhook_of_a_block_the_chain_has_replaced_is_not_applied(devnet, engine_factory,
+                                                                    tmp_path, monkeypatch):
+    """Moralis delivers an unconfirmed block late, after the node replaced it (anvil_reorg)
+    and the monitor followed the node: its logs name a height the follower holds under another
+    hash, so they are counted as orphaned and change nothing."""
+    chain = "base"
+    e, port = _engine(devnet, engine_factory, tmp_path, monkeypatch, chain)
+    w3 = devnet.w3(chain)
+    logs, block = _swap(devnet, chain, 8)
+    e.wait_for(lambda: _feed(e, chain).get("follower", {}).get("head", 0) >= int(block["number"], 16),
+               30, "the swap's block followed")
+    depth = w3.eth.block_number - int(block["number"], 16) + 1
+    assert "error" not in w3.provider.make_request("anvil_reorg", [depth, []])
+    w3.provider.make_request("evm_mine", [])     # a new head: the follower sees the reorg
+    e.wait_for(lambda: _feed(e, chain).get("follower", {}).get("reorgs", 0) >= 1, 30,
+               "the reorg followed", poll=0.2)
+    before = _feed(e, chain)["events"]
+    _deliver(port, chain, logs, block, order=(False,))
+    e.wait_for(lambda: _feed(e, chain).get("hooks", {}).get("logs") == len(logs), 30,
+               "the hand-off read", poll=0.2)
+    f = _feed(e, chain)
+    assert f["hooks"]["orphaned"] == len(logs) and f["hooks"]["applied"] == 0
+    assert f["events"] == before
+    assert e.stop() == 0

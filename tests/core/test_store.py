@@ -388,3 +388,36 @@ def test_fork_inside_a_read_does_not_deadlock_and_the_child_gets_a_clear_error(t
             assert r.last_seq("tasks", ROLE) == 0
         assert reap(pid) == 0
         assert store.save_checkpoint(ROLE, {"ok": 1}) == 1
+
+
+def test_append_job_is_committed_in_one_transaction_with_its_neighbours_and_calls_back(tmp_path):
+    """append_job queues without waiting: deliveries queued together commit together (one
+    transaction, one fsync), each callback runs once, after its record is readable, in the
+    writer thread or at once for a job already finished."""
+    import threading
+    path = str(tmp_path / "s")
+    with Store.open(path) as store:
+        seen, lock = [], threading.Lock()
+        with store._wlock:         # hold the writer back so all 20 are queued together
+            jobs = [store.append_job("inbox", "moralis", {"delivery": i}, durable=True)
+                    for i in range(20)]
+
+            def cb(job):
+                with store.read() as r:
+                    got = r.last_seq("inbox", "moralis")
+                with lock:
+                    seen.append((job.results[-1], got, threading.current_thread().name))
+            for j in jobs:
+                j.add_done_callback(cb)
+        assert all(j.wait(10) for j in jobs)
+        deadline = time.monotonic() + 10
+        while len(seen) < 20 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sorted(s for s, _, _ in seen) == list(range(1, 21))
+        assert all(got >= seq for seq, got, _ in seen)     # readable when told
+        stats = store.statistics()
+        assert stats.syncs <= 2, stats                      # the lot in one fsync, not 20
+        late = []
+        jobs[0].add_done_callback(late.append)              # already finished: at once
+        assert late == [jobs[0]]
+        assert len(seen) == 20                              # and nobody was told twice

@@ -19,7 +19,7 @@ from .keys import StoreError
 class WriteJob:
     """Some operations (functions of a write txn) to commit in one transaction."""
     __slots__ = ("ops", "durable", "results", "error", "started", "inline", "_done", "submitted",
-                 "committed")
+                 "committed", "_callbacks")
 
     def __init__(self, ops: list, durable: bool = False):
         self.ops, self.durable = ops, durable
@@ -28,12 +28,30 @@ class WriteJob:
         self.started = self.inline = False
         self.submitted = time.perf_counter()
         self.committed = 0.0
+        self._callbacks: list | None = None
         self._done = threading.Lock()
         self._done.acquire()
 
+    _cb_lock = threading.Lock()     # callbacks added vs. the job finishing: each runs once
+
     def finish(self, results: list | None, error: BaseException | None) -> None:
-        self.results, self.error, self.committed = results, error, time.perf_counter()
+        with WriteJob._cb_lock:
+            self.results, self.error, self.committed = results, error, time.perf_counter()
+            callbacks, self._callbacks = self._callbacks, None
         self._done.release()
+        for fn in callbacks or ():
+            fn(self)
+
+    def add_done_callback(self, fn) -> None:
+        """fn(job) once the job has finished: at once if it has, else in the thread that
+        finishes it (the writer thread), so fn must only hand the news on (e.g. an event
+        loop's call_soon_threadsafe): an event loop awaits a commit without a thread of its
+        own blocked in wait()."""
+        with WriteJob._cb_lock:
+            if not self.committed:
+                self._callbacks = (self._callbacks or []) + [fn]
+                return
+        fn(self)
 
     def done(self) -> bool:
         return self.committed != 0.0

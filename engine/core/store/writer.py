@@ -190,6 +190,12 @@ class WritableStore(Store):
     def append(self, db: str, prefix: str, record, *, durable: bool = False) -> int:
         """Commit one record under prefix in a sequenced database; wait; return its seq.
         durable=True also fsyncs before returning (inbox: durable before acknowledged)."""
+        return self.append_job(db, prefix, record, durable=durable).result()[-1]
+
+    def append_job(self, db: str, prefix: str, record, *, durable: bool = False) -> WriteJob:
+        """append() without waiting: the writer thread commits it (with whatever else is
+        queued: one transaction, one fsync for the lot); job.result()[-1] is the seq, and
+        job.add_done_callback tells an event loop when it is committed."""
         self._alive()
         if db not in SEQ_DATABASES:
             raise StoreError(f"append: unknown database {db!r} (one of {', '.join(SEQ_DATABASES)})")
@@ -202,7 +208,7 @@ class WritableStore(Store):
             seq = last_seq(txn.cursor(dbh), key) + 1
             txn.put(key + seq_bytes(seq), raw, db=dbh)
             return seq
-        return self._submit([op], durable=durable).result()[-1]
+        return self._submit([op], durable=durable)
 
     def append_many(self, db: str, prefix: str, records: list) -> WriteJob:
         """Records under prefix in one transaction, without waiting: inline if the writer lock
