@@ -28,7 +28,7 @@ import orjson
 
 from engine.config import CHAINS
 from engine.core.kind import RoleKind
-from engine.core.tasks import Priority, Task, Wait
+from engine.core.tasks import Priority, Wait
 
 from .monitor import _ChainFeed, _Run
 
