@@ -54,6 +54,7 @@ class _ReplayFeed:
         self.max_impact = self.last_impact = 0
         self.logs = self.consumed = self.dropped = self.waited_out = 0
         self.done = False
+        self.error = ""
         self.t_start = self.t_end = 0.0
 
     # ---- the readers
@@ -85,6 +86,21 @@ class _ReplayFeed:
 
     # ---- the replay
     def run(self):
+        """The whole input, once: a failure ends the replay with its reason in the status
+        (`error`), never a re-run that would publish the logs twice."""
+        if self.done:
+            return
+        try:
+            yield from self._run()
+        except Exception as e:
+            self.error = f"{type(e).__name__}: {e}"[:500]
+            self.log.error("the replay failed", chain=self.chain, error=self.error)
+            self.done = True
+            self.mon.report(force=True)
+        while True:
+            yield Wait(until=time.monotonic() + 3600)
+
+    def _run(self):
         from engine.chain.replica import pool_from
         with open(self.mon.options["input"], "rb") as f:
             header = orjson.loads(f.readline())
@@ -168,8 +184,6 @@ class _ReplayFeed:
             self.write_snapshot()
         self.done = True
         self.mon.report(force=True)
-        while True:
-            yield Wait(until=time.monotonic() + 3600)
 
     def keep(self):
         if self.dirty:
@@ -182,7 +196,7 @@ class _ReplayFeed:
         return {"summary": f"{self.chain}: replay {'done' if self.done else 'running'}: "
                            f"{self.consumed}/{self.logs} logs, {self.events} records "
                            f"({self.interrupts} >= {self.book.threshold_bps} bps)",
-                "done": self.done, "logs": self.logs, "consumed": self.consumed,
+                "done": self.done, "error": self.error, "logs": self.logs, "consumed": self.consumed,
                 "events": self.events, "interrupts": self.interrupts, "dropped": self.dropped,
                 "oversize": self.oversize, "waited_out": self.waited_out,
                 "max_impact_bps": self.max_impact, "seconds": took,

@@ -172,12 +172,24 @@ def _outcome_text(o: dict | None) -> str:
     return f"{o.get('state')}: {o.get('reason', '')}"
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str]) -> int:
+    # SIGTERM unwinds like Ctrl-C: the engine (in its own session) is stopped and the temp dir
+    # removed by the finally below, instead of both outliving this process
+    old = signal.signal(signal.SIGTERM, _terminate)
     try:
         return _main(argv)
     except BadInput as e:
         print(str(e), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("syndicate replay: interrupted; the engine was stopped", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def _main(argv: list[str]) -> int:
@@ -230,6 +242,11 @@ def _main(argv: list[str]) -> int:
                 print("  " + "; ".join(i.get("summary", "starting") for i in infos.values()),
                       file=sys.stderr)
             time.sleep(0.1)
+        failed = {c: i["error"] for c, i in infos.items() if i.get("error")}
+        if failed:
+            print("syndicate replay: the replay failed: " + "; ".join(
+                f"{c}: {e}" for c, e in failed.items()), file=sys.stderr)
+            return 1
         took = time.monotonic() - t0
         load1 = os.getloadavg()[0]
         ex_info = _info(run_dir, EXECUTOR)
