@@ -32,7 +32,8 @@ from pathlib import Path
 import orjson
 
 from engine.config import render
-from .inputs import SHOWN_ERRORS, BadInput, read_files, read_pool_file, seed_pools
+from .inputs import (SHOWN_ERRORS, BadInput, manifest_pools, read_files, read_pool_file,
+                     seed_from_node, seed_pools)
 
 AGENT = {"arbitrum": ("arbitrum-spotter", "roles.agents:Spotter"),
          "base": ("base-analyst", "roles.agents:Analyst"),
@@ -59,12 +60,28 @@ def parser() -> argparse.ArgumentParser:
                                    "polygon); default: each log's `chain`, else the file name")
     p.add_argument("--speed", default="max", help="max (as fast as the roles decide), 1x, 10x, Nx")
     p.add_argument("--pools", metavar="FILE", help="pool-state file: tokens, fees (and a state)")
+    p.add_argument("--manifest", metavar="FILE",
+                   help="a devnet (or chain) manifest: tokens, lenders, the executor contract; "
+                        "its pools are read from its rpc_url just before the first log")
     p.add_argument("--json", action="store_true", help="JSON lines instead of text")
     p.add_argument("--strict", action="store_true", help="stop at the first bad line (exit 2)")
     p.add_argument("--state", metavar="DIR", help="keep the engine's state dir here (LMDB)")
     p.add_argument("--timeout", type=float, default=0.0,
                    help="give up after this many seconds (0: none)")
     return p
+
+
+def _manifest(path: str) -> dict[str, dict]:
+    """chain -> its manifest entry (engine/config.py checks the file again when the engine
+    loads it: an http rpc_url per chain)."""
+    try:
+        doc = orjson.loads(Path(path).read_bytes())
+    except (OSError, orjson.JSONDecodeError) as e:
+        raise BadInput(f"{path}: not a readable JSON manifest: {e}") from None
+    chains = doc.get("chains") if isinstance(doc, dict) else None
+    if not isinstance(chains, dict) or not chains:
+        raise BadInput(f"{path}: no \"chains\" in this manifest")
+    return {c: m for c, m in chains.items() if isinstance(m, dict)}
 
 
 def _speed(text: str) -> float:
@@ -80,7 +97,8 @@ def _speed(text: str) -> float:
     return v
 
 
-def engine_toml(name: str, state: Path, chains: list[str], inputs: dict, speed: float) -> str:
+def engine_toml(name: str, state: Path, chains: list[str], inputs: dict, speed: float,
+                manifest: str | None = None) -> str:
     roles: dict = {}
     for c in chains:
         roles[f"replay-{c}"] = {"kind": "roles.replay:ReplaySource", "chains": [c],
@@ -90,10 +108,11 @@ def engine_toml(name: str, state: Path, chains: list[str], inputs: dict, speed: 
         roles[name_] = {"kind": kind, "chains": [c]}
     roles[EXECUTOR] = {"kind": "roles.executor:Executor", "chains": chains,
                        "subscribe": "quiet", "inbox": "interrupt"}
-    return render({"engine": {"name": name, "state_dir": str(state), "mode": "paper",
-                              "log_level": "info"},
-                   "supervisor": {"max_restarts": 0},
-                   "roles": roles})
+    doc = {"engine": {"name": name, "state_dir": str(state), "mode": "paper", "log_level": "info"},
+           "supervisor": {"max_restarts": 0}, "roles": roles}
+    if manifest:
+        doc["chains"] = {"manifest": manifest}
+    return render(doc)
 
 
 class _Engine:
@@ -195,9 +214,14 @@ def main(argv: list[str]) -> int:
 def _main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     speed = _speed(args.speed)
-    known = read_pool_file(args.pools) if args.pools else {}
+    manifest = _manifest(args.manifest) if args.manifest else {}
+    known = {a: p for m in manifest.values() for a, p in manifest_pools(m).items()}
+    known.update(read_pool_file(args.pools) if args.pools else {})
     replay = read_files(args.files, args.chain, strict=args.strict)
     seed_pools(replay, known)
+    for c in sorted(replay.logs):
+        if c in manifest:
+            seed_from_node(replay, c, manifest[c])
     for msg in replay.bad[:SHOWN_ERRORS]:
         print(f"syndicate replay: skipped {msg}", file=sys.stderr)
     if len(replay.bad) > SHOWN_ERRORS:
@@ -218,7 +242,8 @@ def _main(argv: list[str]) -> int:
                     f.write(orjson.dumps(log) + b"\n")
             inputs[c] = (path, crossed)
         cfg = tmp / "engine.toml"
-        cfg.write_text(engine_toml(name, state, chains, inputs, speed))
+        cfg.write_text(engine_toml(name, state, chains, inputs, speed,
+                                   str(Path(args.manifest).resolve()) if args.manifest else None))
         t0 = time.monotonic()
         load0 = os.getloadavg()[0]
         eng = _Engine(cfg, name, tmp / "engine.stderr")

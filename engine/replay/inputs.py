@@ -316,3 +316,54 @@ def seed_pools(replay: Replay, known: dict[str, dict] | None = None) -> None:
             if s["kind"] == "v3":
                 s["gross"] = {str(t): str(GRANTED_GROSS) for t in sorted(ticks.get(a, ()))}
         replay.pools[chain] = seeds
+
+
+# --------------------------------------------------------------------- a manifest and its node
+def manifest_pools(chain_manifest: dict) -> dict[str, dict]:
+    """A manifest chain entry's pools as pool-file entries (tokens, fees, tick spacing)."""
+    out = {}
+    for p in chain_manifest.get("pools") or ():
+        a = str(p.get("address", "")).lower()
+        if not _ADDR.fullmatch(a) or p.get("kind") not in ("v2", "v3"):
+            continue
+        e = {"address": a, "kind": p["kind"], "token0": str(p["token0"]).lower(),
+             "token1": str(p["token1"]).lower(), "dex": p.get("dex", "")}
+        if p["kind"] == "v2":
+            e["fee_bps"] = int(p.get("fee") or 30)
+        else:
+            e.update(fee=int(p["fee"]), tick_spacing=int(p["tick_spacing"]))
+        out[a] = e
+    return out
+
+
+def seed_from_node(replay: Replay, chain: str, chain_manifest: dict) -> int:
+    """Every pool of the manifest read from its node just before the input's first block
+    (engine/chain/pools.load_pools: the chain monitor's loader, V3 tick tables included), so
+    pools the logs never touch are in the graph too; the logs then apply from that block on.
+    Returns the block read; BadInput naming the node when it cannot be read."""
+    from engine.chain.pools import load_pools, specs_from_manifest
+    from engine.chain.replica import info_of, state_of
+    from engine.chain.rpc import RpcClient, RpcError
+    from engine.arb.v3 import V3Pool
+    logs = replay.logs.get(chain) or []
+    url = chain_manifest.get("rpc_url")
+    if not logs or not url:
+        return -1
+    block = max(0, logs[0]["blockNumber"] - 1)
+    rpc = RpcClient(url, timeout=30.0)
+    try:
+        got = load_pools(rpc, specs_from_manifest(chain_manifest), block)
+    except (RpcError, OSError, ValueError) as e:
+        raise BadInput(f"{chain}: cannot read the manifest's pools from {url} at block {block}: "
+                       f"{e}") from None
+    finally:
+        rpc.close()
+    seeds = replay.pools.setdefault(chain, {})
+    for a, p in got.pools.items():
+        s = {"address": a, **info_of(p), "state": state_of(p), "block": block, "log_index": -1,
+             "placeholder_tokens": False}
+        if isinstance(p, V3Pool):
+            s["ticks"] = [[t, str(n)] for t, n in sorted(p.ticks.items())]
+            s["gross"] = {str(t): str(g) for t, g in (got.gross.get(a) or {}).items()}
+        seeds[a] = s                  # the node's state wins over a state the logs revealed
+    return block
