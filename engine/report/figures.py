@@ -40,22 +40,27 @@ def latency(snap: Snapshot) -> Figure | None:
 
 
 def profit(snap: Snapshot) -> Figure | None:
+    """One panel per chain: each token's scale is its own (a chain's USDC and WETH profits
+    differ by 10^12 in smallest units), so chains do not share an axis."""
     if not snap.profit:
         return None
-    fig, (ax,) = _new()
+    chains = sorted({c for c, _ in snap.profit})
+    fig, axes = _new(1, len(chains), (4.5 * len(chains), 3.6))
     t0 = min(t for series in snap.profit.values() for t, _ in series)
-    for (chain, what), series in sorted(snap.profit.items()):
-        xs, ys, total = [], [], 0
-        for t, v in series:
-            total += v
-            xs.append((t - t0) / 60.0)
-            ys.append(float(total))
-        ax.step(xs, ys, where="post", marker="o", markersize=3, label=f"{chain}: {what}")
-    ax.set_title("cumulative profit per chain (smallest unit of the route's token; landed: "
-                 "realised, paper: simulated)", fontsize=9)
-    ax.set_xlabel("minutes since the first outcome")
-    ax.set_ylabel("profit")
-    ax.legend(fontsize=7)
+    for ax, chain in zip(axes, chains):
+        for (c, what), series in sorted(snap.profit.items()):
+            if c != chain:
+                continue
+            xs, ys, total = [], [], 0
+            for t, v in series:
+                total += v
+                xs.append((t - t0) / 60.0)
+                ys.append(float(total))
+            ax.step(xs, ys, where="post", marker="o", markersize=3, label=what)
+        ax.set_title(f"{chain}: cumulative profit", fontsize=9)
+        ax.set_xlabel("minutes since the first outcome")
+        ax.set_ylabel("smallest unit of the token")
+        ax.legend(fontsize=7, title="landed: realised, paper: simulated", title_fontsize=6)
     fig.tight_layout()
     return fig
 
@@ -141,8 +146,12 @@ def track_record(snap: Snapshot) -> Figure | None:
             by_chain.setdefault(chain, []).append((pred, real))
         for chain, pts in sorted(by_chain.items()):
             ax.scatter([p for p, _ in pts], [r for _, r in pts], label=chain, s=14)
+        lo = min(min(p, r) for p, r, _ in snap.predicted_realised)
         hi = max(max(p, r) for p, r, _ in snap.predicted_realised)
-        ax.plot([0, hi], [0, hi], color="grey", linewidth=0.8, label="realised = predicted")
+        ax.plot([lo, hi], [lo, hi], color="grey", linewidth=0.8, label="realised = predicted")
+        if lo > 0:            # profits span decades (tokens of 6 and 18 decimals)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
         ax.set_title("landed trades: predicted vs realised profit", fontsize=9)
         ax.set_xlabel("predicted")
         ax.set_ylabel("realised")
