@@ -25,6 +25,8 @@ setup(
         "requests>=2.31,<3",
         "aiohttp>=3.9,<4",
         "prometheus_client>=0.20,<1",
+        # `syndicate report`: the figures (Agg backend, no display needed)
+        "matplotlib>=3.8,<4",
     ],
     extras_require={
         "test": [

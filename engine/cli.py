@@ -8,6 +8,8 @@
     syndicate devnet    up|down|traffic [...]            local anvil chains (engine/devnet/)
     syndicate moralis   sync [--dry-run]                 Moralis Streams     (engine/moralis_cli.py)
     syndicate check     [-c engine.toml] [--json]        probe the endpoints (engine/check_cli.py)
+    syndicate replay    FILE... [--speed max|1x|10x]     recorded logs, real engine (engine/replay/)
+    syndicate report    SNAPSHOT -o report.html          offline report      (engine/report.py)
 
 Sub-commands other than `run` are imported lazily, so `syndicate status` starts fast and a
 broken optional module never stops the supervisor from starting.  Every sub-command module
@@ -31,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "devnet": ("engine.devnet.cli", "local three-chain anvil devnet with Uniswap pools"),
     "moralis": ("engine.moralis_cli", "sync the Moralis Streams that feed the webhook receiver"),
     "check": ("engine.check_cli", "validate engine.toml and probe every endpoint it names"),
+    "replay": ("engine.replay.cli", "recorded logs through the real engine (paper mode)"),
+    "report": ("engine.report", "an HTML report (and PNGs) from an LMDB snapshot"),
 }
 
 

@@ -174,6 +174,13 @@ class PoolBook:
             b.created.append((pool.address, rec))
         return rec
 
+    def seed(self, pool: Pool, block: int, log_index: int, gross: dict[int, int] | None = None) -> None:
+        """A pool whose state is known just after log (block, log_index) (a replay seeds a pool
+        from the first state its logs reveal): that log and older ones are stale, later ones
+        of the same block apply."""
+        self.load(Loaded(block, {pool.address: pool}, {pool.address: gross} if gross else {}))
+        self._pos[pool.address] = (block, log_index)
+
     def load_created(self, rpc, notice: dict, t_origin: int = 0) -> dict | None:
         """Read the pool a `created` notice names, at its creation block, into the book; its
         "created" record, or None (counted, the reason in `load_errors`) when it cannot be read."""
