@@ -73,7 +73,12 @@ def test_landed_trade_pays_the_predicted_profit_to_the_wei(arb, store):
     assert gained == predicted(rec) == int(done["realised"]) == int(done["event_profit"]) \
         == int(sent["simulated"]) > 0
     states = [r["state"] for r in ledger(store)]
-    assert states == ["signed", "sent", "landed"]
+    assert states == ["queued", "signed", "sent", "landed"]
+    # fees priced by the executor from the live base fee (Arbitrum: no priority fee), and a
+    # deadline block within the staleness limit, whatever the Action bid
+    assert int(sent["max_fee_per_gas"]) == 2 * int(sent["base_fee"]) and sent["max_priority_fee_per_gas"] == "0"
+    assert sent["head_block"] < sent["deadline_block"] <= sent["head_block"] + 100
+    assert 0 < sent["ms_sent"] and sent["ms_signed"] <= sent["ms_sent"]
     info = d.info()
     assert info["counts"]["landed"] == 1 and info["profit"][c.name]["realised"] == str(gained)
     assert d.take(rec) is None          # the same (role, event) again: a duplicate, ignored
@@ -116,7 +121,7 @@ def test_paper_mode_simulates_and_sends_nothing(arb, store):
     out = d.take(rec)
     assert out["state"] == "paper" and int(out["simulated"]) == predicted(rec)
     assert tx_count(c, owner) == count and c.w3.eth.block_number == block
-    assert [r["state"] for r in ledger(store)] == ["paper"]
+    assert [r["state"] for r in ledger(store)] == ["queued", "paper"]
 
 
 def tampered(rec: dict, **action) -> dict:
@@ -153,9 +158,15 @@ def test_bad_input_is_recorded_with_its_reason_and_the_executor_goes_on(arb, sto
     for r, why in bad:
         out = d.take(r)
         assert out["state"] == "refused" and out["reason"].startswith(why), (why, out)
-    # a node that rejects the transaction: a fee bid under the base fee (anvil refuses it)
-    out = d.take(tampered(rec, max_fee_per_gas="1", max_priority_fee_per_gas="0"))
-    assert out["state"] == "rejected" and "fee" in out["reason"], out
+    # the Action's own fee bid is not used: the executor prices the fees from the base fee
+    # a node that rejects the transaction: a gas limit over the block's (eth_call passes: it
+    # needs far less than the block's limit)
+    c.w3.provider.make_request("evm_setBlockGasLimit", [hex(2_000_000)])
+    try:
+        out = d.take({**tampered(rec, gas_limit=3_000_000), "event": rec["event"] + ":big"})
+    finally:
+        c.w3.provider.make_request("evm_setBlockGasLimit", [hex(30_000_000)])
+    assert out["state"] == "rejected" and "gas" in out["reason"], out
     assert tx_count(c, owner) == count            # nothing of the above reached the chain
     # ... and the executor goes on: the good one lands, with the next nonce
     assert d.take(rec)["state"] == "sent"

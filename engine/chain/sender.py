@@ -1,0 +1,106 @@
+"""The executor's sending thread: every node round trip of the trading path, out of the switch.
+
+    role's switch (main thread)            sending thread (this module)
+    Desk.accept(record) ── Job ──► queue ──► Desk.carry(job): head, fees, eth_call, nonce,
+        "queued" on the ledger                 sign, "signed" (committed), submit, "sent"
+                                           every receipt_poll s: Desk.poll_receipts()
+    ReceiptTask / handle ◄── drain() ◄──── outcome records (published by the main thread:
+                                           the outbox ring has one writer)
+
+Why a thread and not a background task: a task's slice cannot be cut short inside a blocking
+JSON-RPC call, so every interrupt that came during one (up to `request_timeout`) waited for it;
+a thread blocked on a socket holds no GIL and the switch runs at once.  Its Python work
+(encoding, signing: a few ms) can hold the GIL against the switch for one switch interval, so
+the executor lowers that interval to SWITCH_INTERVAL_S.  One thread only: nonces are handed
+out in order without a lock, and sends never overtake each other.
+
+SIGKILL safety is the Desk's: nothing is sent before its "signed" record is committed, and a
+restart looks every open hash up (engine/chain/tracker.py) — the thread changes nothing there.
+"""
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+from collections import deque
+
+SWITCH_INTERVAL_S = 0.0005
+_STOP = object()
+
+
+class Sender:
+    def __init__(self, desk, *, poll_s: float = 0.2, log=None, name: str = "executor-sender"):
+        self.desk, self.poll_s, self.log, self.name = desk, poll_s, log, name
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.done: deque[dict] = deque()
+        self.thread: threading.Thread | None = None
+        self.carried = self.failures = 0
+        self.last_error = ""
+        self.busy_since = 0.0           # monotonic s when the current job started (0: idle)
+
+    def start(self) -> None:
+        if sys.getswitchinterval() > SWITCH_INTERVAL_S:
+            sys.setswitchinterval(SWITCH_INTERVAL_S)
+        self.thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self.thread.start()
+
+    def put(self, job) -> None:
+        self.jobs.put(job)
+
+    def drain(self) -> list[dict]:
+        """The outcome records finished since the last call (main thread)."""
+        out = []
+        while self.done:
+            out.append(self.done.popleft())
+        return out
+
+    def depth(self) -> int:
+        return self.jobs.qsize()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Finish the job in hand (never cut a send in half), then end; queued jobs stay
+        "queued" on the ledger (a restart records them dropped)."""
+        if self.thread is None:
+            return
+        self.jobs.put(_STOP)
+        self.thread.join(timeout)
+        self.thread = None
+
+    def _run(self) -> None:
+        next_poll = time.monotonic() + self.poll_s
+        while True:
+            try:
+                job = self.jobs.get(timeout=max(0.0, next_poll - time.monotonic()))
+            except queue.Empty:
+                job = None
+            if job is _STOP:
+                return
+            if job is not None:
+                self.busy_since = time.monotonic()
+                if not self._safe(self.desk.carry, job):
+                    self._safe(self.desk.failed, job)
+                self.busy_since = 0.0
+                self.carried += 1
+                if not self.jobs.empty():
+                    continue          # sends first; receipts when the queue is empty
+            if time.monotonic() >= next_poll:
+                self._safe(self.desk.poll_receipts)
+                next_poll = time.monotonic() + self.poll_s
+
+    def _safe(self, fn, *args) -> bool:
+        """Never let the thread die on bad data from a node or a sender."""
+        try:
+            out = fn(*args)
+        except Exception as e:
+            self.failures += 1
+            self.last_error = f"{type(e).__name__}: {e}"[:300]
+            if self.log is not None:
+                self.log.error("executor sending thread failed", step=getattr(fn, "__name__", "?"),
+                               error=self.last_error)
+            return False
+        if isinstance(out, dict):
+            self.done.append(out)
+        elif out:
+            self.done.extend(out)
+        return True
