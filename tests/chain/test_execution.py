@@ -246,3 +246,88 @@ def test_a_gas_limit_too_low_reverts_out_of_gas_and_says_so(arb, store):
     assert sent["state"] == "sent", sent
     (done,) = wait_final(d)
     assert done["state"] == "reverted" and "gas" in done["reason"].lower(), done
+
+
+def test_a_stuck_transaction_is_cancelled_at_its_nonce_and_the_next_one_follows(arb, store):
+    """Sent, then the block gas limit drops under its gas limit: blocks are mined without it
+    (anvil keeps it in its pool; one priced under a risen base fee it evicts).  After
+    replace_after blocks the executor replaces it with a 0-value transfer to itself at the same
+    nonce, fees bumped over the node's replacement rule and the new base fee; the cancel is
+    mined, the trade is 'replaced', and the next trade takes the next nonce."""
+    c = arb
+    rec = approved(c, gap(c))
+    owner = c.m["accounts"]["executor_owner"]
+    count = tx_count(c, owner)
+    d = desk(c, store, replace_after=2)
+    mine = lambda: c.w3.provider.make_request("evm_mine", [])   # noqa: E731
+    c.w3.provider.make_request("evm_setAutomine", [False])
+    try:
+        sent = d.take(rec)
+        assert sent["state"] == "sent", sent
+        c.w3.provider.make_request("evm_setBlockGasLimit", [hex(100_000)])
+        for _ in range(2):
+            mine()
+        assert d.poll_receipts() == []                 # the cancel went out
+        (cancelling,) = [r for r in ledger(store) if r["state"] == "cancelling"]
+        assert cancelling["nonce"] == count and cancelling["tx"] == sent["tx"]
+        assert int(cancelling["cancel_max_fee_per_gas"]) >= int(sent["max_fee_per_gas"]) * 110 // 100
+        mine()
+    finally:
+        c.w3.provider.make_request("evm_setBlockGasLimit", [hex(30_000_000)])
+        c.w3.provider.make_request("evm_setAutomine", [True])
+    (done,) = wait_final(d)
+    assert done["state"] == "replaced" and done["cancel"] == cancelling["cancel"], done
+    assert c.w3.eth.get_transaction_receipt(done["cancel"])["status"] == 1
+    assert c.w3.eth.get_transaction(done["cancel"])["nonce"] == count
+    assert tx_count(c, owner) == count + 1
+    again = approved(c, gap(c))
+    nxt = d.take(again)
+    assert nxt["state"] == "sent" and nxt["nonce"] == count + 1
+    assert wait_final(d)[0]["state"] == "landed"
+    assert d.info()["counts"]["replaced"] == 1
+
+
+def test_a_transaction_the_node_dropped_is_recorded_dropped_and_its_nonce_reused(arb, store):
+    c = arb
+    rec = approved(c, gap(c))
+    owner = c.m["accounts"]["executor_owner"]
+    count = tx_count(c, owner)
+    d = desk(c, store, replace_after=2)
+    c.w3.provider.make_request("evm_setAutomine", [False])
+    try:
+        sent = d.take(rec)
+        c.w3.provider.make_request("anvil_dropTransaction", [sent["tx"]])
+        for _ in range(2):
+            c.w3.provider.make_request("evm_mine", [])
+        (done,) = d.poll_receipts()
+    finally:
+        c.w3.provider.make_request("evm_setAutomine", [True])
+    assert done["state"] == "dropped" and "gone from the node's pool" in done["reason"], done
+    assert not any(r["state"] == "cancelling" for r in ledger(store))   # nothing to replace
+    again = approved(c, {"address": rec["action"]["route"][0]["pool"]})
+    assert d.take(again)["nonce"] == count
+    assert wait_final(d)[0]["state"] == "landed"
+
+
+def test_profit_after_gas_at_the_executors_own_price_is_checked(arb, store):
+    """The executor values gas at the fees it pays now: a trade the gas would eat is refused
+    after its simulation, before anything is signed."""
+    c = arb
+    rec = approved(c, gap(c))
+    owner = c.m["accounts"]["executor_owner"]
+    count = tx_count(c, owner)
+    d = desk(c, store, gas_rate=lambda action: 10**40)     # gas absurdly dear in the token
+    out = d.take(rec)
+    assert out["state"] == "refused" and out["reason"].startswith("gas: simulated profit"), out
+    assert int(out["net_after_gas"]) < 0 and tx_count(c, owner) == count
+    d2 = desk(c, store, gas_rate=lambda action: 1)         # and cheap: it goes
+    assert d2.take({**rec, "event": rec["event"] + ":again"})["state"] == "sent"
+    assert wait_final(d2)[0]["state"] == "landed"
+
+
+def test_an_agents_deadline_block_already_passed_is_refused_by_the_simulation(arb, store):
+    c = arb
+    rec = approved(c, gap(c))
+    head = c.w3.eth.block_number
+    out = desk(c, store).take({**rec, "action": {**rec["action"], "deadline_block": head}})
+    assert out["state"] == "refused" and out["reason"] == f"simulation: Expired({head + 1}, {head})", out
