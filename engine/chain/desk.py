@@ -164,6 +164,12 @@ class Desk(Tracking):
             return {"key": key, "state": "none", "reason": f"refused by the agent: {rec.get('code')}"}, None
         self._count("taken")
         base = {"source": rec.get("role"), "event": rec.get("event"), "chain": rec.get("chain")}
+        # CLOCK_MONOTONIC stamps of its way here (bench e2e): log on the socket, pool record in
+        # the events ring, the agent's record in its outbox, accepted
+        for f, src in (("t_origin", "t_origin"), ("t_event", "t_event"), ("t_agent", "t_written")):
+            if isinstance(rec.get(src), int) and not isinstance(rec.get(src), bool):
+                base[f] = rec[src]
+        base["t_accept"] = t_accept
         try:
             action = action_from_record(rec.get("action"))
         except ValueError as e:
