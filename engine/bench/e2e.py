@@ -133,8 +133,8 @@ def stages_of(records: list[dict]) -> dict:
         k = by.setdefault(r["key"], {})
         k.setdefault("_states", []).append(r["state"])
         k[r["state"]] = r
-    out = {"stages": {s: [] for s in STAGES}, "log_to_sent": [], "sent": 0, "landed": 0,
-           "profitable": 0, "reverted": 0, "refused": {}, "states": {}}
+    out = {"stages": {s: [] for s in STAGES}, "log_to_sent": [], "record_to_sent": [], "sent": 0,
+           "landed": 0, "profitable": 0, "reverted": 0, "refused": {}, "states": {}}
     for key, k in by.items():
         final = k["_states"][-1]
         out["states"][final] = out["states"].get(final, 0) + 1
@@ -145,6 +145,7 @@ def stages_of(records: list[dict]) -> dict:
         if sent is None or q is None:
             continue
         out["sent"] += 1
+        out["record_to_sent"].append(sent["ms_sent"])
         t_o, t_e, t_a, t_acc = (q.get(f) for f in ("t_origin", "t_event", "t_agent", "t_accept"))
         if all(isinstance(t, int) and t > 0 for t in (t_o, t_e, t_a, t_acc)):
             st = out["stages"]
@@ -256,6 +257,10 @@ def run(trades: int = 100, interval: float = 0.4, seed: int = 3, *, baseline: bo
         Summary.of("syndicate (log bytes on the socket →)", ours["log_to_sent"]),
         Summary.of("web3.py loop (log returned by its filter →)", base["log_to_sent"])
         if base else None, notes="same seed, same swaps, a fresh devnet each")]
+    results.append(Comparison(
+        "executor: record accepted in its switch → sent", "ms",
+        Summary.of("syndicate (sending thread)", ours["record_to_sent"]),
+        notes="queue wait, head, eth_call on pending, nonce, sign, ledger commit, submit"))
     for s in STAGES:
         b = base["stages"].get(s) if base else None
         results.append(Comparison(f"stage {s}", "ms", Summary.of(f"syndicate {s}", ours["stages"][s]),
