@@ -331,3 +331,41 @@ def test_an_agents_deadline_block_already_passed_is_refused_by_the_simulation(ar
     head = c.w3.eth.block_number
     out = desk(c, store).take({**rec, "action": {**rec["action"], "deadline_block": head}})
     assert out["state"] == "refused" and out["reason"] == f"simulation: Expired({head + 1}, {head})", out
+
+
+def test_a_slow_node_holds_the_sending_thread_never_the_switch(arb, store):
+    """The node takes 1.5 s to answer eth_call: while it holds the first Action's simulation in
+    the sending thread, accept() (the switch's part) takes the next Action at once."""
+    from standins import StandIn
+
+    from engine.chain.sender import Sender
+    c = arb
+    rec = approved(c, gap(c))
+    with StandIn(c.m["rpc_url"], slow={"eth_call": 1.5}) as node:
+        s = setup_of(c)
+        s.rpc = node.url
+        d = Desk({c.name: s}, Ledger(store, "flash-loan-executor"), signer=LocalSigner(OWNER_KEY),
+                 stale_factor=100.0)
+        d.start()
+        sender = Sender(d, poll_s=0.05)
+        sender.start()
+        try:
+            first, job = d.accept(rec)
+            assert first["state"] == "queued"
+            sender.put(job)
+            end = time.monotonic() + 10
+            while node.in_flight == 0 and time.monotonic() < end:
+                time.sleep(0.01)
+            second, job2 = d.accept({**rec, "event": rec["event"] + ":next"})
+            assert node.in_flight == 1 and second["state"] == "queued"   # the node still holds #1
+            sender.put(job2)
+            done, end = [], time.monotonic() + 30
+            while len([r for r in done if r["state"] in ("sent", "refused")]) < 2 \
+                    and time.monotonic() < end:
+                done += sender.drain()
+                time.sleep(0.05)
+        finally:
+            sender.stop()
+    states = {r["key"]: r["state"] for r in done if r["state"] in ("sent", "refused")}
+    assert states[first["key"]] == "sent", done
+    assert states[second["key"]] in ("sent", "refused")   # the gap may be closed by then
