@@ -54,13 +54,17 @@ class ReceiptTask(Task):
 
     def run(self, ctx):
         kind = self.kind
-        done = kind.sender.drain() if kind.sender is not None else []
+        if kind.sender is not None:
+            done = kind.sender.drain()
+        elif kind.desk is not None and kind.desk.pending:    # sending_thread = false
+            yield None
+            done = kind.desk.poll_receipts()
+        else:
+            done = []
         if done:
             self.state["polls"] += 1
             kind.publish(done)
         kind.refresh_info(force=bool(done))
-        return
-        yield       # a task is a generator
 
 
 class Executor(Agent):
@@ -81,6 +85,8 @@ class Executor(Agent):
                                          "in the node's pool is cancelled at its nonce"),
         "request_timeout": (float, 3.0, "seconds one JSON-RPC call may take"),
         "dedup_window": (int, 100_000, "(role, event) pairs remembered to act once"),
+        "sending_thread": (bool, True, "simulate, sign and send in a thread (false: in the "
+                                       "switch, as before; for comparison only)"),
         "crash_at": (str, "", "fire drill: SIGKILL the role once at 'after-record' or 'after-send'"),
         "crash_flag": (str, "", "fire drill: the file that marks the crash as done"),
     }
@@ -121,8 +127,9 @@ class Executor(Agent):
             self.desk.paper = False
             self.desk.halted = why
         self.desk.start()
-        self.sender = Sender(self.desk, poll_s=float(o["receipt_poll"]), log=self.log)
-        self.sender.start()
+        if o["sending_thread"]:
+            self.sender = Sender(self.desk, poll_s=float(o["receipt_poll"]), log=self.log)
+            self.sender.start()
         if self.desk.halted:
             self.log.error("the executor refuses to trade live", why=self.desk.halted)
         self.log.info("executor ready", mode=self.desk.info()["mode"],

@@ -46,7 +46,7 @@ DEVNET_OWNER_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b
 STAGES = ("detect", "decide", "accept", "sign", "send", "mined")
 
 
-def _toml(name: str, state: Path, manifest: Path) -> str:
+def _toml(name: str, state: Path, manifest: Path, thread: bool = True) -> str:
     light = {"checksum": {"interval": 1.0}}
     return render({
         "engine": {"name": name, "state_dir": str(state), "log_level": "warning", "mode": "live"},
@@ -58,17 +58,18 @@ def _toml(name: str, state: Path, manifest: Path) -> str:
                                  "tasks": light},
             "flash-loan-executor": {"kind": "roles.executor:Executor", "chains": [CHAIN],
                                     "subscribe": "quiet", "inbox": "interrupt", "tasks": light,
-                                    "options": {"receipt_poll": 0.02}}}})
+                                    "options": {"receipt_poll": 0.02,
+                                                "sending_thread": thread}}}})
 
 
 class _Engine:
     """A real engine in its own session; everything undone in close()."""
 
-    def __init__(self, tmp: Path, manifest: Path):
+    def __init__(self, tmp: Path, manifest: Path, thread: bool = True):
         self.name = f"benche2e{os.getpid()}"
         self.tmp = tmp
         self.cfg = tmp / "engine.toml"
-        self.cfg.write_text(_toml(self.name, tmp / "state", manifest))
+        self.cfg.write_text(_toml(self.name, tmp / "state", manifest, thread))
         self.roles = tmp / "state" / "run" / self.name / "roles"
         self.err = tmp / "engine.stderr"
         env = {**os.environ, "SYNDICATE_EXECUTOR_KEY": DEVNET_OWNER_KEY}
@@ -133,7 +134,8 @@ def stages_of(records: list[dict]) -> dict:
         k = by.setdefault(r["key"], {})
         k.setdefault("_states", []).append(r["state"])
         k[r["state"]] = r
-    out = {"stages": {s: [] for s in STAGES}, "log_to_sent": [], "record_to_sent": [], "sent": 0,
+    out = {"stages": {s: [] for s in STAGES}, "log_to_sent": [], "record_to_sent": [],
+           "accept_ms": [], "sent": 0,
            "landed": 0, "profitable": 0, "reverted": 0, "refused": {}, "states": {}}
     for key, k in by.items():
         final = k["_states"][-1]
@@ -146,6 +148,8 @@ def stages_of(records: list[dict]) -> dict:
             continue
         out["sent"] += 1
         out["record_to_sent"].append(sent["ms_sent"])
+        if sent.get("ms_accept") is not None:
+            out["accept_ms"].append(sent["ms_accept"])
         t_o, t_e, t_a, t_acc = (q.get(f) for f in ("t_origin", "t_event", "t_agent", "t_accept"))
         if all(isinstance(t, int) and t > 0 for t in (t_o, t_e, t_a, t_acc)):
             st = out["stages"]
@@ -167,14 +171,15 @@ def stages_of(records: list[dict]) -> dict:
     return out
 
 
-def run_ours(manifest: dict, trades: int, interval: float, seed: int, progress=None) -> dict:
+def run_ours(manifest: dict, trades: int, interval: float, seed: int, progress=None,
+             thread: bool = True) -> dict:
     from engine.devnet import Traffic
     tmp = Path(tempfile.mkdtemp(prefix="syn-bench-e2e-"))
     eng = None
     try:
         mpath = tmp / "manifest.json"
         mpath.write_text(json.dumps(manifest))
-        eng = _Engine(tmp, mpath)
+        eng = _Engine(tmp, mpath, thread)
         eng.wait_ready()
         traffic = Traffic(manifest, seed=seed, chains=[CHAIN])
         for i in range(trades):
@@ -209,6 +214,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--in-switch", action="store_true",
+                    help="also a run with the executor sending inside its switch (as before the "
+                         "sending thread), for its record → sent and switch figures")
     try:
         args = ap.parse_args(argv)
     except SystemExit as e:
@@ -232,7 +240,7 @@ def main(argv: list[str]) -> int:
             print(f"\r  {phase}: {i}/{n} swaps", end="", file=sys.stderr, flush=True)
 
     doc = run(args.trades, args.interval, args.seed, baseline=not args.no_baseline,
-              progress=progress)
+              progress=progress, in_switch=args.in_switch)
     if not args.json and sys.stderr.isatty():
         print("", file=sys.stderr)
     emit("e2e", doc["results"], args.json, doc["extra"])
@@ -240,7 +248,7 @@ def main(argv: list[str]) -> int:
 
 
 def run(trades: int = 100, interval: float = 0.4, seed: int = 3, *, baseline: bool = True,
-        progress=None) -> dict:
+        progress=None, in_switch: bool = False) -> dict:
     """Both phases; {"results": [Comparison], "extra": {...}} (for `bench all`)."""
     from engine.devnet import Devnet
 
@@ -248,6 +256,10 @@ def run(trades: int = 100, interval: float = 0.4, seed: int = 3, *, baseline: bo
     args = ("--prune-history", "256")
     with Devnet.start((CHAIN,), seed=0, anvil_args=args) as net:
         ours = run_ours(net.manifest, trades, interval, seed, progress)
+    inline = None
+    if in_switch:
+        with Devnet.start((CHAIN,), seed=0, anvil_args=args) as net:
+            inline = run_ours(net.manifest, trades, interval, seed, progress, thread=False)
     base = None
     if baseline:
         with Devnet.start((CHAIN,), seed=0, anvil_args=args) as net:
@@ -260,7 +272,13 @@ def run(trades: int = 100, interval: float = 0.4, seed: int = 3, *, baseline: bo
     results.append(Comparison(
         "executor: record accepted in its switch → sent", "ms",
         Summary.of("syndicate (sending thread)", ours["record_to_sent"]),
+        Summary.of("sending in the switch", inline["record_to_sent"]) if inline else None,
         notes="queue wait, head, eth_call on pending, nonce, sign, ledger commit, submit"))
+    results.append(Comparison(
+        "executor switch: its work per Action", "ms",
+        Summary.of("syndicate accept()", ours["accept_ms"]),
+        Summary.of("sending in the switch: all of it", inline["record_to_sent"]) if inline else None,
+        notes="with the thread the switch only accepts; before, it ran record → sent"))
     for s in STAGES:
         b = base["stages"].get(s) if base else None
         results.append(Comparison(f"stage {s}", "ms", Summary.of(f"syndicate {s}", ours["stages"][s]),
@@ -275,4 +293,6 @@ def run(trades: int = 100, interval: float = 0.4, seed: int = 3, *, baseline: bo
              "host": host_info()}
     if base:
         extra["baseline"] = {**rate(base), "swaps": base["swaps"]}
+    if inline:
+        extra["in_switch"] = {**rate(inline), "swaps": inline["swaps"]}
     return {"results": results, "extra": extra}

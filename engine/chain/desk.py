@@ -54,6 +54,7 @@ class Job:
     t_accept: int               # monotonic ns when the switch accepted it
     rate: int | None = None     # route-token units per 10**18 wei (the replica's price), or None
     queued: object = None       # the store's job committing "queued"
+    t_queued: int = 0           # monotonic ns when accept() returned it
 
 
 class Desk(Tracking):
@@ -205,7 +206,7 @@ class Desk(Tracking):
         rate = self.gas_rate(action) if self.gas_rate is not None else None
         out, queued = self.ledger.append_nowait(key, "queued", **self._clean(base))
         self._count("queued")
-        return out, Job(key, base, action, t_origin, t_accept, rate, queued)
+        return out, Job(key, base, action, t_origin, t_accept, rate, queued, self.mono_ns())
 
     def _stale(self, setup: ChainSetup, t_origin: int | None) -> str:
         limit = setup.block_time * self.stale_factor
@@ -304,7 +305,8 @@ class Desk(Tracking):
                     sent_block=head.number, max_fee=action.max_fee_per_gas,
                     prio=action.max_priority_fee_per_gas)
         self.pending[tx_hash] = p
-        ms = {"ms_signed": round((t_signed - job.t_accept) / 1e6, 3),
+        ms = {"ms_accept": round((job.t_queued - job.t_accept) / 1e6, 3),
+              "ms_signed": round((t_signed - job.t_accept) / 1e6, 3),
               "ms_submit": round((t_sent - t_signed) / 1e6, 3),
               "ms_sent": round((t_sent - job.t_accept) / 1e6, 3)}
         out = self._led(key, "sent", {"tx": tx_hash, "endpoint": res.endpoint, "chain": chain, **ms,
