@@ -128,7 +128,9 @@ class Executor(Agent):
             self.desk.halted = why
         self.desk.start()
         if o["sending_thread"]:
-            self.sender = Sender(self.desk, poll_s=float(o["receipt_poll"]), log=self.log)
+            prio = getattr(getattr(self.rt, "wiring", None), "role_boost_priority", None)
+            self.sender = Sender(self.desk, poll_s=float(o["receipt_poll"]), log=self.log,
+                                 priority=prio)
             self.sender.start()
         if self.desk.halted:
             self.log.error("the executor refuses to trade live", why=self.desk.halted)
@@ -207,8 +209,13 @@ class Executor(Agent):
             if job is not None:
                 if self.sender is not None:
                     self.sender.put(job)
-                else:                 # no thread (a kind driven by hand): carry it here
-                    rec = self.desk.carry(job)
+                else:                 # sending_thread = false, or a kind driven by hand
+                    try:
+                        rec = self.desk.carry(job)
+                    except Exception as e:
+                        self.log.error("executor failed on an action",
+                                       error=f"{type(e).__name__}: {e}"[:300], key=job.key)
+                        rec = self.desk.failed(job)
             if rec is not None:   # one record per opportunity: `bench switch` times them
                 out.append(self._outbox(rec, ev))
         if self.sender is not None:

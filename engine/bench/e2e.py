@@ -269,6 +269,13 @@ def run(trades: int = 100, interval: float = 0.4, seed: int = 3, *, baseline: bo
         Summary.of("syndicate (log bytes on the socket →)", ours["log_to_sent"]),
         Summary.of("web3.py loop (log returned by its filter →)", base["log_to_sent"])
         if base else None, notes="same seed, same swaps, a fresh devnet each")]
+    if inline:
+        results.append(Comparison(
+            "e2e, the executor sending in its switch instead", "ms",
+            Summary.of("syndicate, sending thread", ours["log_to_sent"]),
+            Summary.of("syndicate, sending in the switch", inline["log_to_sent"]),
+            notes="log bytes on the socket → sent; a later Action of the same swap waits "
+                  "for the earlier one either way"))
     results.append(Comparison(
         "executor: record accepted in its switch → sent", "ms",
         Summary.of("syndicate (sending thread)", ours["record_to_sent"]),
