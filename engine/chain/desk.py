@@ -162,7 +162,8 @@ class Desk(Tracking):
             return None, None
         if not rec.get("approved"):     # acknowledged, not on the ledger (the agent records it)
             self._count("agent_refused")
-            return {"key": key, "state": "none", "reason": f"refused by the agent: {rec.get('code')}"}, None
+            return {"key": key, "state": "none",
+                    "reason": f"refused by the agent: {rec.get('code')}"}, None
         self._count("taken")
         base = {"source": rec.get("role"), "event": rec.get("event"), "chain": rec.get("chain")}
         # CLOCK_MONOTONIC stamps of its way here (bench e2e): log on the socket, pool record in
@@ -174,7 +175,7 @@ class Desk(Tracking):
         try:
             action = action_from_record(rec.get("action"))
         except ValueError as e:
-            return self._refuse(key, base, f"bad action: {e}"), None
+            return self._refuse(key, base, f"bad action: {e}", nowait=True), None
         base["chain"] = action.chain
         # what the agent predicts the contract keeps: out − repay (a V2 flash swap on hop 0
         # repays amount_in with no loan fee, any other loan amount_in + fee)
@@ -183,26 +184,30 @@ class Desk(Tracking):
                     expected_net=str(action.expected_profit),
                     min_profit=str(action.min_profit), token=action.route.token)
         if self.halted:
-            return self._refuse(key, base, f"halted: {self.halted}"), None
+            return self._refuse(key, base, f"halted: {self.halted}", nowait=True), None
         if action.deadline < self.clock():
-            return self._refuse(key, base, f"stale: deadline {action.deadline} passed"), None
+            return self._refuse(key, base, f"stale: deadline {action.deadline} passed",
+                                nowait=True), None
         if self.validator is not None:      # pure and cheap: before any node is asked
             why = self.validator(action)
             if why:
-                return self._refuse(key, base, f"re-quote: {why}"), None
+                return self._refuse(key, base, f"re-quote: {why}", nowait=True), None
         setup, cd = self.setups.get(action.chain), self.chains.get(action.chain)
         if setup is None:
-            return self._refuse(key, base, f"no executor contract configured on {action.chain}"), None
+            return self._refuse(key, base, f"no executor contract configured on {action.chain}",
+                                nowait=True), None
         if cd is None:
-            return self._refuse(key, base, f"{action.chain} is down: {self.down.get(action.chain)}"), None
+            return self._refuse(key, base, f"{action.chain} is down: {self.down.get(action.chain)}",
+                                nowait=True), None
         t_origin = rec.get("t_origin") if isinstance(rec.get("t_origin"), int) else None
         why = self._stale(setup, t_origin)
         if why:
-            return self._refuse(key, base, why), None
+            return self._refuse(key, base, why, nowait=True), None
         if setup.pools:
             for h in action.route.hops:
                 if h.pool.lower() not in setup.pools:
-                    return self._refuse(key, base, f"unknown pool {h.pool} on {action.chain}"), None
+                    return self._refuse(key, base, f"unknown pool {h.pool} on {action.chain}",
+                                        nowait=True), None
         rate = self.gas_rate(action) if self.gas_rate is not None else None
         out, queued = self.ledger.append_nowait(key, "queued", **self._clean(base))
         self._count("queued")
@@ -230,7 +235,8 @@ class Desk(Tracking):
         try:
             head = cd.read_head(max_age=min(setup.block_time / 2, 1.0))
         except Exception as e:
-            return self._refuse(key, base, f"node: cannot read the head: {type(e).__name__}: {str(e)[:160]}")
+            return self._refuse(key, base, f"node: cannot read the head: {type(e).__name__}: "
+                                           f"{str(e)[:160]}")
         # the deadline block: as many blocks as the staleness limit has left (at least the
         # pending one); an agent's own, earlier deadline block stands
         left = setup.block_time * self.stale_factor
@@ -386,15 +392,18 @@ class Desk(Tracking):
         return {k: (str(v) if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 1 << 63
                     else v) for k, v in fields.items()}
 
-    def _refuse(self, key: str, base: dict, reason: str) -> dict:
-        rec = self._led(key, "refused", {**base, "reason": reason[:600]})
+    def _refuse(self, key: str, base: dict, reason: str, nowait: bool = False) -> dict:
+        """nowait: in the switch, which must not wait for a commit (a refusal lost to a SIGKILL
+        is only looked at again when the record is redelivered)."""
+        rec = self._led(key, "refused", {**base, "reason": reason[:600]}, nowait=nowait)
         self._tally(rec)
         return rec
 
-    def _led(self, key: str, state: str, fields: dict) -> dict:
+    def _led(self, key: str, state: str, fields: dict, nowait: bool = False) -> dict:
         rec = self._clean(fields)
         rec["t"] = round(self.clock(), 6)
-        out = self.ledger.append(key, state, **rec)
+        out = self.ledger.append_nowait(key, state, **rec)[0] if nowait else \
+            self.ledger.append(key, state, **rec)
         if state in FINAL or state == "sent":
             self._note(f"execution {state}", key=key, **{k: rec[k] for k in
                        ("chain", "tx", "reason", "realised", "predicted") if rec.get(k) is not None})

@@ -84,9 +84,12 @@ class Ledger:
         self.store, self.role = store, role
 
     def append(self, key: str, state: str, **fields) -> dict:
+        """Committed before it returns: in the caller's thread when the writer lock is free
+        (the executor's boosted sending thread need not wait for the store's writer thread,
+        which runs in the background class), else by the writer thread."""
         rec = {"key": key, "state": state, **fields}
         if self.store is not None:
-            self.store.append("outcomes", self.role, rec)   # waits for the commit
+            self.store.append_many("outcomes", self.role, [rec], inline=True).result(30.0)
         return rec
 
     def append_nowait(self, key: str, state: str, **fields) -> tuple[dict, object]:
