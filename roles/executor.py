@@ -85,6 +85,9 @@ class Executor(Agent):
                                          "in the node's pool is cancelled at its nonce"),
         "request_timeout": (float, 3.0, "seconds one JSON-RPC call may take"),
         "dedup_window": (int, 100_000, "(role, event) pairs remembered to act once"),
+        "fresh_heads": (bool, True, "keep each chain's head (base fee, number) fresh while "
+                                    "idle: a send saves a round trip; costs an "
+                                    "eth_getBlockByNumber every quarter block per chain"),
         "sending_thread": (bool, True, "simulate, sign and send in a thread (false: in the "
                                        "switch, as before; for comparison only)"),
         "crash_at": (str, "", "fire drill: SIGKILL the role once at 'after-record' or 'after-send'"),
@@ -130,7 +133,7 @@ class Executor(Agent):
         if o["sending_thread"]:
             prio = getattr(getattr(self.rt, "wiring", None), "role_boost_priority", None)
             self.sender = Sender(self.desk, poll_s=float(o["receipt_poll"]), log=self.log,
-                                 priority=prio)
+                                 priority=prio, fresh_heads=bool(o["fresh_heads"]))
             self.sender.start()
         if self.desk.halted:
             self.log.error("the executor refuses to trade live", why=self.desk.halted)

@@ -132,6 +132,25 @@ class Desk(Tracking):
         cd.nonce = max([node, *ours])
 
     @staticmethod
+    def head_max_age(setup: ChainSetup) -> float:
+        """How old a head may be for the fees and the deadline block: half a block."""
+        return min(setup.block_time / 2, 1.0)
+
+    def refresh_heads(self) -> float:
+        """Read every chain's head that is older than it may be at a send (the sending
+        thread, when idle: a send then finds it fresh and saves a round trip); the seconds
+        until the next one should be read."""
+        wait = 1.0
+        for name, cd in list(self.chains.items()):
+            limit = self.head_max_age(cd.setup)
+            try:
+                cd.read_head(max_age=limit * 0.6)
+            except Exception as e:   # the node is down: the send will say so
+                self._note("head lookup failed", chain=name, error=str(e)[:120])
+            wait = min(wait, limit * 0.5)
+        return max(wait, 0.02)
+
+    @staticmethod
     def priority_floor(chain: str) -> int:
         return PRIORITY_FLOOR.get(chain, 0)
 
@@ -233,7 +252,7 @@ class Desk(Tracking):
         if why:
             return self._refuse(key, base, why)
         try:
-            head = cd.read_head(max_age=min(setup.block_time / 2, 1.0))
+            head = cd.read_head(max_age=self.head_max_age(setup))
         except Exception as e:
             return self._refuse(key, base, f"node: cannot read the head: {type(e).__name__}: "
                                            f"{str(e)[:160]}")

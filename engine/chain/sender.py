@@ -4,6 +4,8 @@
     Desk.accept(record) ── Job ──► queue ──► Desk.carry(job): head, fees, eth_call, nonce,
         "queued" on the ledger                 sign, "signed" (committed), submit, "sent"
                                            every receipt_poll s: Desk.poll_receipts()
+                                           idle: Desk.refresh_heads() (a send finds its
+                                           chain's head fresh: one round trip less)
     ReceiptTask / handle ◄── drain() ◄──── outcome records (published by the main thread:
                                            the outbox ring has one writer)
 
@@ -38,8 +40,9 @@ _STOP = object()
 
 class Sender:
     def __init__(self, desk, *, poll_s: float = 0.2, log=None, name: str = "executor-sender",
-                 priority: int | None = None):
+                 priority: int | None = None, fresh_heads: bool = True):
         self.desk, self.poll_s, self.log, self.name = desk, poll_s, log, name
+        self.fresh_heads = fresh_heads
         self.priority = priority
         self.jobs: queue.SimpleQueue = queue.SimpleQueue()
         self.done: deque[dict] = deque()
@@ -78,9 +81,15 @@ class Sender:
 
     def _run(self) -> None:
         next_poll = time.monotonic() + self.poll_s
+        next_head = 0.0
         while True:
+            now = time.monotonic()
+            if not self.fresh_heads:
+                next_head = next_poll
+            elif now >= next_head and self.jobs.empty():    # idle: keep the heads fresh
+                next_head = time.monotonic() + self.desk.refresh_heads()
             try:
-                job = self.jobs.get(timeout=max(0.0, next_poll - time.monotonic()))
+                job = self.jobs.get(timeout=max(0.0, min(next_poll, next_head) - time.monotonic()))
             except queue.Empty:
                 job = None
             if job is _STOP:
