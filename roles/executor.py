@@ -260,6 +260,9 @@ class Executor(Agent):
         if ev is not None:
             out.update(source=ev.get("role"), event=ev.get("event"),
                        t_event=ev.get("t_written"), t_origin=ev.get("t_origin"))
+        elif "key" in rec:     # from the sending thread: the key is "<source role>|<event>"
+            src, _, event = str(rec["key"]).partition("|")
+            out.update(source=rec.get("source", src), event=rec.get("event", event))
         return out
 
     def publish(self, recs: list[dict]) -> None:
