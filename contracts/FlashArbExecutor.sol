@@ -74,6 +74,7 @@ contract FlashArbExecutor {
     error TransferFailed();
     error PartialFill();
     error RouteShort(uint256 have, uint256 due); // the route produced less than the loan costs
+    error Expired(uint256 blockNumber, uint256 deadlineBlock); // mined after its deadline block
 
     constructor() {
         owner = msg.sender;
@@ -89,12 +90,15 @@ contract FlashArbExecutor {
         emit AllowedSet(who, ok);
     }
 
-    /// @notice Borrow, route, repay; revert unless profit >= minProfit. Returns the profit.
-    function execute(Hop[] calldata hops, Loan calldata loan, uint256 minProfit)
+    /// @notice Borrow, route, repay; revert unless profit >= minProfit and the block is at most
+    /// deadlineBlock (0: no deadline). Returns the profit.
+    function execute(Hop[] calldata hops, Loan calldata loan, uint256 minProfit, uint256 deadlineBlock)
         external
         returns (uint256 profit)
     {
         if (msg.sender != owner && !allowed[msg.sender]) revert NotAuthorized();
+        // a transaction mined late trades on a state nobody priced: only gas is lost
+        if (deadlineBlock != 0 && block.number > deadlineBlock) revert Expired(block.number, deadlineBlock);
         uint256 n = hops.length;
         if (n == 0) revert BadRoute();
         address token = hops[0].tokenIn;

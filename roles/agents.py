@@ -211,17 +211,23 @@ class Agent(RoleKind):
 
     def share_research(self) -> list[dict]:
         """Research another role acts on, new since the last call: block timing (the executor's
-        staleness limit).  Published to the outbox with an interrupt (the executor reads its
+        staleness limit) and the gas trend (its priority fee).  Published to the outbox with an interrupt (the executor reads its
         inbox on interrupts; this comes once per block-timing run)."""
         out = []
         for t in self.research.values():
-            if isinstance(t, BlockTiming) and t.state.get("runs", 0) > self._shared.get(t.name, 0):
+            if isinstance(t, (BlockTiming, GasTrend)) and \
+                    t.state.get("runs", 0) > self._shared.get(t.name, 0):
                 self._shared[t.name] = t.state["runs"]
                 st = t.state
-                out.append({"kind": "research", "task": t.name, "role": self.name,
-                            "chain": t.chain, "interval_s": st.get("interval_s"),
-                            "p95_interval_s": st.get("p95_interval_s"),
-                            "max_state_age_s": st.get("max_state_age_s")})
+                rec = {"kind": "research", "task": t.name, "role": self.name, "chain": t.chain}
+                if isinstance(t, BlockTiming):
+                    rec.update(interval_s=st.get("interval_s"),
+                               p95_interval_s=st.get("p95_interval_s"),
+                               max_state_age_s=st.get("max_state_age_s"))
+                else:       # the executor prices its fees with it (strings: uint256 on the wire)
+                    rec.update(bid_priority_wei=str(st.get("bid_priority_wei")),
+                               next_base_fee_wei=str(st.get("next_base_fee_wei")))
+                out.append(rec)
         if out and getattr(self.rt, "outbox", None) is not None:
             self.rt.outbox.publish_many(out)
         return out

@@ -1,13 +1,16 @@
 """The flash-loan executor role: the agents' approved opportunities in, transactions out.
 
     events.<chain> rings (subscribe = "quiet") ──► its own replicas (never interrupted by them)
-    out.<agent> rings (inbox = "interrupt") ──► handle(): Desk.take(record) per record
-        re-quote on its replica (engine/arb/validate.requote: the agent calculated, the
-        executor validates; both must agree) ──► eth_call on "pending" ──►
-        refused | paper | signed → sent | rejected        (engine/chain/desk.py, every step on
-    receipts task (every `receipt_poll` s) ──► Desk.poll_receipts()   the `outcomes` ledger)
-        landed | reverted | dropped | replaced
+    out.<agent> rings (inbox = "interrupt") ──► handle(), in the switch: Desk.accept(record)
+        wire check, dedup, staleness, re-quote on its replica (engine/arb/validate.requote: the
+        agent calculated, the executor validates; both must agree), known pools; no node asked
+        ──► "queued" ──► the sending thread (engine/chain/sender.py): Desk.carry(job)
+        head ─► deadline block + EIP-1559 fees (live base fee, the gas tasks' priority) ─►
+        eth_call on "pending" ─► profit after gas ─► paper | signed → sent | rejected
+        and every receipt_poll s Desk.poll_receipts(): landed | reverted | replaced | dropped
+        (a transaction stuck replace_after_blocks is cancelled at its nonce)
     outcome records ──► out.flash-loan-executor (the coordinator reads them); status info
+        (the receipts task drains the thread's outcomes: the outbox has one writer)
 
 Mode: `[engine] mode = "paper"` (the default) simulates each Action with eth_call on "pending"
 and records what it would have made; nothing is signed.  `mode = "live"` signs with the key in
@@ -19,7 +22,8 @@ neither the executor contract's owner nor allow-listed on some chain.
 Per chain (engine.toml `[chains.<name>]`): `executor` (else the devnet manifest's
 `contracts.executor`), `rpc`, `block_time` (stale after block_time × `stale_factor`),
 `pools` (an action through another pool is refused), and `submit.endpoints`
-(engine/chain/submit.py).
+(engine/chain/submit.py).  The agents share their block timing and gas trend (research
+records in their outboxes): the staleness limit and the priority fee follow them.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ import time
 
 from engine.chain.desk import BLOCK_TIME, ChainSetup, Desk
 from engine.chain.outcomes import Ledger
+from engine.chain.sender import Sender
 from engine.core.tasks import Priority, Task
 
 from .agents import Agent
@@ -34,7 +39,8 @@ from .tasks import ChecksumTask
 
 
 class ReceiptTask(Task):
-    """Follows the transactions the executor sent until each has its outcome."""
+    """Publishes what the sending thread finished (sent, landed, reverted...): the thread
+    follows the receipts, the outbox ring takes records from the main thread only."""
     name = "receipts"
     priority = Priority.HIGH
     interval = 0.2
@@ -48,13 +54,15 @@ class ReceiptTask(Task):
 
     def run(self, ctx):
         kind = self.kind
-        if kind.desk is None or not kind.desk.pending:
-            kind.refresh_info()
-            return
-        yield None
-        self.state["polls"] += 1
-        done = kind.desk.poll_receipts()
+        if kind.sender is not None:
+            done = kind.sender.drain()
+        elif kind.desk is not None and kind.desk.pending:    # sending_thread = false
+            yield None
+            done = kind.desk.poll_receipts()
+        else:
+            done = []
         if done:
+            self.state["polls"] += 1
             kind.publish(done)
         kind.refresh_info(force=bool(done))
 
@@ -73,8 +81,15 @@ class Executor(Agent):
                                      "times is dropped as stale"),
         "receipt_timeout": (float, 30.0, "seconds to wait for a receipt before 'dropped'"),
         "receipt_poll": (float, 0.2, "seconds between receipt lookups"),
+        "replace_after_blocks": (int, 3, "blocks without a receipt before a transaction still "
+                                         "in the node's pool is cancelled at its nonce"),
         "request_timeout": (float, 3.0, "seconds one JSON-RPC call may take"),
         "dedup_window": (int, 100_000, "(role, event) pairs remembered to act once"),
+        "fresh_heads": (bool, True, "keep each chain's head (base fee, number) fresh while "
+                                    "idle: a send saves a round trip; costs an "
+                                    "eth_getBlockByNumber every quarter block per chain"),
+        "sending_thread": (bool, True, "simulate, sign and send in a thread (false: in the "
+                                       "switch, as before; for comparison only)"),
         "crash_at": (str, "", "fire drill: SIGKILL the role once at 'after-record' or 'after-send'"),
         "crash_flag": (str, "", "fire drill: the file that marks the crash as done"),
     }
@@ -83,6 +98,7 @@ class Executor(Agent):
     def __init__(self, rt):
         super().__init__(rt)
         self.desk: Desk | None = None
+        self.sender: Sender | None = None
         self._info_at = 0.0
         self.measured_block_time: dict[str, float] = {}   # chain -> from an agent's research
 
@@ -107,12 +123,18 @@ class Executor(Agent):
                          receipt_timeout=float(o["receipt_timeout"]),
                          request_timeout=float(o["request_timeout"]), log=self.log,
                          crash_at=o["crash_at"], crash_flag=o["crash_flag"],
-                         validator=self.requote)
+                         validator=self.requote, gas_rate=self.gas_rate,
+                         replace_after=int(o["replace_after_blocks"]))
         self.desk.dedup_window = int(o["dedup_window"])
         if mode == "live" and signer is None:
             self.desk.paper = False
             self.desk.halted = why
         self.desk.start()
+        if o["sending_thread"]:
+            prio = getattr(getattr(self.rt, "wiring", None), "role_boost_priority", None)
+            self.sender = Sender(self.desk, poll_s=float(o["receipt_poll"]), log=self.log,
+                                 priority=prio, fresh_heads=bool(o["fresh_heads"]))
+            self.sender.start()
         if self.desk.halted:
             self.log.error("the executor refuses to trade live", why=self.desk.halted)
         self.log.info("executor ready", mode=self.desk.info()["mode"],
@@ -120,6 +142,12 @@ class Executor(Agent):
                       down=";".join(f"{c}: {w}" for c, w in self.desk.down.items()) or "-",
                       address=signer.address if signer is not None else "-")
         self.refresh_info(force=True)
+
+    def on_stop(self) -> None:
+        if self.sender is not None:    # the send in hand finishes; queued ones stay "queued"
+            self.sender.stop(timeout=float(self.options["request_timeout"]) * 2)
+            self.publish(self.sender.drain())
+        super().on_stop()
 
     def setups(self) -> dict[str, ChainSetup]:
         """Every chain of this role that has an RPC endpoint and an executor contract."""
@@ -153,6 +181,15 @@ class Executor(Agent):
         r = requote(graph, action, loans=pricer.loans)
         return None if r.ok else r.reason
 
+    def gas_rate(self, action) -> int | None:
+        """The route token's units per 10**18 wei of gas, on this role's replica (None without
+        one: the profit-after-gas check is then skipped, the contract's minProfit stands)."""
+        from engine.arb.profit import convert
+        graph, pricer = self.replicas.graphs.get(action.chain), self.pricers.get(action.chain)
+        if graph is None or pricer is None:
+            return None
+        return convert(graph, 10**18, pricer.native, action.route.token.lower())
+
     def handle(self, events):
         out = []
         for ev in events:      # pool records first: the replica is current for this batch
@@ -167,23 +204,47 @@ class Executor(Agent):
                 self.research_from(ev)
                 continue
             try:
-                rec = self.desk.take(ev)
+                rec, job = self.desk.accept(ev)
             except Exception as e:   # never a crash on bad data from a node or a sender
                 self.log.error("executor failed on a record", error=f"{type(e).__name__}: {e}"[:300],
                                event=str(ev.get("event"))[:100])
                 continue
+            if job is not None:
+                if self.sender is not None:
+                    self.sender.put(job)
+                else:                 # sending_thread = false, or a kind driven by hand
+                    try:
+                        rec = self.desk.carry(job)
+                    except Exception as e:
+                        self.log.error("executor failed on an action",
+                                       error=f"{type(e).__name__}: {e}"[:300], key=job.key)
+                        rec = self.desk.failed(job)
             if rec is not None:   # one record per opportunity: `bench switch` times them
                 out.append(self._outbox(rec, ev))
+        if self.sender is not None:
+            out += [self._outbox(r) for r in self.sender.drain()]
         self.refresh_info()
         return out
 
     def research_from(self, ev: dict) -> None:
-        """An agent measured its chain's block interval (roles/research block timing): the
-        staleness limit (block_time × stale_factor) follows it.  Absurd figures are ignored."""
+        """An agent measured its chain's block interval or gas trend (Agent.share_research):
+        the staleness limit (block_time × stale_factor) and the priority fee follow them.
+        Absurd figures are ignored."""
         setup = self.desk.setups.get(ev.get("chain")) if self.desk is not None else None
+        if setup is None:
+            return
+        if "bid_priority_wei" in ev:
+            try:
+                bid = int(ev["bid_priority_wei"])
+            except (TypeError, ValueError):
+                return
+            if 0 <= bid <= 10**13 and bid != setup.bid_priority:     # 10 000 gwei: absurd
+                self.log.info("priority fee from research", chain=setup.chain,
+                              was=setup.bid_priority, now=bid, source=ev.get("role"))
+                setup.bid_priority = bid
+            return
         iv = ev.get("interval_s")
-        if setup is None or not isinstance(iv, (int, float)) or isinstance(iv, bool) \
-                or not 0.05 <= iv <= 60.0:
+        if not isinstance(iv, (int, float)) or isinstance(iv, bool) or not 0.05 <= iv <= 60.0:
             return
         if abs(setup.block_time - iv) > 1e-9:
             self.log.info("block time from research", chain=setup.chain, was=setup.block_time,
@@ -193,15 +254,19 @@ class Executor(Agent):
 
     @staticmethod
     def _outbox(rec: dict, ev: dict | None = None) -> dict:
-        keep = ("key", "state", "chain", "tx", "reason", "predicted", "simulated", "realised")
+        keep = ("key", "state", "chain", "tx", "reason", "predicted", "simulated", "realised",
+                "ms_sent")
         out = {"kind": "execution", **{k: rec[k] for k in keep if k in rec}}
         if ev is not None:
             out.update(source=ev.get("role"), event=ev.get("event"),
                        t_event=ev.get("t_written"), t_origin=ev.get("t_origin"))
+        elif "key" in rec:     # from the sending thread: the key is "<source role>|<event>"
+            src, _, event = str(rec["key"]).partition("|")
+            out.update(source=rec.get("source", src), event=rec.get("event", event))
         return out
 
     def publish(self, recs: list[dict]) -> None:
-        if self.rt.outbox is not None:
+        if recs and getattr(self.rt, "outbox", None) is not None:
             self.rt._publish_decisions([self._outbox(r) for r in recs])
 
     def refresh_info(self, force: bool = False) -> None:
@@ -213,6 +278,11 @@ class Executor(Agent):
             doc = self.desk.info()
             doc["block_time"] = {c: s.block_time for c, s in self.desk.setups.items()}
             doc["block_time_measured"] = dict(self.measured_block_time)
+            doc["bid_priority"] = {c: s.bid_priority for c, s in self.desk.setups.items()}
+            if self.sender is not None:
+                doc["sender"] = {"queue": self.sender.depth(), "carried": self.sender.carried,
+                                 "failures": self.sender.failures,
+                                 "last_error": self.sender.last_error}
             rep = self.replicas.info()
             doc["summary"] += "; " + rep.pop("summary")
             self.rt.set_info({**rep, **doc})

@@ -76,3 +76,31 @@ def test_block_timing_reaches_the_executor_once_per_run():
     for bad in (0, -1, 1e9, "fast", True):
         ex.research_from({**rec, "interval_s": bad})
     assert ex.desk.setups["arbitrum"].block_time == 0.25
+
+
+def test_the_gas_trend_reaches_the_executors_fees():
+    """The agent shares its gas-trend bid; the executor prices its priority fee with it (never
+    under Polygon's floor, none on Arbitrum) over the live base fee; absurd figures are ignored."""
+    from engine.chain.chaindesk import GWEI, ChainSetup, bump, price_fees
+    from roles.executor import Executor
+    s = spotter()
+    sent = []
+    s.rt.outbox = SimpleNamespace(publish_many=lambda recs, notify=True: sent.extend(recs))
+    s.research["gas-trend"].state.update(runs=1, next_base_fee_wei=2 * GWEI, bid_priority_wei=3 * GWEI)
+    [rec] = s.share_research()
+    assert rec["task"] == "gas-trend" and rec["bid_priority_wei"] == str(3 * GWEI)
+    ex = Executor.__new__(Executor)
+    ex.desk = SimpleNamespace(setups={"base": ChainSetup("base", "http://x", 8453, "0x" + "ee" * 20, 2.0)})
+    ex.log = SimpleNamespace(info=lambda *a, **k: None)
+    ex.measured_block_time = {}
+    ex.research_from({**rec, "chain": "base", "ring": "out.spot"})
+    setup = ex.desk.setups["base"]
+    assert setup.bid_priority == 3 * GWEI
+    for bad in ("lots", None, -1, 10**20):
+        ex.research_from({**rec, "chain": "base", "bid_priority_wei": bad})
+    assert setup.bid_priority == 3 * GWEI
+    assert price_fees("base", 10 * GWEI, setup.bid_priority, 1) == (23 * GWEI, 3 * GWEI)
+    assert price_fees("base", 10 * GWEI, None, 5) == (20 * GWEI + 5, 5)        # the Action's bid
+    assert price_fees("polygon", GWEI, GWEI, 0) == (27 * GWEI, 25 * GWEI)      # the floor
+    assert price_fees("arbitrum", GWEI, 3 * GWEI, 7) == (2 * GWEI, 0)
+    assert bump(100) == 113 and bump(0) == 1 and bump(10**9) >= 11 * 10**8

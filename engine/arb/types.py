@@ -96,4 +96,5 @@ class Action:
     max_priority_fee_per_gas: int
     deadline: int              # unix seconds; the executor drops the action after it
     event_id: str = ""         # the event (ring sequence / tx hash) that prompted it
+    deadline_block: int = 0    # the contract reverts Expired() when mined after it (0: none)
     notes: dict = field(default_factory=dict)

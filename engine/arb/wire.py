@@ -29,7 +29,7 @@ def action_record(a: Action) -> dict:
         "min_profit": str(a.min_profit), "expected_profit": str(a.expected_profit),
         "gas_limit": a.gas_limit, "max_fee_per_gas": str(a.max_fee_per_gas),
         "max_priority_fee_per_gas": str(a.max_priority_fee_per_gas),
-        "deadline": a.deadline, "event_id": a.event_id,
+        "deadline": a.deadline, "deadline_block": a.deadline_block, "event_id": a.event_id,
         "notes": {k: v for k, v in a.notes.items() if isinstance(v, (str, int, float, bool))},
     }
 
@@ -83,6 +83,10 @@ def action_from_record(rec: dict) -> Action:
     prio, max_fee = _uint(rec, "max_priority_fee_per_gas"), _uint(rec, "max_fee_per_gas")
     if prio > max_fee:
         raise ValueError(f"action.max_priority_fee_per_gas: {prio} above max_fee_per_gas {max_fee}")
+    deadline_block = rec.get("deadline_block", 0)     # optional: the executor sets its own
+    if not isinstance(deadline_block, int) or isinstance(deadline_block, bool) \
+            or not 0 <= deadline_block < 1 << 63:
+        raise ValueError(f"action.deadline_block: {deadline_block!r:.60} is not a block number")
     notes = rec.get("notes") or {}
     if not isinstance(notes, dict):
         raise ValueError("action.notes: not an object")
@@ -92,7 +96,7 @@ def action_from_record(rec: dict) -> Action:
                   expected_profit=_int(rec, "expected_profit"), gas_limit=gas_limit,
                   max_fee_per_gas=max_fee, max_priority_fee_per_gas=prio,
                   deadline=_field(rec, "deadline", int), event_id=str(rec.get("event_id") or ""),
-                  notes=dict(notes))
+                  deadline_block=deadline_block, notes=dict(notes))
 
 
 def _field(d: dict, name: str, typ, where: str = "action"):

@@ -16,6 +16,7 @@ BENCHES = {
     "decide": "event -> action latency of the arbitrage search; replay of real days",
     "webhook": "Moralis receiver deliveries/s and latency, durable inbox vs none",
     "detect": "swap log bytes on the socket -> pool record in the ring vs web3.py, on the devnet",
+    "e2e": "swap -> log -> agent -> executor -> receipt on the devnet, live, vs a web3.py loop",
 }
 
 

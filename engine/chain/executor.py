@@ -1,7 +1,7 @@
 """The Python side of contracts/FlashArbExecutor.sol: calldata, simulation, sending, outcome.
 
     Action (engine/arb/types.py)
-      │ encode_execute()            calldata for execute(hops, loan, minProfit)
+      │ encode_execute()            calldata for execute(hops, loan, minProfit, deadlineBlock)
       ▼
     Executor.simulate(action)       eth_call from the sender: the profit it would make, or the
       │                             decoded revert (InsufficientProfit(...), Error(string), ...)
@@ -54,7 +54,7 @@ def _contract(w3, address: str | None = None):
 
 
 _EXECUTE_TYPES = ["(address,address,address,uint8,uint24)[]", "(uint8,address,address,uint256,uint256)",
-                  "uint256"]
+                  "uint256", "uint256"]
 
 
 @lru_cache(maxsize=1)
@@ -64,10 +64,11 @@ def _execute_selector() -> bytes:
 
 
 def encode_execute(action: Action) -> bytes:
-    """Calldata of execute(hops, loan, minProfit) for `action` (eth_abi directly: web3's
-    contract encoder costs ~2 ms a call)."""
+    """Calldata of execute(hops, loan, minProfit, deadlineBlock) for `action` (eth_abi directly:
+    web3's contract encoder costs ~2 ms a call)."""
     return _execute_selector() + abi_encode(
-        _EXECUTE_TYPES, [hops_arg(action.route), loan_arg(action.loan), action.min_profit])
+        _EXECUTE_TYPES, [hops_arg(action.route), loan_arg(action.loan), action.min_profit,
+                         action.deadline_block])
 
 
 # ---- reverts --------------------------------------------------------------------------------

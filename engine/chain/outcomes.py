@@ -3,15 +3,21 @@
 One Action is one key, `<source role>|<event>`; each step appends a record under the executor
 role's prefix (`outcomes/<role>/<seq>`), and the newest record of a key is its state:
 
-    refused   never signed: bad record, stale, duplicate chain/pool, simulation failed, halted
+    queued    taken in the switch, handed to the sending thread (not waited for: nothing was
+              signed yet, so a lost "queued" can never mean a double send)
+    refused   never signed: bad record, stale, unknown chain/pool, simulation failed, not
+              profitable after gas at the executor's own fees, halted
     paper     simulated only (mode = "paper"): what it would have made
     signed    recorded and committed BEFORE it is handed to any endpoint: tx hash, nonce
-    sent      an endpoint took it (which one)
+    sent      an endpoint took it (which one; the stage latencies in ms)
+    cancelling  not mined within replace_after blocks: our cancel's hash (a 0-value transfer
+              to ourselves at the same nonce), committed before the cancel is sent
     rejected  every endpoint refused it (their errors); the nonce is free again
     landed    mined, status 1: realised profit from the receipt's Transfer logs to the owner
     reverted  mined, status 0: the decoded revert reason; only gas was spent
-    dropped   no receipt within the timeout, or signed and never sent (found after a restart)
-    replaced  another transaction of ours took its nonce
+    dropped   no receipt within the timeout, gone from the node's pool, or signed (queued)
+              and never sent (found after a restart)
+    replaced  another transaction of ours took its nonce (our cancel, or someone with the key)
 
 Records carry no key material (the store refuses fields named like secrets anyway); a signed
 transaction's hash is known before it is sent, so a restarted executor looks it up instead of
@@ -25,7 +31,7 @@ from eth_abi import decode as abi_decode
 from eth_utils import keccak
 
 FINAL = ("refused", "paper", "rejected", "landed", "reverted", "dropped", "replaced")
-OPEN = ("signed", "sent")
+OPEN = ("queued", "signed", "sent", "cancelling")
 TRANSFER = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
 EXECUTED = "0x" + keccak(text="Executed(address,uint8,address,uint256,uint256,uint256,uint256)").hex()
 
@@ -78,10 +84,21 @@ class Ledger:
         self.store, self.role = store, role
 
     def append(self, key: str, state: str, **fields) -> dict:
+        """Committed before it returns: in the caller's thread when the writer lock is free
+        (the executor's boosted sending thread need not wait for the store's writer thread,
+        which runs in the background class), else by the writer thread."""
         rec = {"key": key, "state": state, **fields}
         if self.store is not None:
-            self.store.append("outcomes", self.role, rec)   # waits for the commit
+            self.store.append_many("outcomes", self.role, [rec], inline=True).result(30.0)
         return rec
+
+    def append_nowait(self, key: str, state: str, **fields) -> tuple[dict, object]:
+        """The record, and the store's job committing it (the writer thread's: never in the
+        caller's thread; None without a store).  For the switch, which must not wait."""
+        rec = {"key": key, "state": state, **fields}
+        if self.store is None:
+            return rec, None
+        return rec, self.store.append_many("outcomes", self.role, [rec], inline=False)
 
     def history(self, limit: int = 200_000) -> dict[str, dict]:
         """key -> its newest record, over the last `limit` records."""
@@ -98,6 +115,6 @@ class Ledger:
 
     @staticmethod
     def open_items(history: dict[str, dict]) -> list[dict]:
-        """Signed or sent, not yet final: to look up after a restart."""
+        """Queued, signed, sent or cancelling, not yet final: to look up after a restart."""
         return [r for r in history.values() if r.get("state") in OPEN]
 

@@ -12,7 +12,8 @@ anvil so the transaction really lands.
   errors NOT_EXPRESS_LANE_CONTROLLER, BAD_ROUND_NUMBER, SEQUENCE_NUMBER_TOO_LOW,
   WRONG_SIGNATURE; an empty result when accepted.  It also answers the auction contract's
   `currentRound()` / `resolvedRounds()` eth_calls as the node would.
-- Anything else is passed to anvil (optionally with another `web3_clientVersion`).
+- Anything else is passed to anvil (optionally with another `web3_clientVersion`), after
+  `slow[method]` seconds if given (a node slow to answer; `in_flight` counts what it holds).
 """
 from __future__ import annotations
 
@@ -33,8 +34,9 @@ SEL_RESOLVED = "0x" + keccak(text="resolvedRounds()")[:4].hex()
 class StandIn:
     def __init__(self, upstream: str, *, auth: str | None = None, client_version: str | None = None,
                  auction: str | None = None, controller: str | None = None, round: int = 7,
-                 chain_id: int = 42161):
+                 chain_id: int = 42161, slow: dict[str, float] | None = None):
         self.upstream, self.auth, self.client_version = upstream, auth, client_version
+        self.slow, self.in_flight = dict(slow or {}), 0
         self.auction = auction.lower() if auction else None
         self.controller, self.round, self.chain_id = controller, round, chain_id
         self.expected_seq = 0
@@ -113,6 +115,12 @@ class StandIn:
                 ctl = self.controller or "0x" + "00" * 20
                 return answer("0x" + abi_encode(["(address,uint64)", "(address,uint64)"],
                                                 [(ctl, self.round), ("0x" + "00" * 20, self.round - 1)]).hex())
+        if method in self.slow:
+            self.in_flight += 1
+            try:
+                await asyncio.sleep(self.slow[method])
+            finally:
+                self.in_flight -= 1
         up = await self._up(method, params)
         return web.json_response({**up, "id": rid})
 

@@ -89,7 +89,8 @@ def test_big_swaps_become_actions_the_chain_confirms_to_the_wei(devnet, engine_f
 
     # the executor role re-quoted it on its own replica and simulated it (paper): the same figure
     ex = e.wait_for(lambda: next((d for d in collect(e, "exec", 10**6, timeout=0.5)[0]
-                                  if d.get("event") == found["event"] and d.get("source") == "spot"),
+                                  if d.get("event") == found["event"] and d.get("source") == "spot"
+                                  and d.get("state") != "queued"),
                                  None), 20, "validated")
     assert ex["state"] == "paper" and int(ex["simulated"]) == int(ex["predicted"]) == predicted, ex
 

@@ -73,7 +73,12 @@ def test_landed_trade_pays_the_predicted_profit_to_the_wei(arb, store):
     assert gained == predicted(rec) == int(done["realised"]) == int(done["event_profit"]) \
         == int(sent["simulated"]) > 0
     states = [r["state"] for r in ledger(store)]
-    assert states == ["signed", "sent", "landed"]
+    assert states == ["queued", "signed", "sent", "landed"]
+    # fees priced by the executor from the live base fee (Arbitrum: no priority fee), and a
+    # deadline block within the staleness limit, whatever the Action bid
+    assert int(sent["max_fee_per_gas"]) == 2 * int(sent["base_fee"]) and sent["max_priority_fee_per_gas"] == "0"
+    assert sent["head_block"] < sent["deadline_block"] <= sent["head_block"] + 100
+    assert 0 < sent["ms_sent"] and sent["ms_signed"] <= sent["ms_sent"]
     info = d.info()
     assert info["counts"]["landed"] == 1 and info["profit"][c.name]["realised"] == str(gained)
     assert d.take(rec) is None          # the same (role, event) again: a duplicate, ignored
@@ -116,7 +121,7 @@ def test_paper_mode_simulates_and_sends_nothing(arb, store):
     out = d.take(rec)
     assert out["state"] == "paper" and int(out["simulated"]) == predicted(rec)
     assert tx_count(c, owner) == count and c.w3.eth.block_number == block
-    assert [r["state"] for r in ledger(store)] == ["paper"]
+    assert [r["state"] for r in ledger(store)] == ["queued", "paper"]
 
 
 def tampered(rec: dict, **action) -> dict:
@@ -153,9 +158,15 @@ def test_bad_input_is_recorded_with_its_reason_and_the_executor_goes_on(arb, sto
     for r, why in bad:
         out = d.take(r)
         assert out["state"] == "refused" and out["reason"].startswith(why), (why, out)
-    # a node that rejects the transaction: a fee bid under the base fee (anvil refuses it)
-    out = d.take(tampered(rec, max_fee_per_gas="1", max_priority_fee_per_gas="0"))
-    assert out["state"] == "rejected" and "fee" in out["reason"], out
+    # the Action's own fee bid is not used: the executor prices the fees from the base fee
+    # a node that rejects the transaction: a gas limit over the block's (eth_call passes: it
+    # needs far less than the block's limit)
+    c.w3.provider.make_request("evm_setBlockGasLimit", [hex(2_000_000)])
+    try:
+        out = d.take({**tampered(rec, gas_limit=3_000_000), "event": rec["event"] + ":big"})
+    finally:
+        c.w3.provider.make_request("evm_setBlockGasLimit", [hex(30_000_000)])
+    assert out["state"] == "rejected" and "gas" in out["reason"], out
     assert tx_count(c, owner) == count            # nothing of the above reached the chain
     # ... and the executor goes on: the good one lands, with the next nonce
     assert d.take(rec)["state"] == "sent"
@@ -235,3 +246,126 @@ def test_a_gas_limit_too_low_reverts_out_of_gas_and_says_so(arb, store):
     assert sent["state"] == "sent", sent
     (done,) = wait_final(d)
     assert done["state"] == "reverted" and "gas" in done["reason"].lower(), done
+
+
+def test_a_stuck_transaction_is_cancelled_at_its_nonce_and_the_next_one_follows(arb, store):
+    """Sent, then the block gas limit drops under its gas limit: blocks are mined without it
+    (anvil keeps it in its pool; one priced under a risen base fee it evicts).  After
+    replace_after blocks the executor replaces it with a 0-value transfer to itself at the same
+    nonce, fees bumped over the node's replacement rule and the new base fee; the cancel is
+    mined, the trade is 'replaced', and the next trade takes the next nonce."""
+    c = arb
+    rec = approved(c, gap(c))
+    owner = c.m["accounts"]["executor_owner"]
+    count = tx_count(c, owner)
+    d = desk(c, store, replace_after=2)
+    mine = lambda: c.w3.provider.make_request("evm_mine", [])   # noqa: E731
+    c.w3.provider.make_request("evm_setAutomine", [False])
+    try:
+        sent = d.take(rec)
+        assert sent["state"] == "sent", sent
+        c.w3.provider.make_request("evm_setBlockGasLimit", [hex(100_000)])
+        for _ in range(2):
+            mine()
+        assert d.poll_receipts() == []                 # the cancel went out
+        (cancelling,) = [r for r in ledger(store) if r["state"] == "cancelling"]
+        assert cancelling["nonce"] == count and cancelling["tx"] == sent["tx"]
+        assert int(cancelling["cancel_max_fee_per_gas"]) >= int(sent["max_fee_per_gas"]) * 110 // 100
+        mine()
+    finally:
+        c.w3.provider.make_request("evm_setBlockGasLimit", [hex(30_000_000)])
+        c.w3.provider.make_request("evm_setAutomine", [True])
+    (done,) = wait_final(d)
+    assert done["state"] == "replaced" and done["cancel"] == cancelling["cancel"], done
+    assert c.w3.eth.get_transaction_receipt(done["cancel"])["status"] == 1
+    assert c.w3.eth.get_transaction(done["cancel"])["nonce"] == count
+    assert tx_count(c, owner) == count + 1
+    again = approved(c, gap(c))
+    nxt = d.take(again)
+    assert nxt["state"] == "sent" and nxt["nonce"] == count + 1
+    assert wait_final(d)[0]["state"] == "landed"
+    assert d.info()["counts"]["replaced"] == 1
+
+
+def test_a_transaction_the_node_dropped_is_recorded_dropped_and_its_nonce_reused(arb, store):
+    c = arb
+    rec = approved(c, gap(c))
+    owner = c.m["accounts"]["executor_owner"]
+    count = tx_count(c, owner)
+    d = desk(c, store, replace_after=2)
+    c.w3.provider.make_request("evm_setAutomine", [False])
+    try:
+        sent = d.take(rec)
+        c.w3.provider.make_request("anvil_dropTransaction", [sent["tx"]])
+        for _ in range(2):
+            c.w3.provider.make_request("evm_mine", [])
+        (done,) = d.poll_receipts()
+    finally:
+        c.w3.provider.make_request("evm_setAutomine", [True])
+    assert done["state"] == "dropped" and "gone from the node's pool" in done["reason"], done
+    assert not any(r["state"] == "cancelling" for r in ledger(store))   # nothing to replace
+    again = approved(c, {"address": rec["action"]["route"][0]["pool"]})
+    assert d.take(again)["nonce"] == count
+    assert wait_final(d)[0]["state"] == "landed"
+
+
+def test_profit_after_gas_at_the_executors_own_price_is_checked(arb, store):
+    """The executor values gas at the fees it pays now: a trade the gas would eat is refused
+    after its simulation, before anything is signed."""
+    c = arb
+    rec = approved(c, gap(c))
+    owner = c.m["accounts"]["executor_owner"]
+    count = tx_count(c, owner)
+    d = desk(c, store, gas_rate=lambda action: 10**40)     # gas absurdly dear in the token
+    out = d.take(rec)
+    assert out["state"] == "refused" and out["reason"].startswith("gas: simulated profit"), out
+    assert int(out["net_after_gas"]) < 0 and tx_count(c, owner) == count
+    d2 = desk(c, store, gas_rate=lambda action: 1)         # and cheap: it goes
+    assert d2.take({**rec, "event": rec["event"] + ":again"})["state"] == "sent"
+    assert wait_final(d2)[0]["state"] == "landed"
+
+
+def test_an_agents_deadline_block_already_passed_is_refused_by_the_simulation(arb, store):
+    c = arb
+    rec = approved(c, gap(c))
+    head = c.w3.eth.block_number
+    out = desk(c, store).take({**rec, "action": {**rec["action"], "deadline_block": head}})
+    assert out["state"] == "refused" and out["reason"] == f"simulation: Expired({head + 1}, {head})", out
+
+
+def test_a_slow_node_holds_the_sending_thread_never_the_switch(arb, store):
+    """The node takes 1.5 s to answer eth_call: while it holds the first Action's simulation in
+    the sending thread, accept() (the switch's part) takes the next Action at once."""
+    from standins import StandIn
+
+    from engine.chain.sender import Sender
+    c = arb
+    rec = approved(c, gap(c))
+    with StandIn(c.m["rpc_url"], slow={"eth_call": 1.5}) as node:
+        s = setup_of(c)
+        s.rpc = node.url
+        d = Desk({c.name: s}, Ledger(store, "flash-loan-executor"), signer=LocalSigner(OWNER_KEY),
+                 stale_factor=100.0)
+        d.start()
+        sender = Sender(d, poll_s=0.05)
+        sender.start()
+        try:
+            first, job = d.accept(rec)
+            assert first["state"] == "queued"
+            sender.put(job)
+            end = time.monotonic() + 10
+            while node.in_flight == 0 and time.monotonic() < end:
+                time.sleep(0.01)
+            second, job2 = d.accept({**rec, "event": rec["event"] + ":next"})
+            assert node.in_flight == 1 and second["state"] == "queued"   # the node still holds #1
+            sender.put(job2)
+            done, end = [], time.monotonic() + 30
+            while len([r for r in done if r["state"] in ("sent", "refused")]) < 2 \
+                    and time.monotonic() < end:
+                done += sender.drain()
+                time.sleep(0.05)
+        finally:
+            sender.stop()
+    states = {r["key"]: r["state"] for r in done if r["state"] in ("sent", "refused")}
+    assert states[first["key"]] == "sent", done
+    assert states[second["key"]] in ("sent", "refused")   # the gap may be closed by then

@@ -290,6 +290,21 @@ def test_min_profit_above_the_gap_reverts(v2_gap):
     assert c.executor.simulate(action(c, route, loan, min_profit=expected)).profit == expected
 
 
+def test_past_its_deadline_block_it_reverts_expired(v2_gap):
+    """The deadline block travels in the calldata: mined after it, the trade reverts."""
+    from dataclasses import replace
+    c, route, amount = v2_gap
+    lender = c.m["lenders"]["balancer"]["address"]
+    loan = Loan(LoanSource.BALANCER, lender, c.token("USDC"), amount, 0)
+    head = c.w3.eth.block_number
+    late = replace(action(c, route, loan), deadline_block=head - 1)
+    sim = c.executor.simulate(late)     # anvil's eth_call on "latest" runs in block `head`
+    assert not sim.ok and sim.error == f"Expired({head}, {head - 1})", sim.error
+    assert c.executor.simulate(replace(late, deadline_block=head)).ok
+    out = live(c).send(replace(late, deadline_block=c.w3.eth.block_number))   # mined one later
+    assert out.status == 0
+
+
 # ---- who may call ---------------------------------------------------------------------------
 
 def test_stranger_cannot_execute_and_allow_list_works(v2_gap):
@@ -417,14 +432,17 @@ def test_calldata_matches_web3s_encoder_and_decodes_back():
     a, b, p = (Web3.to_checksum_address(f"0x{n * 20}") for n in ("11", "22", "33"))
     route = Route((Hop(p, PoolKind.V2, a, b, 30), Hop(b, PoolKind.V3, b, a, 500)))
     act = Action("arbitrum", route, 10**18, 0, Loan(LoanSource.AAVE, p, a, 10**18, 5 * 10**14), 7, 0,
-                 1, 1, 1, 1)
+                 1, 1, 1, 1, deadline_block=4242)
     data = encode_execute(act)
     c = load("FlashArbExecutor").contract(Web3(), p)
-    assert "0x" + data.hex() == c.encode_abi("execute", args=[hops_arg(route), loan_arg(act.loan), 7])
-    hops, loan, min_profit = decode(["(address,address,address,uint8,uint24)[]",
-                                     "(uint8,address,address,uint256,uint256)", "uint256"], data[4:])
+    assert "0x" + data.hex() == c.encode_abi("execute", args=[hops_arg(route), loan_arg(act.loan), 7,
+                                                              4242])
+    hops, loan, min_profit, deadline = decode(["(address,address,address,uint8,uint24)[]",
+                                               "(uint8,address,address,uint256,uint256)", "uint256",
+                                               "uint256"], data[4:])
     assert [h[3] for h in hops] == [0, 1] and hops[0][4] == 30 and hops[1][4] == 0
     assert loan == (3, p.lower(), a.lower(), 10**18, 5 * 10**14) and min_profit == 7
+    assert deadline == 4242
 
 
 def test_revert_decoding():
@@ -436,5 +454,7 @@ def test_revert_decoding():
     assert decode_revert("0x" + (keccak(text="Error(string)")[:4] + encode(["string"], ["UniswapV2: K"])).hex()) \
         == "Error(UniswapV2: K)"
     assert decode_revert(keccak(text="NotAuthorized()")[:4]) == "NotAuthorized()"
+    assert decode_revert(keccak(text="Expired(uint256,uint256)")[:4] + encode(["uint256", "uint256"], [12, 10])) \
+        == "Expired(12, 10)"
     assert decode_revert(b"") == "reverted without data"
     assert decode_revert(b"\xde\xad\xbe\xef") == "revert 0xdeadbeef"

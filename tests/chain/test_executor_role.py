@@ -89,7 +89,7 @@ def test_live_engine_lands_trades_survives_sigkill_and_never_leaks_the_key(
         key2 = f"arbitrum-spotter|{second['event']}"
         wait_state(e, key2, "landed")
         assert flag2.exists()
-        assert outcomes(e)[key2] == ["signed", "landed"]     # 'sent' died with the process
+        assert outcomes(e)[key2] == ["queued", "signed", "landed"]   # "sent" died with the process
         assert c.w3.eth.get_transaction_count(owner) == count0 + 1    # sent exactly once
         assert c.balance(usdc, owner) - before == predicted(second) > 0
         feed(e, second, 3)                                   # redelivered: a duplicate

@@ -210,9 +210,10 @@ class WritableStore(Store):
             return seq
         return self._submit([op], durable=durable)
 
-    def append_many(self, db: str, prefix: str, records: list) -> WriteJob:
+    def append_many(self, db: str, prefix: str, records: list, *, inline: bool = True) -> WriteJob:
         """Records under prefix in one transaction, without waiting: inline if the writer lock
-        is free now, else by the writer thread (job.wait() waits; job.result() has the seqs)."""
+        is free now (and `inline`), else by the writer thread (job.wait() waits; job.result()
+        has the seqs)."""
         self._alive()
         if db not in SEQ_DATABASES:
             raise StoreError(f"append_many: unknown database {db!r} (one of {', '.join(SEQ_DATABASES)})")
@@ -229,7 +230,7 @@ class WritableStore(Store):
                 seq += 1
                 txn.put(key + seq_bytes(seq), raw, db=dbh)
             return seq
-        return self.write([op], inline=True)
+        return self.write([op], inline=inline)
 
     def log_event(self, kind: str, /, **fields) -> None:
         """Record what the supervisor or watchdog did; committed by the writer thread shortly

@@ -1,0 +1,141 @@
+"""One chain of the executor's desk: its node, contract, submission policy, nonce and head.
+
+`ChainDesk` posts plain JSON-RPC (a requests session: web3's formatters cost ~20 ms a call here
+under load, the node itself ~10), simulates the exact calldata on "pending", and keeps the
+newest block header it read (`head`: number and base fee, for the fees and the deadline block).
+Only the executor's sending thread (engine/chain/sender.py) calls it after start.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import requests
+from web3 import HTTPProvider, Web3
+
+from engine.chain.executor import Executor as ExecutorContract, Simulation, decode_revert, encode_execute
+from engine.chain.keys import live_refusal
+from engine.chain.submit import SubmitPolicy
+
+GWEI = 10**9
+# The network's minimum priority fee (Polygon PoS refuses less than 25 gwei).
+PRIORITY_FLOOR = {"polygon": 25 * GWEI}
+BLOCK_TIME = {"arbitrum": 0.25, "base": 2.0, "polygon": 2.0}
+
+
+@dataclass
+class ChainSetup:
+    chain: str
+    rpc: str
+    chain_id: int
+    executor: str                     # the FlashArbExecutor address
+    block_time: float = 2.0
+    pools: frozenset = frozenset()    # known pools, lower case (empty: not checked)
+    submit: dict = field(default_factory=dict)
+    bid_priority: int | None = None   # the gas tasks' priority fee (research gas-trend), wei
+
+
+@dataclass
+class Head:
+    number: int
+    base_fee: int
+    at: float                         # time.monotonic() when read
+
+
+class ChainDesk:
+    """One chain: web3, the contract, the submission policy, the next nonce, the head."""
+
+    def __init__(self, setup: ChainSetup, signer, request_timeout: float):
+        self.setup = setup
+        self.w3 = Web3(HTTPProvider(setup.rpc, request_kwargs={"timeout": request_timeout}))
+        self.signer = signer
+        self.contract = ExecutorContract(self.w3, setup.executor)
+        self.owner = self.contract.contract.functions.owner().call()
+        self.contract.caller = signer.address if signer is not None else self.owner
+        self.policy = SubmitPolicy.from_config(setup.chain, setup.chain_id, setup.submit,
+                                               [setup.rpc], signer)
+        self.nonce: int | None = None
+        self.http = requests.Session()
+        self.timeout = request_timeout
+        self.head: Head | None = None
+
+    def call(self, method: str, params: list) -> dict:
+        """One JSON-RPC call, its whole answer."""
+        r = self.http.post(self.setup.rpc, json={"jsonrpc": "2.0", "id": 1, "method": method,
+                                                 "params": params}, timeout=self.timeout)
+        r.raise_for_status()
+        doc = r.json()
+        if not isinstance(doc, dict):
+            raise RuntimeError(f"{method}: not a JSON-RPC answer")
+        return doc
+
+    def rpc(self, method: str, params: list):
+        doc = self.call(method, params)
+        if doc.get("error"):
+            err = doc["error"]
+            raise RuntimeError(f"{method}: {err.get('message', err) if isinstance(err, dict) else err}")
+        return doc.get("result")
+
+    def read_head(self, max_age: float = 0.0) -> Head:
+        """The newest block's number and base fee; the one read less than `max_age` s ago if
+        there is one.  A node answering something else raises ValueError naming it."""
+        h = self.head
+        if h is not None and time.monotonic() - h.at < max_age:
+            return h
+        blk = self.rpc("eth_getBlockByNumber", ["latest", False])
+        try:
+            number, base = int(blk["number"], 16), int(blk.get("baseFeePerGas") or "0x0", 16)
+        except (TypeError, KeyError, ValueError, AttributeError):
+            raise ValueError(f"{self.setup.chain}: eth_getBlockByNumber answered {str(blk)[:80]!r}") from None
+        self.head = Head(number, base, time.monotonic())
+        return self.head
+
+    def simulate(self, action) -> Simulation:
+        """eth_call of the exact calldata on "pending" from our sender: the contract's profit,
+        or its decoded revert."""
+        tx = {"from": self.contract.caller, "to": self.contract.address,
+              "data": "0x" + encode_execute(action).hex()}
+        doc = self.call("eth_call", [tx, "pending"])
+        err = doc.get("error")
+        if err:
+            data = err.get("data") if isinstance(err, dict) else None
+            if isinstance(data, dict):
+                data = data.get("data")
+            if isinstance(data, str) and data.startswith("0x"):
+                return Simulation(False, 0, decode_revert(data))
+            return Simulation(False, 0, str(err.get("message", err) if isinstance(err, dict) else err)[:200])
+        res = str(doc.get("result") or "0x")
+        if len(res) < 66:
+            return Simulation(False, 0, f"eth_call returned {res[:80]!r}, not a profit")
+        return Simulation(True, int(res[2:66], 16))
+
+    def refusal(self) -> str | None:
+        """Why this key must not trade here (live mode), or None."""
+        me = self.signer.address
+        allowed = self.contract.contract.functions.allowed(me).call()
+        return live_refusal(me, self.rpc("web3_clientVersion", []), self.owner, allowed)
+
+    def pending_count(self) -> int:
+        return int(self.rpc("eth_getTransactionCount", [self.signer.address, "pending"]), 16)
+
+    def latest_count(self) -> int:
+        return int(self.rpc("eth_getTransactionCount", [self.signer.address, "latest"]), 16)
+
+
+def price_fees(chain: str, base_fee: int, bid_priority: int | None, action_priority: int,
+               headroom: int = 2) -> tuple[int, int]:
+    """(max_fee_per_gas, max_priority_fee_per_gas) from the live base fee: the gas tasks'
+    priority (else the Action's), never under the chain's floor; Arbitrum's sequencer ignores
+    priority (first come, first served), so none is paid there."""
+    if chain == "arbitrum":
+        prio = 0
+    else:
+        prio = max(bid_priority if bid_priority is not None else action_priority,
+                   PRIORITY_FLOOR.get(chain, 0))
+    return headroom * base_fee + prio, prio
+
+
+def bump(fee: int, pct: int = 13) -> int:
+    """A replacement's fee: at least `pct` % over the one it replaces (geth and anvil take a
+    replacement at the same nonce only with both fees ≥ 10 % higher), and at least 1 wei more."""
+    return max(fee + 1, -(-fee * (100 + pct) // 100))

@@ -1,0 +1,45 @@
+"""`syndicate bench e2e` on a few devnet swaps: a live engine lands what it sends, every stage
+is measured for every transaction sent, the web3.py baseline runs on the same swaps, and bad
+arguments exit 2.  Never speed: the figures are whatever this loaded machine gives."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.chain.contracts import toolchain_missing
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def bench(*args, timeout=600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "engine.cli", "bench", "e2e", *args],
+                          cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def test_json_has_every_stage_of_every_sent_trade_and_the_baseline():
+    why = toolchain_missing()
+    if why:
+        pytest.skip(why)
+    r = bench("--trades", "5", "--interval", "0.3", "--json")
+    assert r.returncode == 0, r.stderr[-3000:]
+    doc = json.loads(r.stdout)
+    assert doc["bench"] == "e2e"
+    ours, base = doc["ours"], doc["baseline"]
+    assert ours["swaps"] == base["swaps"] == 5
+    assert ours["sent"] >= 1 and ours["landed"] + ours["reverted"] == ours["sent"]
+    assert base["sent"] >= 1 and base["landed"] + base["reverted"] == base["sent"]
+    by = {c["name"]: c for c in doc["results"]}
+    e2e = by["e2e: swap log → signed transaction handed to the endpoint"]
+    assert e2e["ours"]["n"] == ours["sent"] and e2e["baseline"]["n"] == base["sent"]
+    for stage in ("detect", "decide", "accept", "sign", "send", "mined"):
+        assert by[f"stage {stage}"]["ours"]["n"] == ours["sent"], stage
+    assert "DEVNET" not in r.stdout and "59c6995e998f97a5" not in r.stdout + r.stderr
+
+
+def test_bad_arguments_exit_2():
+    r = bench("--trades", "0")
+    assert r.returncode == 2 and "--trades" in r.stderr
