@@ -25,6 +25,7 @@ setup(
         "requests>=2.31,<3",
         "aiohttp>=3.9,<4",
         "prometheus_client>=0.20,<1",
+        "rich>=13,<16",           # the live summary of `syndicate run` on a terminal
     ],
     extras_require={
         "test": [

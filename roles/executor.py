@@ -121,6 +121,20 @@ class Executor(Agent):
                       address=signer.address if signer is not None else "-")
         self.refresh_info(force=True)
 
+    def on_stop(self) -> None:
+        """A graceful stop follows what was sent one last time (at most 2 s: inside the stop's
+        grace), so the ledger ends with each transaction's outcome rather than "sent"."""
+        d, deadline = self.desk, time.monotonic() + min(2.0, float(self.options["receipt_timeout"]))
+        while d is not None and d.pending and time.monotonic() < deadline:
+            try:
+                d.poll_receipts()
+            except Exception as e:   # a node gone: the next start follows them (desk.start)
+                self.log.warning("last receipt poll failed", error=f"{type(e).__name__}: {e}"[:200])
+                break
+            if d.pending:
+                time.sleep(0.1)
+        super().on_stop()
+
     def setups(self) -> dict[str, ChainSetup]:
         """Every chain of this role that has an RPC endpoint and an executor contract."""
         cfg = self.rt.cfg
