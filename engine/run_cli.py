@@ -52,10 +52,13 @@ def main(argv: list[str]) -> int:
     from .devnet.managed import off_reason
     why_off = off_reason(cfg)
     if args.check:
-        print(f"{cfg.path}: ok ({sum(r.enabled for r in cfg.roles.values())} roles; devnet "
-              f"{'off: ' + why_off if why_off else 'managed'})")
+        print(f"{cfg.path}: ok ({sum(r.enabled for r in cfg.roles.values())} roles)\n"
+              f"devnet: {'off: ' + why_off if why_off else 'managed'}")
         return 0
     if why_off is not None:
+        if cfg.devnet.get("managed"):
+            print(f"syndicate: the managed devnet is off: {why_off}; [engine] mode = "
+                  f"{cfg.engine['mode']!r}", file=sys.stderr)
         return _run(cfg, kinds, args)
     return _run_on_devnet(cfg, args)
 
