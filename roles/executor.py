@@ -29,6 +29,7 @@ from engine.chain.desk import BLOCK_TIME, ChainSetup, Desk
 from engine.chain.outcomes import Ledger
 from engine.core.tasks import Priority, Task
 
+from . import metrics
 from .agents import Agent
 from .tasks import ChecksumTask
 
@@ -62,6 +63,8 @@ class ReceiptTask(Task):
 class Executor(Agent):
     """Takes the agents' Actions from its inbox (module docstring).  An Agent for its replicas
     and its chains' lenders (the re-quote), not for pricing: it publishes no opportunities."""
+
+    METRICS = metrics.EXECUTOR      # what /metrics reads from the Desk's info
 
     OPTIONS = {
         **Agent.OPTIONS,

@@ -155,6 +155,7 @@ class Desk:
                        "refused": 0}
         self.refused: dict[str, int] = {}
         self.profit: dict[str, dict] = {}       # chain -> {"predicted", "realised", "gas_wei"}
+        self.by_token: dict[str, dict[str, int]] = {}   # chain -> token -> realised
         self.dedup_window = 100_000
 
     # -- start ---------------------------------------------------------------------------------
@@ -430,6 +431,9 @@ class Desk:
             if state == "landed":
                 pr["predicted"] += int(rec.get("predicted") or 0)
                 pr["realised"] += int(rec.get("realised") or 0)
+                if rec.get("token"):    # /metrics and the run's summary: per chain and token
+                    tok = self.by_token.setdefault(chain, {})
+                    tok[rec["token"]] = tok.get(rec["token"], 0) + int(rec.get("realised") or 0)
 
     def _final(self, p: Pending, state: str, **fields) -> dict:
         self.pending.pop(p.tx_hash, None)
@@ -438,7 +442,7 @@ class Desk:
         if fields.get("event_profit") is not None:
             fields["event_profit"] = str(fields["event_profit"])
         rec = self._led(p.key, state, {"tx": p.tx_hash, "chain": p.chain, "nonce": p.nonce,
-                                       "predicted": str(p.predicted), **fields})
+                                       "token": p.token, "predicted": str(p.predicted), **fields})
         self._tally(rec)
         return rec
 
@@ -477,5 +481,7 @@ class Desk:
             summary += f"; refused to trade live: {self.halted}"
         return {"summary": summary, "mode": mode, "counts": dict(c), "refused": dict(self.refused),
                 "profit": {ch: {k: str(v) for k, v in d.items()} for ch, d in self.profit.items()},
+                "profit_by_token": {ch: {t: str(v) for t, v in d.items()}
+                                    for ch, d in self.by_token.items()},
                 "pending": len(self.pending), "down": dict(self.down), "halted": self.halted,
                 "endpoints": {ch: cd.policy.describe() for ch, cd in self.chains.items()}}
