@@ -16,6 +16,7 @@ BENCHES = {
     "decide": "event -> action latency of the arbitrage search; replay of real days",
     "webhook": "Moralis receiver deliveries/s and latency, durable inbox vs none",
     "detect": "swap log bytes on the socket -> pool record in the ring vs web3.py, on the devnet",
+    "all": "the guide's performance table: every figure beside its tiers and its baseline",
 }
 
 
