@@ -204,31 +204,41 @@ class Summary:
             "profit": profit}
 
     # ------------------------------------------------------------------ rendering
-    def tables(self, doc: dict, title: str):
+    def tables(self, doc: dict, title: str, width: int = 160):
+        """The two tables; under 110 columns (an 80-column terminal) the secondary columns go."""
         from rich import box
         from rich.console import Group
         from rich.table import Table
+        wide = width >= 110
         roles = Table(title=title, title_justify="left", expand=False, box=box.SIMPLE_HEAD)
-        for col in ("role", "state", "restarts", "switches", "switch p50/p99 µs", "events",
-                    "decisions", "cpu %"):
-            roles.add_column(col, justify="left" if col in ("role", "state") else "right")
+        rcols = ("role", "state", "restarts", "switches", "switch p50/p99 µs", "events",
+                 "decisions", "cpu %")
+        rcols = rcols if wide else ("role", "state", "restarts", "switches", "switch p50/p99 µs")
+        for col in rcols:
+            roles.add_column(col, justify="left" if col in ("role", "state") else "right",
+                             no_wrap=col == "role")
         for r in doc["roles"]:
             lat = ("-" if r["switch_p50_us"] is None else
                    f"{r['switch_p50_us']:.0f} / {r['switch_p99_us']:.0f}")
-            roles.add_row(r["name"], _state(r["state"]), str(r["restarts"]), str(r["switches"]),
-                          lat, str(r["events"]), str(r["decisions"]), f"{r['cpu_percent']:.0f}")
+            cells = [r["name"], _state(r["state"]), str(r["restarts"]), str(r["switches"]), lat,
+                     str(r["events"]), str(r["decisions"]), f"{r['cpu_percent']:.0f}"]
+            roles.add_row(*cells[:len(rcols)])
         chains = Table(expand=False, box=box.SIMPLE_HEAD)
-        for col in ("chain", "events", "ev/s", "opport.", "approved", "sent", "landed",
-                    "reverted", "refused", "profit"):
+        ccols = ("chain", "events", "ev/s", "opport.", "approved", "sent", "landed", "reverted",
+                 "refused", "profit")
+        keep = ccols if wide else ("chain", "ev/s", "opport.", "sent", "landed", "reverted",
+                                   "profit")
+        for col in keep:
             chains.add_column(col, justify="left" if col in ("chain", "profit") else "right")
         for c, ch in doc["chains"].items():
             profit = ", ".join(self.amount(c, k, v) for k, v in ch["profit"].items())
             if ch.get("paper_profit"):
                 profit = "paper " + ", ".join(self.amount(c, k, v) for k, v in ch["paper_profit"].items())
-            chains.add_row(c, str(ch["events"]), f"{ch['events_per_s']:.1f}",
-                           str(ch["opportunities"]), str(ch["approved"]), str(ch["executed"]),
-                           str(ch["landed"]), str(ch["reverted"]), str(ch["refused"]),
-                           profit or "-")
+            cells = dict(zip(ccols, (c, str(ch["events"]), f"{ch['events_per_s']:.1f}",
+                                     str(ch["opportunities"]), str(ch["approved"]),
+                                     str(ch["executed"]), str(ch["landed"]), str(ch["reverted"]),
+                                     str(ch["refused"]), profit or "-")))
+            chains.add_row(*(cells[k] for k in keep))
         parts = [roles, chains]
         if doc.get("onchain"):
             parts.append(self.onchain_text(doc["onchain"]))
@@ -253,7 +263,8 @@ class Summary:
         from rich.console import Console, Group
         from rich.live import Live
         self._tail_log()
-        body = self.tables(doc, self.title(doc))
+        width = self._live.console.width if self._live is not None else Console().width
+        body = self.tables(doc, self.title(doc), width)
         if self.recent:
             body = Group(body, "recent warnings and errors:\n" + "\n".join(self.recent[-5:]))
         if self._live is None:
@@ -285,7 +296,7 @@ class Summary:
         from rich.console import Console
         out = out or sys.stdout
         console = Console(file=out, width=None if out.isatty() else 160)
-        console.print(self.tables(doc, self.title(doc, final=True)))
+        console.print(self.tables(doc, self.title(doc, final=True), console.width))
 
 
 def _state(s: str) -> str:
