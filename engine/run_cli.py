@@ -154,8 +154,7 @@ def _run_on_devnet(cfg, args) -> int:
         except config_mod.ConfigError as e:
             print(f"syndicate: configuration error: {e}", file=sys.stderr)
             return 2
-        signal.signal(signal.SIGTERM, old)
-        old = None
+        # SIGTERM still unwinds here until the supervisor installs its own handlers
         tokens = {(name, t["address"].lower()): (t.get("symbol", "?"), int(t.get("decimals") or 0))
                   for name, c in (doc.get("chains") or {}).items()
                   for t in (c.get("tokens") or {}).values() if isinstance(t, dict)}
@@ -167,8 +166,7 @@ def _run_on_devnet(cfg, args) -> int:
         print("syndicate: stopped while the devnet was starting", file=sys.stderr)
         return 0
     finally:
-        if old is not None:
-            signal.signal(signal.SIGTERM, old)
+        signal.signal(signal.SIGTERM, old)
         if net is not None:
             net.stop()
         for var in keys:
