@@ -27,6 +27,7 @@ setup(
         "prometheus_client>=0.20,<1",
         # `syndicate report`: the figures (Agg backend, no display needed)
         "matplotlib>=3.8,<4",
+        "rich>=13,<16",           # the live summary of `syndicate run` on a terminal
     ],
     extras_require={
         "test": [

@@ -1,6 +1,6 @@
 """The `syndicate` command: one entry point, one module per sub-command.
 
-    syndicate run       [-c engine.toml] [--name N]      the supervisor (engine/core/run.py)
+    syndicate run       [-c engine.toml] [--duration S]  the supervisor (engine/run_cli.py)
     syndicate ctl       [--name N] ROLE|all ACTION       signals by pid     (engine/control_cli.py)
     syndicate status    [--name N] [--json] [--watch]    reads shared memory (engine/control_cli.py)
     syndicate snapshot  PATH info|ls|show|export|copy|verify   offline LMDB  (engine/snapshot.py)
@@ -25,7 +25,7 @@ import sys
 
 # name -> (module, one-line help).  `bench` and `snapshot` parse their own arguments.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("engine.core.run", "start the supervisor and every role in engine.toml"),
+    "run": ("engine.run_cli", "start the supervisor and every role in engine.toml"),
     "ctl": ("engine.control_cli", "signal a role (or all): pause, resume, checkpoint, restart"),
     "status": ("engine.control_cli", "show every role's state, read from shared memory"),
     "snapshot": ("engine.snapshot", "read an LMDB state directory offline"),

@@ -89,6 +89,7 @@ class EngineConfig:
     moralis: dict | None = None      # [moralis], when present (max_body in bytes)
     networks: dict = field(default_factory=dict)   # chain -> [chains.<chain>] merged with the manifest
     metrics: dict = field(default_factory=lambda: {"listen": "", "buckets_per_octave": 2})
+    devnet: dict = field(default_factory=lambda: {"managed": False})
 
     @property
     def name(self) -> str:
@@ -236,12 +237,13 @@ Describe = Callable[[str], KindSpec]   # a kind's dotted path -> what it declare
 
 
 def load(path: str | os.PathLike, *, describe: Describe | None = None,
-         check_env: bool = True) -> EngineConfig:
+         check_env: bool = True, patch: dict | None = None) -> EngineConfig:
     """Read and check engine.toml.  With `describe` (the supervisor passes
     engine.core.role.describe_kind), each enabled role's kind is resolved and its options and
     tasks are checked against what it declares; a kind that cannot be resolved is refused.
     check_env: refuse a [moralis] whose secret variable is unset (off for tools that do not
-    run the receiver, e.g. `syndicate moralis sync`)."""
+    run the receiver, e.g. `syndicate moralis sync`).  patch: {section: {key: value}} laid
+    over the file's sections before the checks (the managed devnet's manifest and mode)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -253,6 +255,8 @@ def load(path: str | os.PathLike, *, describe: Describe | None = None,
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}")
+    for sec, keys in (patch or {}).items():
+        raw[sec] = {**(raw.get(sec) if isinstance(raw.get(sec), dict) else {}), **keys}
     return from_dict(raw, path=path.resolve(), text=text, describe=describe, check_env=check_env)
 
 

@@ -123,6 +123,16 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any, Any]]] = {
         # `le` edges per octave of the latency histograms (the control block keeps 4)
         "buckets_per_octave": (int, 2, _choice(1, 2, 4)),
     },
+    "devnet": {
+        # `syndicate run` starts the local anvil devnet itself (engine/devnet/managed.py) and
+        # trades on it; off as soon as the file names endpoints ([chains] manifest, rpc, ws)
+        "managed": (bool, False, None),
+        "traffic": (NUM, 5.0, _pos),       # swaps per second of the traffic generator
+        "rival": (NUM, 0.5, lambda v: None if 0 <= v <= 1 else "must be in 0..1 (a share of the pools)"),
+        "seed": (int, 0, _nonneg),
+        # "live": the executor signs with anvil's dev account 1, only against anvil
+        "trade": (str, "live", _choice("live", "paper")),
+    },
 }
 def _addresses(v):
     for a in v:

@@ -34,7 +34,7 @@ from engine.chain import records
 from engine.core.role import RoleKind
 from engine.core.tasks import Priority, Task
 
-from . import pricing, research
+from . import metrics, pricing, research
 from .research.chain import BlockTiming, GasTrend, MevWatch
 from .tasks import ChecksumTask, GasSampler
 
@@ -133,6 +133,7 @@ class Agent(RoleKind):
     TASKS = {"checksum": ChecksumTask, "gas-sampler": GasSampler,
              "record-opportunities": pricing.RecordOpportunities}
     decoders = records.DECODERS   # pool updates in their binary layout, beside JSON events
+    METRICS = metrics.AGENT       # what /metrics reads from info["opportunities"]
 
     def __init__(self, rt):
         super().__init__(rt)

@@ -34,6 +34,7 @@ from engine.chain.outcomes import Ledger
 from engine.chain.sender import Sender
 from engine.core.tasks import Priority, Task
 
+from . import metrics
 from .agents import Agent
 from .tasks import ChecksumTask
 
@@ -70,6 +71,8 @@ class ReceiptTask(Task):
 class Executor(Agent):
     """Takes the agents' Actions from its inbox (module docstring).  An Agent for its replicas
     and its chains' lenders (the re-quote), not for pricing: it publishes no opportunities."""
+
+    METRICS = metrics.EXECUTOR      # what /metrics reads from the Desk's info
 
     OPTIONS = {
         **Agent.OPTIONS,
@@ -144,9 +147,21 @@ class Executor(Agent):
         self.refresh_info(force=True)
 
     def on_stop(self) -> None:
-        if self.sender is not None:    # the send in hand finishes; queued ones stay "queued"
+        """The send in hand finishes (queued ones stay "queued"); then a graceful stop follows
+        what was sent one last time (at most 2 s: inside the stop's grace), so the ledger ends
+        with each transaction's outcome rather than "sent"."""
+        if self.sender is not None:
             self.sender.stop(timeout=float(self.options["request_timeout"]) * 2)
             self.publish(self.sender.drain())
+        d, deadline = self.desk, time.monotonic() + min(2.0, float(self.options["receipt_timeout"]))
+        while d is not None and d.pending and time.monotonic() < deadline:
+            try:
+                self.publish(d.poll_receipts() or [])
+            except Exception as e:   # a node gone: the next start follows them (tracker)
+                self.log.warning("last receipt poll failed", error=f"{type(e).__name__}: {e}"[:200])
+                break
+            if d.pending:
+                time.sleep(0.1)
         super().on_stop()
 
     def setups(self) -> dict[str, ChainSetup]:

@@ -51,7 +51,31 @@ RECEIVER = (
                "inbox_depth"),
 )
 
-# The trading path's roles (agents, executor) declare theirs here as their info gains the
-# numbers, e.g. opportunities, executions, reverts and profit per chain and token:
-#   InfoMetric("opportunities", "counter", "...", "chains.*.opportunities", ("chain",))
-#   InfoMetric("profit_wei", "gauge", "...", "profit.*.*", ("chain", "token"))
+# roles.agents:Agent and its kinds (info["opportunities"]: roles/pricing.py DecisionBook)
+AGENT = (
+    InfoMetric("opportunities", "counter", "Pool records past the threshold the agent priced "
+               "(each gets one decision)", "opportunities.opportunities"),
+    InfoMetric("opportunities_approved", "counter", "Opportunities approved: an Action for the "
+               "executor", "opportunities.approved"),
+    InfoMetric("opportunities_refused", "counter", "Opportunities refused, per reason code",
+               "opportunities.refused_by_reason.*", ("reason",)),
+)
+
+# roles.executor:Executor (info: engine/chain/desk.py Desk.info); profits in the token's
+# smallest unit (wei of WETH, 1e-6 of USDC...), exact as long as a float holds them (2**53)
+EXECUTOR = (
+    InfoMetric("executions", "counter", "Actions by outcome: taken, paper (simulated), signed, "
+               "sent, landed, reverted, refused, rejected, dropped, replaced",
+               "counts.*", ("state",)),
+    InfoMetric("executions_landed", "counter", "Transactions mined and successful, per chain",
+               "profit.*.landed", ("chain",)),
+    InfoMetric("reverts", "counter", "Transactions mined and reverted, per chain",
+               "profit.*.reverted", ("chain",)),
+    InfoMetric("profit_realised", "counter", "Profit the owner received, per chain and token "
+               "(smallest unit of the token)", "profit_by_token.*.*", ("chain", "token")),
+    InfoMetric("profit_realised_chain", "counter", "Realised profit per chain, every token's "
+               "smallest units summed (as status shows it)", "profit.*.realised", ("chain",)),
+    InfoMetric("gas_spent_wei", "counter", "Gas paid by our transactions, per chain (wei)",
+               "profit.*.gas_wei", ("chain",)),
+    InfoMetric("executions_pending", "gauge", "Transactions sent and not yet final", "pending"),
+)

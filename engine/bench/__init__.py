@@ -17,6 +17,7 @@ BENCHES = {
     "webhook": "Moralis receiver deliveries/s and latency, durable inbox vs none",
     "detect": "swap log bytes on the socket -> pool record in the ring vs web3.py, on the devnet",
     "e2e": "swap -> log -> agent -> executor -> receipt on the devnet, live, vs a web3.py loop",
+    "all": "the guide's performance table: every figure beside its tiers and its baseline",
 }
 
 

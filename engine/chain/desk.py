@@ -85,6 +85,7 @@ class Desk(Tracking):
                        "dropped": 0, "replaced": 0, "refused": 0}
         self.refused: dict[str, int] = {}
         self.profit: dict[str, dict] = {}       # chain -> {"predicted", "realised", "gas_wei"}
+        self.by_token: dict[str, dict[str, int]] = {}   # chain -> token -> realised
         self.dedup_window = 100_000
         self._lock = threading.Lock()           # the counts: the switch and the sending thread
         self._signing: dict[str, str] = {}      # key -> tx hash: signed, its send not finished
@@ -388,6 +389,9 @@ class Desk(Tracking):
             if state == "landed":
                 pr["predicted"] += int(rec.get("predicted") or 0)
                 pr["realised"] += int(rec.get("realised") or 0)
+                if rec.get("token"):    # /metrics and the run's summary: per chain and token
+                    tok = self.by_token.setdefault(chain, {})
+                    tok[rec["token"]] = tok.get(rec["token"], 0) + int(rec.get("realised") or 0)
 
     def _final(self, p: Pending, state: str, **fields) -> dict:
         self.pending.pop(p.tx_hash, None)
@@ -396,7 +400,7 @@ class Desk(Tracking):
         if fields.get("event_profit") is not None:
             fields["event_profit"] = str(fields["event_profit"])
         rec = self._led(p.key, state, {"tx": p.tx_hash, "chain": p.chain, "nonce": p.nonce,
-                                       "predicted": str(p.predicted), **fields})
+                                       "token": p.token, "predicted": str(p.predicted), **fields})
         self._tally(rec)
         return rec
 
@@ -447,5 +451,7 @@ class Desk(Tracking):
             summary += f"; refused to trade live: {self.halted}"
         return {"summary": summary, "mode": mode, "counts": dict(c), "refused": dict(self.refused),
                 "profit": {ch: {k: str(v) for k, v in d.items()} for ch, d in self.profit.items()},
+                "profit_by_token": {ch: {t: str(v) for t, v in d.items()}
+                                    for ch, d in self.by_token.items()},
                 "pending": len(self.pending), "down": dict(self.down), "halted": self.halted,
                 "endpoints": {ch: cd.policy.describe() for ch, cd in self.chains.items()}}

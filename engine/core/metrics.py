@@ -104,6 +104,8 @@ def info_values(doc, path: str) -> list[tuple[tuple[str, ...], float]]:
         if i == len(parts):
             if isinstance(node, (int, float)):    # bool is an int: a flag reads 0 or 1
                 out.append((labels, float(node)))
+            elif isinstance(node, str) and node.isdigit():   # a uint256 kept as a string
+                out.append((labels, float(int(node))))
         elif isinstance(node, dict):
             if parts[i] == "*":
                 for k, v in node.items():

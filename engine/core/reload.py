@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from .wiring import MAX_ROLES, plan_rings
 
-RESTART_ONLY = ("engine", "rings", "switch", "store", "metrics")   # a reload cannot change these
+RESTART_ONLY = ("engine", "rings", "switch", "store", "metrics", "devnet")   # a reload cannot change these
 
 
 @dataclass

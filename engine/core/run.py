@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Callable
 
 from .. import config as config_mod
 from .log import Log
@@ -31,9 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def load_checked(args) -> tuple[config_mod.EngineConfig, dict[str, type]]:
+def load_checked(args, patch: dict | None = None) -> tuple[config_mod.EngineConfig, dict[str, type]]:
     # each enabled role's kind is resolved and its options and tasks checked by load()
-    cfg = config_mod.load(args.config, describe=describe_kind)
+    cfg = config_mod.load(args.config, describe=describe_kind, patch=patch)
     cfg = config_mod.with_overrides(cfg, name=args.name, state_dir=args.state_dir,
                                     log_format=args.log_format)
     # load() has resolved every kind and refused a source without chains, each with its line
@@ -51,6 +52,15 @@ def main(argv: list[str]) -> int:
     if args.check:
         print(f"{cfg.path}: ok ({sum(r.enabled for r in cfg.roles.values())} roles)")
         return 0
+    return start(cfg, kinds)
+
+
+def start(cfg: config_mod.EngineConfig, kinds: dict[str, type], *, patch: dict | None = None,
+          ticker=None, quiet: bool = False, at_stop: Callable | None = None) -> int:
+    """Run the supervisor until it stops; the exit code.  patch: laid over engine.toml at every
+    reload (Supervisor.patch); ticker: called from the supervisor's loop (Supervisor.ticker);
+    quiet: once started, logs go to the log file only (the live summary owns the terminal);
+    at_stop(sup): after the roles have stopped, before the control block and store close."""
     try:
         cfg.log_path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -59,6 +69,7 @@ def main(argv: list[str]) -> int:
     log = Log("supervisor", fmt=cfg.engine["log_format"], level=cfg.engine["log_level"],
               path=cfg.log_path)
     sup = Supervisor(cfg, log=log, kinds=kinds, resolve_kind=resolve_kind, role_main=role_main)
+    sup.patch, sup.ticker = patch, ticker
     try:
         try:
             sup.setup()
@@ -78,7 +89,13 @@ def main(argv: list[str]) -> int:
                 log.error(f"cannot open the store: {e}")
                 return 2
             raise
-        code = sup.run()
+        log.stderr = not quiet       # the roles forked from here inherit it
+        try:
+            code = sup.run()
+        finally:
+            log.stderr = True
+        if at_stop is not None:
+            at_stop(sup)
         if code:
             log.error("supervisor exiting", code=code, reason=sup.exit_reason)
         else:

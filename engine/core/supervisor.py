@@ -13,8 +13,8 @@
 
 Mechanism after gunicorn's arbiter (STYLE.md): a handler only queues the signal number and
 writes a byte to a pipe; the loop sleeps in select() on that pipe and dispatches by name.
-Reaping tolerates unknown pids.  Roles are forked from this process, so they inherit the shared
-memory mappings; each role opens the LMDB store itself after fork.
+Reaping tolerates unknown pids.  Roles are forked from here (they inherit the shared memory
+mappings) and open the LMDB store themselves.
 
 Rings, derived from engine.toml (`Wiring`, engine/core/wiring.py):
     events.<chain>   written by the source role of that chain (a monitor), read by the roles
@@ -32,7 +32,6 @@ import sys
 import time
 from dataclasses import dataclass
 from typing import Callable
-
 
 from .. import config as config_mod
 from .control import ControlBlock, F, State
@@ -99,6 +98,8 @@ class Supervisor:
         self.wiring: Wiring | None = None
         self.watchdog: Watchdog | None = None
         self.metrics = NO_SERVER                     # the /metrics server ([metrics] listen)
+        self.patch: dict | None = None               # laid over engine.toml at each reload
+        self.ticker = None      # .tick(self) at .due from the loop: summary, --duration (run_cli)
         self._wake_r = self._wake_w = -1
         self._rings_created: list[str] = []
 
@@ -149,13 +150,12 @@ class Supervisor:
         self._open_store()
         self.watchdog = Watchdog(cfg.watchdog, control=self.wiring.control,
                                  children=lambda: list(self.children.values()),
-                                 limits=self.memory_limits, event=self.event,
-                                 kill=self.kill, clock=self.clock)
+                                 limits=self.memory_limits, event=self.event, kill=self.kill,
+                                 clock=self.clock)
         from .metrics import start   # prometheus_client only for an engine that serves it
         self.metrics = start(cfg, control, kinds=lambda: self.kinds, log=self.log)
-        self.log.info("supervisor started", engine=self.name, roles=len(roles),
-                      run_dir=str(cfg.run_dir), boost="on" if boost_ok else "off",
-                      mode=cfg.engine["mode"])
+        self.log.info("supervisor started", engine=self.name, roles=len(roles), run_dir=str(
+            cfg.run_dir), boost="on" if boost_ok else "off", mode=cfg.engine["mode"])
 
     def _apply_wiring(self, cfg: config_mod.EngineConfig) -> None:
         w = self.wiring
@@ -173,9 +173,8 @@ class Supervisor:
                 events = ring.startswith("events.")
                 slots = rc["event_slots"] if events else rc["inbox_slots"]
                 name = segment_name(self.name, ring)
-                w.rings[ring] = Ring.create(name, slots=slots, slot_size=rc["slot_size"] if events
-                                            else rc["outbox_slot_size"],
-                                            max_readers=MAX_ROLES)
+                size = rc["slot_size"] if events else rc["outbox_slot_size"]
+                w.rings[ring] = Ring.create(name, slots=slots, slot_size=size, max_readers=MAX_ROLES)
                 self._rings_created.append(name)
         w.emits, w.inputs = plan["emits"], plan["inputs"]
         w.outputs, w.subscribers = plan["outputs"], plan["subscribers"]
@@ -345,8 +344,8 @@ class Supervisor:
     def handle_signal(self, sig: int) -> None:
         SUPERVISOR_SIGNALS.dispatch(self, sig)
 
-    def handle_chld(self) -> None:
-        pass  # reaping happens every turn
+    def handle_chld(self) -> None:   # reaping happens every turn
+        pass
 
     def handle_term(self) -> None:
         self.begin_stop("SIGTERM")
@@ -378,7 +377,7 @@ class Supervisor:
             return
         try:
             # what the command line overrode stays overridden
-            new = config_mod.with_overrides(config_mod.load(self.cfg.path,
+            new = config_mod.with_overrides(config_mod.load(self.cfg.path, patch=self.patch,
                                                             describe=self.describe_kind), name=self.name,
                                             state_dir=self.cfg.engine["state_dir"],
                                             log_format=self.cfg.engine["log_format"])
@@ -427,6 +426,8 @@ class Supervisor:
                 timeouts.append(min(self.restart_at.values()) - now)
             if self.stop_deadline is not None:
                 timeouts.append(self.stop_deadline - now)
+            if self.ticker is not None:
+                timeouts.append(self.ticker.due - now)
             try:
                 r, w, _ = select.select([self._wake_r, *self.metrics.rfds()], self.metrics.wfds(),
                                         [], max(0.0, min(timeouts)))
@@ -444,6 +445,8 @@ class Supervisor:
                 except queue.Empty:
                     break
             self.reap()
+            if self.ticker is not None and self.clock() >= self.ticker.due:
+                self.ticker.tick(self)
             if self.stopping:
                 if not self.children:
                     break
