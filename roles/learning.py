@@ -158,6 +158,7 @@ class Outcomes:
         s = sample(opp, out)
         if s is not None:
             s["shape"] = shape(opp)
+            s["pools"] = [str(h.get("pool")) for h in opp.get("route") or []]
             self.samples[key] = s
             self._bound(self.samples)
         self.waiting.pop(key, None)

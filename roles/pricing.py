@@ -194,7 +194,8 @@ class ChainPricer:
             chain=self.chain, amount_in=opp.profit.amount_in, net=opp.net,
             gross=opp.profit.gross, gas_token=opp.profit.gas_cost_token,
             depth=_depth(p0, hop0.token_in) if p0 is not None else 0, hops=len(opp.route.hops),
-            contested=score, age_s=float(d.checks.get("age_s") or 0.0))
+            contested=score, age_s=float(d.checks.get("age_s") or 0.0),
+            trigger_contested=self.contested(pool))
         detail["features"] = feats
         if d.approved and self.model is not None:
             why, p, version = self.model.judge(feats)

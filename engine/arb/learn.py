@@ -28,25 +28,35 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-FEATURES = ("margin_bps", "log_depth", "hops", "contested", "state_age_s", "gas_share",
-            "arbitrum", "base", "polygon")
+FEATURES = ("margin_bps", "log_depth", "hops", "contested", "trigger_contested", "state_age_s",
+            "gas_share", "arbitrum", "base", "polygon")
+CHAINS = FEATURES[-3:]
 
 
 def features(rec: dict) -> dict[str, float]:
     """The features of one opportunity record (missing ones are 0: the model learns their
     weight as it sees them)."""
-    f = {k: float(rec.get(k) or 0.0) for k in FEATURES[:6]}
+    f = {}
+    for k in FEATURES[:-3]:
+        try:
+            f[k] = float(rec.get(k) or 0.0)
+        except (TypeError, ValueError):     # a record from a bad writer: that feature is 0
+            f[k] = 0.0
+        if not math.isfinite(f[k]):
+            f[k] = 0.0
     chain = rec.get("chain")
-    for c in FEATURES[6:]:
+    for c in CHAINS:
         f[c] = 1.0 if chain == c else 0.0
     return f
 
 
 def decision_features(*, chain: str, amount_in: int, net: int, gross: int, gas_token: int,
-                      depth: int, hops: int, contested: float, age_s: float) -> dict:
+                      depth: int, hops: int, contested: float, age_s: float,
+                      trigger_contested: float = 0.0) -> dict:
     """The record an agent keeps with a decision (its `features` field): `features()` of it
     is the model's input.  Amounts are in the route's profit token."""
     return {"chain": chain, "hops": hops, "contested": round(float(contested), 4),
+            "trigger_contested": round(float(trigger_contested), 4),
             "margin_bps": round(net / amount_in * 1e4, 4) if amount_in > 0 else 0.0,
             "log_depth": round(math.log10(depth), 4) if depth > 0 else 0.0,
             "state_age_s": round(max(0.0, float(age_s)), 6),
