@@ -29,6 +29,7 @@ from engine.chain.desk import BLOCK_TIME, ChainSetup, Desk
 from engine.chain.outcomes import Ledger
 from engine.core.tasks import Priority, Task
 
+from . import research
 from .agents import Agent
 from .tasks import ChecksumTask
 
@@ -78,7 +79,7 @@ class Executor(Agent):
         "crash_at": (str, "", "fire drill: SIGKILL the role once at 'after-record' or 'after-send'"),
         "crash_flag": (str, "", "fire drill: the file that marks the crash as done"),
     }
-    TASKS = {"checksum": ChecksumTask, "receipts": ReceiptTask}
+    TASKS = {"checksum": ChecksumTask, "receipts": ReceiptTask, **research.declared("executor")}
 
     def __init__(self, rt):
         super().__init__(rt)
@@ -88,7 +89,8 @@ class Executor(Agent):
 
     def tasks(self):
         o = self.options
-        return [ChecksumTask(), ReceiptTask(self, interval=float(o["receipt_poll"]))]
+        return [ChecksumTask(), ReceiptTask(self, interval=float(o["receipt_poll"])),
+                *research.build("executor", chain="", rpc=None, graphs=self.replicas.ready)]
 
     def on_start(self) -> None:
         super().on_start()          # the replicas

@@ -121,7 +121,8 @@ class Outcomes:
         route = rec.get("route") or []
         self.routes.add(tuple(sorted(str(h.get("pool")) for h in route)))
         key = f"{rec.get('role') or role}|{rec.get('event')}"
-        slim = {k: rec.get(k) for k in ("features", "gas_cost_token", "chain", "route", "loan")}
+        slim = {k: rec.get(k) for k in ("features", "gas_cost_token", "gas_units", "chain",
+                                         "route", "loan", "pool")}
         self.waiting[key] = slim
         self._bound(self.waiting)
         self._join(key)
@@ -159,6 +160,9 @@ class Outcomes:
         if s is not None:
             s["shape"] = shape(opp)
             s["pools"] = [str(h.get("pool")) for h in opp.get("route") or []]
+            s["trigger"] = opp.get("pool")
+            if isinstance(out.get("gas_used"), int):      # mined: what the route really cost
+                s["gas_used"], s["gas_est"] = out["gas_used"], opp.get("gas_units")
             self.samples[key] = s
             self._bound(self.samples)
         self.waiting.pop(key, None)
@@ -274,16 +278,27 @@ class StrategyEffectiveness(CoordinatorTask):
     def run(self, ctx: TaskContext):
         yield from self.hub.catch_up(self.store)
         by: dict[str, dict] = {}
+        gas: dict[str, list] = {}
         for i, s in enumerate(self.hub.samples.values()):
             b = by.setdefault(s.get("shape", "?"), {"sent": 0, "landed": 0, "profit": 0})
             b["sent"] += 1
             b["landed"] += int(bool(s["landed"]))
             b["profit"] += int(s["profit"])
+            if isinstance(s.get("gas_used"), int) and isinstance(s.get("gas_est"), int):
+                gas.setdefault(s.get("shape", "?"), []).append((s["gas_used"], s["gas_est"]))
             if i % 256 == 255:
                 yield None
         rows = [{"shape": k, **v, "precision": round(v["landed"] / v["sent"], 4),
                  "profit_per_tx": v["profit"] // v["sent"], "profit": str(v["profit"])}
                 for k, v in by.items()]
+        # gas efficiency: what each shape used on chain beside the agents' static estimate
+        # (engine/arb/profit.estimate_gas); a shape far above it runs out of gas at the limit
+        gas_rows = {k: {"mined": len(v), "used_mean": sum(u for u, _ in v) // len(v),
+                        "used_max": max(u for u, _ in v),
+                        "estimated_mean": sum(e for _, e in v) // len(v),
+                        "used_over_estimate": round(sum(u for u, _ in v) / max(1, sum(e for _, e in v)), 3)}
+                    for k, v in gas.items()}
+        self.state["gas"] = gas_rows
         rows.sort(key=lambda r: (-r["precision"], -r["sent"]))
         st = self.state
         st["runs"] += 1
@@ -292,7 +307,9 @@ class StrategyEffectiveness(CoordinatorTask):
                          else "no joined outcomes yet")
         if rows:
             ctx.discover(self.name, {"kind": "strategy-effectiveness", "shapes": len(rows),
-                                     "best": rows[:5], "worst": rows[-5:][::-1]})
+                                     "best": rows[:5], "worst": rows[-5:][::-1],
+                                     "gas": dict(sorted(gas_rows.items(), key=lambda kv:
+                                                        -kv[1]["used_over_estimate"])[:10])})
         yield None
 
 

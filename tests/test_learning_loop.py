@@ -47,7 +47,7 @@ def write_history(store, n: int, seed: int = 4, structured: bool = True) -> None
         ev = f"arbitrum:0xb:{i:064x}:0"
         opps.append({"kind": "opportunity", "role": "arbitrum-spotter", "event": ev,
                      "approved": True, "code": "ok", "chain": "arbitrum", "features": f,
-                     "gas_cost_token": str(10**14),
+                     "gas_cost_token": str(10**14), "gas_units": 200_000,
                      "route": [{"pool": "0xp1", "dex": "uniswap-v2"}, {"pool": "0xp2", "dex": "sushi"}],
                      "loan": {"source": "balancer"}})
         if rng.random() < 0.3:      # a refusal never sent: counted, not joined
@@ -55,9 +55,11 @@ def write_history(store, n: int, seed: int = 4, structured: bool = True) -> None
                          "approved": False, "code": "no-profitable-route"})
         won = (not contested) if structured else rng.random() < 0.5
         key = f"arbitrum-spotter|{ev}"
-        outs.append({"key": key, "state": "paper" if won else "refused", "t": 1000.0 + i,
-                     "chain": "arbitrum", "token": "0xweth",
-                     **({"simulated": str(5 * 10**14)} if won else
+        live = i % 2 == 0           # half mined (live), half paper
+        outs.append({"key": key, "state": ("landed" if live else "paper") if won else "refused",
+                     "t": 1000.0 + i, "chain": "arbitrum", "token": "0xweth",
+                     **(({"realised": str(5 * 10**14), "gas_used": 260_000} if live else
+                         {"simulated": str(5 * 10**14)}) if won else
                         {"reason": "simulation: reverted: min profit"})})
     store.append_many("opportunities", "arbitrum-spotter", opps).wait(10)
     store.append_many("outcomes", "flash-loan-executor", outs).wait(10)
@@ -110,6 +112,9 @@ def test_decisions_and_outcomes_train_a_model_the_agents_use(tmp_path):
         drive(strat.run(ctx))
         assert found[-1]["best"][0]["shape"] == "arbitrum:2-hop:balancer:uniswap-v2/sushi"
         assert "route shapes" in strat.state["summary"]
+        g = strat.state["gas"]["arbitrum:2-hop:balancer:uniswap-v2/sushi"]
+        assert g["used_mean"] == 260_000 and g["estimated_mean"] == 200_000
+        assert g["used_over_estimate"] == 1.3 and found[-1]["gas"]
 
 
 def test_a_model_that_does_not_beat_the_fixed_rule_is_published_but_not_used(tmp_path):
