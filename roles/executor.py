@@ -90,7 +90,14 @@ class Executor(Agent):
     def tasks(self):
         o = self.options
         return [ChecksumTask(), ReceiptTask(self, interval=float(o["receipt_poll"])),
-                *research.build("executor", chain="", rpc=None, graphs=self.replicas.ready)]
+                *research.build("executor", chain="", rpc=None, graphs=self.replicas.ready,
+                                store=getattr(self.rt, "store", None), setups=self._gas_chains)]
+
+    def _gas_chains(self) -> dict:
+        """{chain: (rpc, contract, owner)} for contract-optimisation's eth_estimateGas."""
+        chains = self.desk.chains if self.desk is not None else {}
+        return {c: (cd.setup.rpc, cd.contract.address, cd.contract.caller)
+                for c, cd in chains.items()}
 
     def on_start(self) -> None:
         super().on_start()          # the replicas

@@ -369,6 +369,8 @@ class ModelGate:
         self.record: dict = {}
         self.why = "no model published yet: the fixed rule alone"
         self.refused = self.judged = 0
+        self.gas: dict[str, int] = {}  # route shape -> measured gas units (contract-optimisation)
+        self.gas_seq = 0
 
     def load(self, store) -> bool:
         """Read the newest record; True if the model in use changed.  Never raises on a bad
@@ -405,6 +407,40 @@ class ModelGate:
                           train_size=rec.get("train_size"), reason=str(rec.get("reason"))[:120])
         return True
 
+    def load_gas(self, store) -> bool:
+        """The newest `models/gas-by-shape` record (roles/research/contract.py); True if it
+        changed.  A bad record keeps the static estimate, with a log line."""
+        from .research.contract import GAS_KEY
+        if store is None:
+            return False
+        with store.read() as r:
+            newest = next(iter(r.items("models", prefix_bytes(GAS_KEY), reverse=True)), None)
+        if newest is None or seq_of(newest[0]) == self.gas_seq:
+            return False
+        self.gas_seq = seq_of(newest[0])
+        try:
+            rec = orjson.loads(newest[1])
+            shapes = rec["shapes"]
+            gas = {str(k): int(v["units"]) for k, v in shapes.items()}
+            if not all(21_000 <= u <= 30_000_000 for u in gas.values()):
+                raise ValueError("gas units outside 21 000-30 000 000")
+        except (ValueError, TypeError, KeyError, AttributeError, orjson.JSONDecodeError) as e:
+            self.gas = {}
+            if self.log is not None:
+                self.log.warning("gas record unusable: the static estimate alone",
+                                 record=f"models/{GAS_KEY}/{self.gas_seq}", error=str(e)[:200])
+            return True
+        self.gas = gas
+        return True
+
+    def gas_for(self, action) -> int | None:
+        """The measured gas units of the action's route shape, if contract-optimisation has
+        measured that shape."""
+        if not self.gas:
+            return None
+        from .research.contract import action_shape
+        return self.gas.get(action_shape(action))
+
     def judge(self, feats: dict) -> tuple[str | None, float | None, int | None]:
         """(refusal reason or None, the model's probability, its version) for one approved
         decision's features; (None, None, None) without a model in use."""
@@ -424,6 +460,7 @@ class ModelGate:
     def info(self) -> dict:
         return {"in_use": self.model is not None, "version": self.record.get("version"),
                 "why": self.why, "judged": self.judged, "refused": self.refused,
+                "gas_shapes": len(self.gas),
                 "held_back": {k: self.record.get(k) for k in ("fixed", "model")}
                 if self.record else None}
 
@@ -442,6 +479,8 @@ class LoadModel(Task):
         return {"loads": 0, "version": None, "in_use": False}
 
     def run(self, ctx: TaskContext):
+        if self.gate.load_gas(self.store):
+            self.state["gas_shapes"] = len(self.gate.gas)
         if self.gate.load(self.store):
             self.state.update(loads=self.state["loads"] + 1,
                               version=self.gate.record.get("version"),

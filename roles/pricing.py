@@ -140,7 +140,10 @@ class ChainPricer:
         """The agent's simulator: the exact re-quote on its own replica (the executor's
         eth_call is the chain's word)."""
         r = requote(self.graph, action, loans=self.loans, min_confidence=0.0)
-        return Simulation(r.ok, r.profit, None, "" if r.ok else r.reason)
+        # the shape's gas as measured on the chain (the executor's contract-optimisation), when
+        # there is a figure: the Decider then prices gas and sets the limit from it
+        units = self.model.gas_for(action) if self.model is not None else None
+        return Simulation(r.ok, r.profit, units, "" if r.ok else r.reason)
 
     def price(self, graph, ev: dict, ident: str) -> tuple[dict, dict]:
         """(outbox fields, LMDB detail) for one interrupting pool record on `graph`."""

@@ -173,3 +173,32 @@ def test_a_corrupt_model_record_falls_back_to_the_fixed_rule_with_a_log_line(tmp
         drive(hub.catch_up(store))
         assert hub.bad == 1 and len(hub.samples) == 200
         orjson.dumps(learning.ModelGate().info())
+
+
+def test_measured_gas_per_route_shape_reaches_the_agents_simulator(tmp_path):
+    from engine.arb.wire import action_from_record, action_record
+    from roles.research.contract import GAS_KEY, action_shape, gas_shape
+    assert gas_shape(["v2", "v3"], "balancer") == "v2-v3:balancer"
+    with Store.open(tmp_path / "s") as store:
+        log = Log()
+        gate = learning.ModelGate(log)
+        assert not gate.load_gas(store) and gate.gas_for(None) is None
+        store.append("models", GAS_KEY, {"version": 1, "shapes": {"v2-v2:uniswap-v2": {
+            "units": 251_000, "n": 3, "static": 210_000}}})
+        assert gate.load_gas(store) and gate.gas == {"v2-v2:uniswap-v2": 251_000}
+        for bad in ({"shapes": {"v2-v2:uniswap-v2": {"units": 5}}}, {"shapes": [1]}, {"x": 1}, 7):
+            store.append("models", GAS_KEY, bad)
+            assert gate.load_gas(store) and gate.gas == {}, bad
+        assert sum(1 for lvl, msg, _ in log.lines if msg.startswith("gas record unusable")) == 4
+    # an Action's shape is its hop kinds and loan source, what the simulator asks the gate for
+    from engine.arb.types import Action, Hop, Loan, LoanSource, PoolKind, Route
+    t0, t1, p0, p1 = "0x" + "11" * 20, "0x" + "22" * 20, "0x" + "aa" * 20, "0x" + "bb" * 20
+    a = Action(chain="base", route=Route((Hop(p0, PoolKind.V2, t0, t1, 30, "uni-v2"),
+                                          Hop(p1, PoolKind.V3, t1, t0, 500, "uni-v3"))),
+               amount_in=10**18, expected_out=10**18 + 10**15, loan=Loan(LoanSource.BALANCER,
+               "0x" + "cc" * 20, t0, 10**18, 0), min_profit=1, expected_profit=10**15,
+               gas_limit=228_000, max_fee_per_gas=2 * 10**9, max_priority_fee_per_gas=0,
+               deadline=1_900_000_000, event_id="base:0x1:0x2:3")
+    assert action_shape(action_from_record(action_record(a))) == "v2-v3:balancer"
+    gate.gas = {"v2-v3:balancer": 300_000}
+    assert gate.gas_for(a) == 300_000

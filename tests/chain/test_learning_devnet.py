@@ -30,15 +30,19 @@ SWAPS = int(os.environ.get("SYNDICATE_LEARN_SWAPS", "70"))      # big swaps
 OWNER_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
 
 
-def models(e) -> list[dict]:
+def models_of(e, prefix: str) -> list[dict]:
     if not (e.store_dir / "data.mdb").exists():
         return []
     s = ReadOnlyStore.open(e.store_dir)
     try:
         with s.read() as r:
-            return [v for _, v in r.records("models", "send-filter")]
+            return [v for _, v in r.records("models", prefix)]
     finally:
         s.close()
+
+
+def models(e) -> list[dict]:
+    return models_of(e, "send-filter")
 
 
 def info(e, role: str) -> dict:
@@ -65,7 +69,9 @@ def test_the_learned_model_beats_the_fixed_rule_on_held_back_devnet_outcomes(
         "flash-loan-executor": {"kind": "roles.executor:Executor", "chains": [CHAIN],
                                 "subscribe": "quiet", "inbox": "interrupt",
                                 "options": {"stale_factor": 400.0, "receipt_timeout": 20.0},
-                                **LIGHT},
+                                "tasks": {"path-discovery": {"interval": 5.0},
+                                          "contract-optimisation": {"interval": 5.0},
+                                          **LIGHT["tasks"]}},
         "alphago-coordinator": {"kind": "roles.agents:Coordinator", "chains": [CHAIN],
                                 "subscribe": False, "inbox": "poll", "tasks": coord}},
         engine={"mode": "live"},
@@ -148,6 +154,17 @@ def run(e, devnet, tmp_path):
     for name in ("team-performance", "strategy-effectiveness", "path-discovery"):
         assert co[name]["completed"] >= 1 and co[name].get("summary"), (name, co[name])
     assert "untried" in co["path-discovery"]["summary"]
+    # the executor's research: its replicas' cycles, and gas per route shape measured on the
+    # chain, which the spotter loaded for its simulator
+    ex = tasks["flash-loan-executor"]["tasks"]
+    assert ex["path-discovery"]["completed"] >= 1, ex
+    assert ex["contract-optimisation"]["completed"] >= 1, ex["contract-optimisation"]
+    gas = models_of(e, "gas-by-shape")
+    assert gas and gas[-1]["shapes"], gas
+    print(json.dumps({"gas_by_shape": gas[-1]["shapes"]}))
+    assert all(v["units"] > 21_000 for v in gas[-1]["shapes"].values())
+    e.wait_for(lambda: (info(e, "arbitrum-spotter").get("model") or {}).get("gas_shapes"), 30,
+               "the spotter's measured gas per shape")
     text = e.cli("status", "-c", str(e.path), "--tasks").stdout
     assert "FOUND" in text and "route shapes" in text, text
     found = set()
