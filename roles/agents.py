@@ -384,10 +384,22 @@ class Coordinator(Agent):
         store = getattr(self.rt, "store", None)
         hub = learning.Outcomes()
         self.outcomes = hub
+        self._team = [learning.TeamPerformance(hub, store, on_done=self._write_info)]
         return super().tasks() + [
-            learning.CollectiveLearning(hub, store), learning.TeamPerformance(hub, store),
+            learning.CollectiveLearning(hub, store), *self._team,
             learning.StrategyEffectiveness(hub, store),
             learning.NewPaths(self._snapshots, hub, store)]
+
+    def info(self) -> dict:
+        doc = super().info()
+        team = next((t for t in getattr(self, "_team", ()) if t.state.get("guide")), None)
+        if team is not None:       # the guide's success metrics (roles/success.py)
+            g = team.state["guide"]
+            doc["guide"] = g
+            doc["summary"] += (f"; guide: tasks {g['task_completion_rate']} done, "
+                               f"{g['avg_task_ms']} ms avg, {g['discoveries_per_hour']} "
+                               f"discoveries/h, decision p99 {g['decision_ms_p99']} ms")
+        return doc
 
     def _snapshots(self) -> dict:
         """Every chain's graph snapshot, read again (topology moves: factories add pools)."""

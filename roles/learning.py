@@ -15,7 +15,7 @@
                             landed, precision, profit per transaction, best and worst shapes
         path-discovery (1 h) the cycles of the monitors' graph snapshots, and the ones no
                             decision ever took (untried routes)
-    agents ──► load-model task (5 s): the newest `models/send-filter` record (ModelGate); used
+    agents ──► load-model task (5 s, roles/modelgate.py): the newest `models/send-filter` record; used
                by the filter only if it is `active`: trained on >= min_train outcomes and beat
                the fixed rule on held-back outcomes in both precision and profit per tx; a
                record that cannot be read is logged once and the fixed rule stays.
@@ -35,7 +35,9 @@ from engine.arb.learn import FEATURES, Model, evaluate, sample, split
 from engine.core.store.keys import prefix_bytes, seq_of
 from engine.core.tasks import Failed, Priority, Task, TaskContext
 
-MODEL_KEY = "send-filter"     # models/<MODEL_KEY>/<seq>: the newest is the one in use
+from .modelgate import MODEL_KEY, LoadModel, ModelGate  # noqa: F401 (the agents' side, re-exported)
+from .success import guide_metrics
+
 CHUNK = 64                    # records decoded per step
 KEEP = 50_000                 # joined outcomes (and decisions waiting for one) kept in memory
 FINAL = ("refused", "paper", "rejected", "landed", "reverted", "dropped", "replaced")
@@ -88,6 +90,7 @@ class Outcomes:
         self.executors: dict[str, dict] = {}       # executor -> outcomes by state, profit
         self.bad = 0
         self.routes: set[tuple] = set()            # pool sets of the routes decisions took
+        self.decision_ms: list[float] = []         # search + decide of the newest priced ones
         self.last_read = 0.0
 
     def catch_up(self, store):
@@ -113,6 +116,11 @@ class Outcomes:
     def _decision(self, role: str, rec: dict) -> None:
         a = self.agents.setdefault(role, {"decisions": 0, "approved": 0, "refused": {}})
         a["decisions"] += 1
+        us = [rec.get(k) for k in ("search_us", "decide_us")]
+        if all(isinstance(u, (int, float)) for u in us):
+            self.decision_ms.append(round(sum(us) / 1000, 3))
+            if len(self.decision_ms) > 5000:
+                del self.decision_ms[:1000]
         if not rec.get("approved"):
             code = str(rec.get("code") or "?")
             a["refused"][code] = a["refused"].get(code, 0) + 1
@@ -181,9 +189,9 @@ class CoordinatorTask(Task):
     """A task over the coordinator's shared Outcomes."""
     priority = Priority.LOW
 
-    def __init__(self, hub: Outcomes | None = None, store=None, **kw):
+    def __init__(self, hub: Outcomes | None = None, store=None, on_done=None, **kw):
         super().__init__(**kw)
-        self.hub, self.store = hub or Outcomes(), store
+        self.hub, self.store, self.on_done = hub or Outcomes(), store, on_done
 
 
 class CollectiveLearning(CoordinatorTask):
@@ -205,8 +213,9 @@ class CollectiveLearning(CoordinatorTask):
         held = min(0.9, max(0.05, float(self.options["held_back"])))
         need = int(self.options["min_train"])
         if len(data) < 10 or len(data) == st.get("trained_on"):
-            st["summary"] = (f"{len(data)} joined outcomes: nothing new to train on"
-                             if data else "no joined outcomes yet")
+            if not st.get("version"):       # else the summary stays the last model's
+                st["summary"] = (f"{len(data)} joined outcomes: too few to train on"
+                                 if data else "no joined outcomes yet")
             return
         train, test = split(data, held)
         m = Model(threshold=float(self.options["threshold"]))
@@ -258,13 +267,21 @@ class TeamPerformance(CoordinatorTask):
             execs[r] = {"states": dict(s), "success_rate": round(won / tried, 4) if tried else None,
                         "realised": {t: str(v) for t, v in e["realised"].items()},
                         "simulated": {t: str(v) for t, v in e["simulated"].items()}}
+        guide = guide_metrics(self.store, h.decision_ms)
+        yield None
         st = self.state
         st["runs"] += 1
+        st["guide"] = guide
         st["summary"] = "; ".join(
+            [f"guide: tasks {guide['task_completion_rate']} done, {guide['avg_task_ms']} ms, "
+             f"{guide['discoveries_per_hour']} discoveries/h, decision p99 "
+             f"{guide['decision_ms_p99']} ms"] +
             [f"{r}: {a['decisions']} decisions, {a['approved']} approved" for r, a in agents.items()]
             + [f"{r}: success {x['success_rate']}" for r, x in execs.items()]) or "no records yet"
         ctx.discover(self.name, {"kind": "team-performance", "agents": agents, "executors": execs,
-                                 "joined": len(h.samples), "unreadable": h.bad})
+                                 "joined": len(h.samples), "unreadable": h.bad, "guide": guide})
+        if self.on_done is not None:
+            self.on_done()          # the role's status info shows the guide's metrics
         yield None
 
 
@@ -357,133 +374,3 @@ def _cycle_pools(cycle) -> list[str]:
     for leg in cycle:
         out.append(leg[0] if isinstance(leg, tuple) else getattr(leg, "pool", leg))
     return out
-
-
-class ModelGate:
-    """An agent's view of the newest published model: the learned half of its filter."""
-
-    def __init__(self, log=None):
-        self.log = log
-        self.seq = 0                  # the models record last looked at
-        self.model: Model | None = None
-        self.record: dict = {}
-        self.why = "no model published yet: the fixed rule alone"
-        self.refused = self.judged = 0
-        self.gas: dict[str, int] = {}  # route shape -> measured gas units (contract-optimisation)
-        self.gas_seq = 0
-
-    def load(self, store) -> bool:
-        """Read the newest record; True if the model in use changed.  Never raises on a bad
-        record: it is logged once and the fixed rule stays."""
-        if store is None:
-            return False
-        p = prefix_bytes(MODEL_KEY)
-        with store.read() as r:
-            newest = next(iter(r.items("models", p, reverse=True)), None)
-        if newest is None or seq_of(newest[0]) == self.seq:
-            return False
-        self.seq = seq_of(newest[0])
-        try:
-            rec = orjson.loads(newest[1])
-            if not isinstance(rec, dict):
-                raise ValueError(f"a {type(rec).__name__}, not an object")
-            model = Model.from_dict(rec.get("params") if isinstance(rec.get("params"), dict) else {})
-        except (ValueError, orjson.JSONDecodeError) as e:
-            self.model, self.record = None, {}
-            self.why = f"models/{MODEL_KEY}/{self.seq} unusable ({str(e)[:120]}): the fixed rule alone"
-            if self.log is not None:
-                self.log.warning("model record unusable: the fixed rule alone",
-                                 record=f"models/{MODEL_KEY}/{self.seq}", error=str(e)[:200])
-            return True
-        self.record = {k: rec.get(k) for k in ("version", "train_size", "held_back", "fixed",
-                                               "model", "active", "reason")}
-        if rec.get("active") is True:
-            self.model, self.why = model, ""
-        else:
-            self.model = None
-            self.why = f"model v{model.version} not in use ({rec.get('reason')}): the fixed rule alone"
-        if self.log is not None:
-            self.log.info("model loaded", version=model.version, active=self.model is not None,
-                          train_size=rec.get("train_size"), reason=str(rec.get("reason"))[:120])
-        return True
-
-    def load_gas(self, store) -> bool:
-        """The newest `models/gas-by-shape` record (roles/research/contract.py); True if it
-        changed.  A bad record keeps the static estimate, with a log line."""
-        from .research.contract import GAS_KEY
-        if store is None:
-            return False
-        with store.read() as r:
-            newest = next(iter(r.items("models", prefix_bytes(GAS_KEY), reverse=True)), None)
-        if newest is None or seq_of(newest[0]) == self.gas_seq:
-            return False
-        self.gas_seq = seq_of(newest[0])
-        try:
-            rec = orjson.loads(newest[1])
-            shapes = rec["shapes"]
-            gas = {str(k): int(v["units"]) for k, v in shapes.items()}
-            if not all(21_000 <= u <= 30_000_000 for u in gas.values()):
-                raise ValueError("gas units outside 21 000-30 000 000")
-        except (ValueError, TypeError, KeyError, AttributeError, orjson.JSONDecodeError) as e:
-            self.gas = {}
-            if self.log is not None:
-                self.log.warning("gas record unusable: the static estimate alone",
-                                 record=f"models/{GAS_KEY}/{self.gas_seq}", error=str(e)[:200])
-            return True
-        self.gas = gas
-        return True
-
-    def gas_for(self, action) -> int | None:
-        """The measured gas units of the action's route shape, if contract-optimisation has
-        measured that shape."""
-        if not self.gas:
-            return None
-        from .research.contract import action_shape
-        return self.gas.get(action_shape(action))
-
-    def judge(self, feats: dict) -> tuple[str | None, float | None, int | None]:
-        """(refusal reason or None, the model's probability, its version) for one approved
-        decision's features; (None, None, None) without a model in use."""
-        m = self.model
-        if m is None:
-            return None, None, None
-        from engine.arb.learn import features
-        x = features(feats)
-        p = m.p(x)
-        self.judged += 1
-        if p >= m.threshold:
-            return None, p, m.version
-        self.refused += 1
-        return (f"learned: model v{m.version} gives it p={p:.3f} < {m.threshold} of landing",
-                p, m.version)
-
-    def info(self) -> dict:
-        return {"in_use": self.model is not None, "version": self.record.get("version"),
-                "why": self.why, "judged": self.judged, "refused": self.refused,
-                "gas_shapes": len(self.gas),
-                "held_back": {k: self.record.get(k) for k in ("fixed", "model")}
-                if self.record else None}
-
-
-class LoadModel(Task):
-    """Between switches: the newest `models` record into the role's ModelGate."""
-    name = "load-model"
-    priority = Priority.MEDIUM
-    interval = 5.0
-
-    def __init__(self, gate: ModelGate | None = None, store=None, **kw):
-        super().__init__(**kw)
-        self.gate, self.store = gate or ModelGate(), store
-
-    def initial_state(self):
-        return {"loads": 0, "version": None, "in_use": False}
-
-    def run(self, ctx: TaskContext):
-        if self.gate.load_gas(self.store):
-            self.state["gas_shapes"] = len(self.gate.gas)
-        if self.gate.load(self.store):
-            self.state.update(loads=self.state["loads"] + 1,
-                              version=self.gate.record.get("version"),
-                              in_use=self.gate.model is not None, summary=self.gate.why or
-                              f"model v{self.gate.record.get('version')} in use")
-        yield None

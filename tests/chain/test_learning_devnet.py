@@ -154,6 +154,9 @@ def run(e, devnet, tmp_path):
     for name in ("team-performance", "strategy-effectiveness", "path-discovery"):
         assert co[name]["completed"] >= 1 and co[name].get("summary"), (name, co[name])
     assert "untried" in co["path-discovery"]["summary"]
+    guide = info(e, "alphago-coordinator").get("guide") or {}    # the guide's success metrics
+    assert guide.get("task_completion_rate") is not None and guide.get("decisions_timed"), guide
+    print(json.dumps({"guide": guide}))
     # the executor's research: its replicas' cycles, and gas per route shape measured on the
     # chain, which the spotter loaded for its simulator
     ex = tasks["flash-loan-executor"]["tasks"]
