@@ -182,7 +182,12 @@ class Outcomes:
 
     def ordered(self) -> list[dict]:
         """The joined outcomes in time order (when the executor first took each)."""
-        return sorted(self.samples.values(), key=lambda s: float(s.get("t") or 0))
+        return sorted(self.samples.values(), key=lambda s: _when(s.get("t")))
+
+
+def _when(t) -> float:
+    """A record's time as a number (0 for a missing or malformed one: it sorts first)."""
+    return float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else 0.0
 
 
 class CoordinatorTask(Task):

@@ -169,9 +169,19 @@ def test_a_corrupt_model_record_falls_back_to_the_fixed_rule_with_a_log_line(tmp
         # the coordinator reads past garbage in the databases it joins
         with store._env.begin(write=True, db=store._dbs["outcomes"]) as txn:
             txn.put(prefix_bytes("flash-loan-executor") + seq_bytes(10**6), b"\xff")
+        # and past records with the wrong types: a key that is not a string, a time that is
+        # not a number, features that are not numbers
+        store.append_many("outcomes", "flash-loan-executor", [
+            {"key": 5, "state": "landed"},
+            {"key": "arbitrum-spotter|odd", "state": "landed", "t": "yesterday", "realised": "x"}]).wait(10)
+        store.append("opportunities", "arbitrum-spotter", {
+            "role": "arbitrum-spotter", "event": "odd", "approved": True,
+            "features": {"margin_bps": "lots", "hops": None, "chain": 3}, "gas_cost_token": [1]})
         hub = learning.Outcomes()
         drive(hub.catch_up(store))
-        assert hub.bad == 1 and len(hub.samples) == 200
+        assert hub.bad == 3 and len(hub.samples) == 201
+        assert hub.samples["arbitrum-spotter|odd"]["features"]["margin_bps"] == 0.0
+        assert hub.ordered()[0]["t"] == "yesterday"         # sorts first, does not raise
         orjson.dumps(learning.ModelGate().info())
 
 
