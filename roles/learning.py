@@ -32,7 +32,6 @@ import time
 import orjson
 
 from engine.arb.learn import FEATURES, Model, evaluate, sample, split
-from engine.core.store.keys import prefix_bytes, seq_of
 from engine.core.tasks import Failed, Priority, Task, TaskContext
 
 from .modelgate import MODEL_KEY, LoadModel, ModelGate  # noqa: F401 (the agents' side, re-exported)
@@ -47,12 +46,8 @@ def read_after(store, db: str, prefix: str, after: int, n: int = CHUNK) -> list[
     """Up to n (seq, record) under prefix after `after`, in one short read transaction; a record
     that does not decode is (seq, None) so the cursor moves past it."""
     out = []
-    p = prefix_bytes(prefix)
     with store.read() as r:
-        for key, raw in r.items(db, p):
-            seq = seq_of(key)
-            if seq <= after:
-                continue
+        for seq, raw in r.raw_after(db, prefix, after):
             try:
                 rec = orjson.loads(raw)
             except orjson.JSONDecodeError:

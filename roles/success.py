@@ -42,7 +42,7 @@ def task_figures(store) -> dict:
             "avg_task_ms": round(weighted_ms / completed, 3) if completed else None}
 
 
-def discovery_rate(store, window_s: float = 3600.0, cap: int = 5_000) -> float:
+def discovery_rate(store, window_s: float = 3600.0, cap: int = 2_000) -> float:
     """Discoveries per hour over the last `window_s`, newest first, at most `cap` read."""
     since, n, seen = time.time() - window_s, 0, 0
     with store.read() as r:

@@ -26,6 +26,7 @@ from engine.core.tasks import Failed, Priority, Task, TaskContext
 from ..tasks import RpcError, _rpc
 
 GAS_KEY = "gas-by-shape"
+SCAN = 2000            # newest opportunity records looked at per role and run
 
 
 def gas_shape(hops: list, loan_source: str) -> str:
@@ -59,8 +60,11 @@ class ContractGas(Task):
         out, n = [], int(self.options["samples"])
         with self.store.read() as r:
             for role in r.prefixes("opportunities"):
-                for _, raw in r.items("opportunities", prefix_bytes(role), reverse=True):
-                    if len(out) >= n:
+                # newest first, a bounded scan: refusals far outnumber approvals, and this is
+                # one step of the executor's background work
+                for i, (_, raw) in enumerate(r.items("opportunities", prefix_bytes(role),
+                                                     reverse=True)):
+                    if len(out) >= n or i >= SCAN:
                         break
                     try:
                         rec = orjson.loads(raw)
