@@ -51,18 +51,26 @@ def task_table(store_dir: Path, alive: set[str] = frozenset()) -> dict:
                 continue
             out[role] = {"checkpoint_age_s": round((time.time_ns() - rec["time_ns"]) / 1e9, 1),
                          "running": role in alive,
-                         "tasks": {t: {k: v for k, v in st.items() if k != "state"}
+                         "tasks": {t: {**{k: v for k, v in st.items() if k != "state"},
+                                       **_summary(st.get("state"))}
                                    for t, st in rec.get("states", {}).items()}}
     finally:
         s.close()
     return out
 
 
+def _summary(state) -> dict:
+    """A task's own one-line account of what it found (`state["summary"]`), if it keeps one."""
+    if isinstance(state, dict) and isinstance(state.get("summary"), str) and state["summary"]:
+        return {"summary": state["summary"][:300]}
+    return {}
+
+
 def render_tasks(table: dict, engine: str = "", running: bool = True) -> str:
     """NOW is "running" for a run in progress in a live role; a role that is not running shows
     "stopped mid-run" for a run its last checkpoint caught in progress (it resumes on start)."""
     cols = ("ROLE", "TASK", "PRIO", "EVERY", "RUNS", "DONE%", "MEAN ms", "MISSED", "ERR", "NOW",
-            "SAVED")
+            "SAVED", "FOUND")
     rows = [cols]
     for role, rec in sorted(table.items()):
         for t, st in sorted(rec["tasks"].items()):
@@ -76,13 +84,18 @@ def render_tasks(table: dict, engine: str = "", running: bool = True) -> str:
                          str(st.get("missed_intervals", 0)), str(st.get("errors", 0)),
                          ("running" if rec.get("running", True) else "stopped mid-run")
                          if st.get("in_run") else "-",
-                         f"{rec['checkpoint_age_s']:.0f}s ago"))
+                         f"{rec['checkpoint_age_s']:.0f}s ago",
+                         _clip(st.get("summary") or "-", 90)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(cols))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     if not running:
         lines[:0] = [f"engine {engine!r} is not running: figures as of each role's last "
                      "checkpoint", ""]
     return "\n".join(lines)
+
+
+def _clip(text: str, n: int) -> str:
+    return text if len(text) <= n else text[:n - 1] + "…"
 
 
 def _common(p: argparse.ArgumentParser) -> None:

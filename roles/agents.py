@@ -34,7 +34,7 @@ from engine.chain import records
 from engine.core.role import RoleKind
 from engine.core.tasks import Priority, Task
 
-from . import metrics, pricing, research
+from . import learning, metrics, pricing, research
 from .research.chain import BlockTiming, GasTrend, MevWatch
 from .tasks import ChecksumTask, GasSampler
 
@@ -131,7 +131,8 @@ class Agent(RoleKind):
                                                      "much is logged as a candidate"),
                **pricing.OPTIONS}
     TASKS = {"checksum": ChecksumTask, "gas-sampler": GasSampler,
-             "record-opportunities": pricing.RecordOpportunities}
+             "record-opportunities": pricing.RecordOpportunities,
+             "load-model": learning.LoadModel}
     decoders = records.DECODERS   # pool updates in their binary layout, beside JSON events
     METRICS = metrics.AGENT       # what /metrics reads from info["opportunities"]
 
@@ -145,10 +146,12 @@ class Agent(RoleKind):
         served = ((getattr(cfg, "manifest", None) or {}).get("chains") or {})
         self.research: dict = {}           # name -> research task (the kind's FAMILY plan)
         self._shared: dict[str, int] = {}  # research task -> runs already shared in the outbox
+        self.model_gate = learning.ModelGate(getattr(rt, "log", None))   # the learned filter
         self.pricers = {c: pricing.ChainPricer(
             c, self.options, served.get(c),
             gas_state=self._gas_state if c == self._gas_chain else None,
-            contested=self._contested if chains and c == chains[0] else None) for c in chains}
+            contested=self._contested if chains and c == chains[0] else None,
+            model=self.model_gate) for c in chains}
         self.book = pricing.DecisionBook(getattr(rt, "log", None), int(self.options["log_per_s"]))
 
     def on_start(self) -> None:
@@ -168,7 +171,8 @@ class Agent(RoleKind):
     def tasks(self):
         ts = [ChecksumTask(),
               pricing.RecordOpportunities(self.book, getattr(self.rt, "store", None), self.name,
-                                          self._write_info)]
+                                          self._write_info),
+              learning.LoadModel(self.model_gate, getattr(self.rt, "store", None))]
         rpc = self.options["rpc"] or self._manifest_rpc()
         if rpc:
             self.gas_task = GasSampler(options={"rpc": rpc})
@@ -299,6 +303,7 @@ class Agent(RoleKind):
         doc["opportunities"] = ops
         doc["gas"] = {c: {"gwei": p.gas_gwei()[0], "source": p.gas_gwei()[1]}
                       for c, p in self.pricers.items()}
+        doc["model"] = self.model_gate.info()
         if self.research:
             doc["research"] = {n: {k: t.state.get(k) for k in ("runs", "errors", "last_error")}
                                for n, t in self.research.items()}
@@ -373,7 +378,42 @@ class Specialist(Agent):
 
 
 class Coordinator(Agent):
-    """Reads every outbox in the background (inbox = "poll"): team-level learning comes later."""
+    """alphago-coordinator: learns from every outcome (roles/learning.py).  Its tasks read the
+    `opportunities` and `outcomes` databases (one joined view shared by all four), train and
+    publish the send filter's model (`models`), and report on the team, the route shapes and
+    the untried paths of the monitors' graph snapshots.  It prices nothing itself."""
+    TASKS = {**Agent.TASKS, "collective-learning": learning.CollectiveLearning,
+             "team-performance": learning.TeamPerformance,
+             "strategy-effectiveness": learning.StrategyEffectiveness,
+             "path-discovery": learning.NewPaths}
+
+    def tasks(self):
+        store = getattr(self.rt, "store", None)
+        hub = learning.Outcomes()
+        self.outcomes = hub
+        self._team = [learning.TeamPerformance(hub, store, on_done=self._write_info)]
+        return super().tasks() + [
+            learning.CollectiveLearning(hub, store), *self._team,
+            learning.StrategyEffectiveness(hub, store),
+            learning.NewPaths(self._snapshots, hub, store)]
+
+    def info(self) -> dict:
+        doc = super().info()
+        team = next((t for t in getattr(self, "_team", ()) if t.state.get("guide")), None)
+        if team is not None:       # the guide's success metrics (roles/success.py)
+            g = team.state["guide"]
+            doc["guide"] = g
+            doc["summary"] += (f"; guide: tasks {g['task_completion_rate']} done, "
+                               f"{g['avg_task_ms']} ms avg, {g['discoveries_per_hour']} "
+                               f"discoveries/h, decision p99 {g['decision_ms_p99']} ms")
+        return doc
+
+    def _snapshots(self) -> dict:
+        """Every chain's graph snapshot, read again (topology moves: factories add pools)."""
+        for c in self.replicas.graphs:
+            self.replicas.graphs[c] = None
+            self.replicas.load(c)
+        return self.replicas.graphs
 
 
 def __getattr__(name: str):

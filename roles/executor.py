@@ -34,7 +34,7 @@ from engine.chain.outcomes import Ledger
 from engine.chain.sender import Sender
 from engine.core.tasks import Priority, Task
 
-from . import metrics
+from . import metrics, research
 from .agents import Agent
 from .tasks import ChecksumTask
 
@@ -96,7 +96,7 @@ class Executor(Agent):
         "crash_at": (str, "", "fire drill: SIGKILL the role once at 'after-record' or 'after-send'"),
         "crash_flag": (str, "", "fire drill: the file that marks the crash as done"),
     }
-    TASKS = {"checksum": ChecksumTask, "receipts": ReceiptTask}
+    TASKS = {"checksum": ChecksumTask, "receipts": ReceiptTask, **research.declared("executor")}
 
     def __init__(self, rt):
         super().__init__(rt)
@@ -107,7 +107,15 @@ class Executor(Agent):
 
     def tasks(self):
         o = self.options
-        return [ChecksumTask(), ReceiptTask(self, interval=float(o["receipt_poll"]))]
+        return [ChecksumTask(), ReceiptTask(self, interval=float(o["receipt_poll"])),
+                *research.build("executor", chain="", rpc=None, graphs=self.replicas.ready,
+                                store=getattr(self.rt, "store", None), setups=self._gas_chains)]
+
+    def _gas_chains(self) -> dict:
+        """{chain: (rpc, contract, owner)} for contract-optimisation's eth_estimateGas."""
+        chains = self.desk.chains if self.desk is not None else {}
+        return {c: (cd.setup.rpc, cd.contract.address, cd.contract.caller)
+                for c, cd in chains.items()}
 
     def on_start(self) -> None:
         super().on_start()          # the replicas

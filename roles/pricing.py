@@ -19,13 +19,18 @@
     `record-opportunities` task), counted by reason for `status`, one log line each (rate-limited)
 
 Refusal codes (the `code` field; `reason` says the figures): no-replica, unknown-pool, stale,
-no-cycle, no-profitable-route, below-minimum, simulation-failed, low-confidence, contested,
+no-cycle, no-profitable-route, below-minimum, simulation-failed, low-confidence, contested, learned,
 cannot-build, not-a-pool-record, below-threshold.
 
 Research feeds it (roles/research): the gas-trend task's next base fee and median priority fee
 are the gas price when it has run (else the gas-sampler's, else `gas_gwei`); the mev-watch
 task's share of a pool's big swaps that were back-run scores down every route through it
 (confidence × (1 − contest_weight · share); below the 0.95 filter it is refused, "contested").
+
+Learning (roles/learning.py): every priced decision keeps its `features` (engine/arb/learn.py
+decision_features) in its LMDB record; once the coordinator has published a model that beat the
+fixed rule on held-back outcomes, an approved decision the model expects to fail is refused
+("learned": its probability below the model's threshold).  No usable model: the fixed rule alone.
 """
 from __future__ import annotations
 
@@ -33,7 +38,8 @@ import time
 from dataclasses import replace
 
 from engine.arb.decision import Decider, DecisionConfig, Simulation, StateInfo
-from engine.arb.profit import GWEI, GasModel
+from engine.arb.learn import decision_features
+from engine.arb.profit import GWEI, GasModel, _depth
 from engine.arb.search import OpportunitySearch, SearchConfig
 from engine.arb.validate import requote
 from engine.arb.wire import action_record
@@ -65,7 +71,7 @@ OPTIONS = {
 def _reason_code(reason: str) -> str:
     if "< min_profit" in reason:      # the contract's own check would revert it
         return "below-minimum"
-    for prefix, code in (("stale", "stale"), ("contested", "contested"), ("predicted net profit", "below-minimum"),
+    for prefix, code in (("stale", "stale"), ("contested", "contested"), ("learned", "learned"), ("predicted net profit", "below-minimum"),
                          ("simulation loses", "below-minimum"),
                          ("simulation failed", "simulation-failed"),
                          ("confidence", "low-confidence"), ("cannot build", "cannot-build"),
@@ -79,7 +85,7 @@ class ChainPricer:
     """One chain's search, gas and decision over the role's replica of that chain."""
 
     def __init__(self, chain: str, options: dict, chain_manifest: dict | None, gas_state=None,
-                 clock=time.time, contested=None):
+                 clock=time.time, contested=None, model=None):
         self.chain, self.o = chain, options
         m = chain_manifest or {}
         tokens = m.get("tokens") or {}
@@ -90,6 +96,7 @@ class ChainPricer:
         self.loans = loan_book(m)
         self.gas_state = gas_state or (lambda: None)
         self.contested = contested or (lambda pool: 0.0)   # pool -> share back-run (mev-watch)
+        self.model = model          # roles/learning.ModelGate: the learned half of the filter
         self.clock = clock
         self.head = 0                 # newest block seen on this chain
         self.graph = None
@@ -133,7 +140,10 @@ class ChainPricer:
         """The agent's simulator: the exact re-quote on its own replica (the executor's
         eth_call is the chain's word)."""
         r = requote(self.graph, action, loans=self.loans, min_confidence=0.0)
-        return Simulation(r.ok, r.profit, None, "" if r.ok else r.reason)
+        # the shape's gas as measured on the chain (the executor's contract-optimisation), when
+        # there is a figure: the Decider then prices gas and sets the limit from it
+        units = self.model.gas_for(action) if self.model is not None else None
+        return Simulation(r.ok, r.profit, units, "" if r.ok else r.reason)
 
     def price(self, graph, ev: dict, ident: str) -> tuple[dict, dict]:
         """(outbox fields, LMDB detail) for one interrupting pool record on `graph`."""
@@ -181,6 +191,21 @@ class ChainPricer:
                                    f"{self.decider.config.min_confidence}")
             else:
                 d = replace(d, confidence=conf)
+        hop0 = opp.route.hops[0]
+        p0 = graph.pools.get(hop0.pool)
+        feats = decision_features(
+            chain=self.chain, amount_in=opp.profit.amount_in, net=opp.net,
+            gross=opp.profit.gross, gas_token=opp.profit.gas_cost_token,
+            depth=_depth(p0, hop0.token_in) if p0 is not None else 0, hops=len(opp.route.hops),
+            contested=score, age_s=float(d.checks.get("age_s") or 0.0),
+            trigger_contested=self.contested(pool))
+        detail["features"] = feats
+        if d.approved and self.model is not None:
+            why, p, version = self.model.judge(feats)
+            if p is not None:
+                detail["model"] = {"version": version, "p": round(p, 4)}
+            if why:
+                d = replace(d, approved=False, action=None, reason=why)
         detail["decide_us"] = round((time.perf_counter() - t1) * 1e6, 1)
         out = {"approved": d.approved, "code": "ok" if d.approved else _reason_code(d.reason),
                "reason": d.reason, "confidence": d.confidence, "net": str(opp.net),

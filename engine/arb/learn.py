@@ -16,24 +16,92 @@ token, negative for the gas of a revert}.  `split` holds back the *latest* share
 (chronological, never shuffled: a model is only ever used on the future, and the devnet's
 rival and pools drift), so a model is judged on outcomes it never saw, later than all it saw.
 `Model.to_dict()` / `from_dict` give an orjson-ready, versioned form for LMDB (`models`).
+
+The loop around it (roles/learning.py): the agent computes `decision_features` when it decides
+and records them with the decision (`opportunities`); the executor's ledger (`outcomes`) says
+what became of each Action; `sample(opportunity, outcome)` joins the two into one outcome above
+(None when the outcome says nothing about the trade: the executor was halted, had no contract
+for the chain, or was down).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
 
-FEATURES = ("margin_bps", "log_depth", "hops", "contested", "state_age_s", "gas_share",
-            "arbitrum", "base", "polygon")
+FEATURES = ("margin_bps", "log_depth", "hops", "contested", "trigger_contested", "state_age_s",
+            "gas_share", "arbitrum", "base", "polygon")
+CHAINS = FEATURES[-3:]
 
 
 def features(rec: dict) -> dict[str, float]:
     """The features of one opportunity record (missing ones are 0: the model learns their
     weight as it sees them)."""
-    f = {k: float(rec.get(k) or 0.0) for k in FEATURES[:6]}
+    f = {}
+    for k in FEATURES[:-3]:
+        try:
+            f[k] = float(rec.get(k) or 0.0)
+        except (TypeError, ValueError):     # a record from a bad writer: that feature is 0
+            f[k] = 0.0
+        if not math.isfinite(f[k]):
+            f[k] = 0.0
     chain = rec.get("chain")
-    for c in FEATURES[6:]:
+    for c in CHAINS:
         f[c] = 1.0 if chain == c else 0.0
     return f
+
+
+def decision_features(*, chain: str, amount_in: int, net: int, gross: int, gas_token: int,
+                      depth: int, hops: int, contested: float, age_s: float,
+                      trigger_contested: float = 0.0) -> dict:
+    """The record an agent keeps with a decision (its `features` field): `features()` of it
+    is the model's input.  Amounts are in the route's profit token."""
+    return {"chain": chain, "hops": hops, "contested": round(float(contested), 4),
+            "trigger_contested": round(float(trigger_contested), 4),
+            "margin_bps": round(net / amount_in * 1e4, 4) if amount_in > 0 else 0.0,
+            "log_depth": round(math.log10(depth), 4) if depth > 0 else 0.0,
+            "state_age_s": round(max(0.0, float(age_s)), 6),
+            "gas_share": round(gas_token / gross, 6) if gross > 0 else 1.0}
+
+
+# an executor refusal that says nothing about the trade (its own state, not the market's)
+NOT_THE_TRADE = ("halted", "no executor contract", "bad action")
+WON = ("landed", "paper")
+
+
+def sample(opp: dict, outcome: dict) -> dict | None:
+    """One training outcome from an opportunity record (with `features`) and the newest state
+    of its Action on the executor's ledger; None if it is not final or not about the trade.
+
+    landed: realised profit (live) or the eth_call's simulated profit (paper), less the gas
+    the agent priced; reverted: minus that gas; refused (eth_call, re-quote, stale), dropped,
+    rejected, replaced: 0 (nothing was spent, nothing made)."""
+    state = outcome.get("state")
+    if state not in ("landed", "paper", "reverted", "refused", "dropped", "rejected", "replaced"):
+        return None
+    reason = str(outcome.get("reason") or "")
+    if state == "refused" and (reason.startswith(NOT_THE_TRADE) or " is down" in reason):
+        return None
+    f = opp.get("features")
+    if not isinstance(f, dict):
+        return None
+    gas = _int_or(opp.get("gas_cost_token"), 0)
+    if state == "landed":
+        profit = _int_or(outcome.get("realised"), 0) - gas
+    elif state == "paper":
+        profit = _int_or(outcome.get("simulated"), 0) - gas
+    elif state == "reverted":
+        profit = -gas
+    else:
+        profit = 0
+    return {"features": features(f), "landed": state in WON, "profit": profit,
+            "state": state, "t": outcome.get("t_first", outcome.get("t", 0))}
+
+
+def _int_or(x, default: int) -> int:
+    try:
+        return int(x)
+    except (TypeError, ValueError):
+        return default
 
 
 def _vector(x: dict[str, float]) -> list[float]:
@@ -81,11 +149,19 @@ class Model:
         self.weights = [w - self.lr * (err * si + self.l2 * w) for w, si in zip(self.weights, s)]
 
     def fit(self, outcomes: list[dict], epochs: int = 5) -> "Model":
-        for _ in range(epochs):
-            for o in outcomes:
-                self.update(o["features"], bool(o["landed"]))
-        self.version += 1
+        for _ in self.fit_steps(outcomes, epochs):
+            pass
         return self
+
+    def fit_steps(self, outcomes: list[dict], epochs: int = 5, every: int = 64):
+        """`fit` a few updates at a time: yields after every `every` updates (a background
+        task's safe points); the version moves once the fit is complete."""
+        for _ in range(epochs):
+            for i, o in enumerate(outcomes):
+                self.update(o["features"], bool(o["landed"]))
+                if i % every == every - 1:
+                    yield None
+        self.version += 1
 
     def to_dict(self) -> dict:
         return {"version": self.version, "n": self.n, "features": list(FEATURES),
@@ -100,10 +176,17 @@ class Model:
         for k in ("weights", "mean", "m2"):
             if not isinstance(d.get(k), list) or len(d[k]) != n:
                 raise ValueError(f"model field {k!r} must be a list of {n} numbers")
-        return cls(lr=float(d["lr"]), l2=float(d["l2"]), threshold=float(d["threshold"]),
-                   version=int(d["version"]), n=int(d["n"]),
-                   weights=[float(w) for w in d["weights"]], bias=float(d["bias"]),
-                   mean=[float(m) for m in d["mean"]], m2=[float(m) for m in d["m2"]])
+        try:
+            m = cls(lr=float(d["lr"]), l2=float(d["l2"]), threshold=float(d["threshold"]),
+                    version=int(d["version"]), n=int(d["n"]),
+                    weights=[float(w) for w in d["weights"]], bias=float(d["bias"]),
+                    mean=[float(m) for m in d["mean"]], m2=[float(m) for m in d["m2"]])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"model field missing or not a number: {type(e).__name__}: {e}") from None
+        if not all(math.isfinite(v) for v in (m.bias, m.threshold, *m.weights, *m.mean, *m.m2)) \
+                or m.n < 0 or any(v < 0 for v in m.m2):
+            raise ValueError("model has a non-finite number, a negative count or variance")
+        return m
 
 
 def split(outcomes: list[dict], held_back: float = 0.3) -> tuple[list[dict], list[dict]]:

@@ -17,6 +17,9 @@ change `interval`, `priority` and the task's `options`), and what each one's dis
                                               an Action is refused
                         bridge-gaps 10 m      the same token's price on each chain (reported)
     flash-loan-executor path-discovery 1 h    every cycle of its replicas, cached for the search
+                        contract-optimisation 10 m  gas per route shape, eth_estimateGas at the
+                                              decision's block (roles/research/contract.py):
+                                              the agents' simulator reports it (the gas model)
 
 Each task is one class (roles/research/chain.py: RPC reads; graph.py: pool graphs) used under
 the names above.  A task that cannot get its data fails its run (`Failed`) and tries again at
@@ -25,6 +28,7 @@ its next interval: a node that is down never takes a role down.
 from __future__ import annotations
 
 from .chain import BlockTiming, GasTrend, MevWatch
+from .contract import ContractGas
 from .graph import BridgeGaps, LiquidityMap, PathDiscovery
 
 # role family -> {task name: (class, default interval s)}
@@ -35,7 +39,8 @@ PLAN = {
                 "cross-dex-liquidity": (LiquidityMap, 600.0)},
     "specialist": {"gas-volatility": (GasTrend, 60.0), "block-times": (BlockTiming, 300.0),
                    "bridge-gaps": (BridgeGaps, 600.0)},
-    "executor": {"path-discovery": (PathDiscovery, 3600.0)},
+    "executor": {"path-discovery": (PathDiscovery, 3600.0),
+                 "contract-optimisation": (ContractGas, 600.0)},
 }
 
 
@@ -45,7 +50,7 @@ def declared(family: str) -> dict:
 
 
 def build(family: str, *, chain: str, rpc: str | None, pools=(), exclude=(), graphs=None,
-          run_dir=None, tokens=None) -> list:
+          run_dir=None, tokens=None, store=None, setups=None) -> list:
     """The family's tasks for one chain, named and timed as PLAN says; tasks whose inputs the
     role does not have (no rpc, no graphs) are still built, and fail their runs saying why."""
     out = []
@@ -54,6 +59,8 @@ def build(family: str, *, chain: str, rpc: str | None, pools=(), exclude=(), gra
             t = cls(chain, name=name, interval=interval, options={"rpc": rpc})
         elif cls is MevWatch:
             t = cls(chain, pools, exclude, name=name, interval=interval, options={"rpc": rpc})
+        elif cls is ContractGas:
+            t = cls(store, setups, name=name, interval=interval)
         elif cls is BridgeGaps:
             t = cls(run_dir, tokens or {}, name=name, interval=interval)
         else:

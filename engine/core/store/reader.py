@@ -237,6 +237,16 @@ class Reader:
             yield seq_of(cur.key()), orjson.loads(cur.value())
             ok = cur.next()
 
+    def raw_after(self, db: str, prefix: str, after_seq: int = 0) -> Iterator[tuple[int, bytes]]:
+        """(seq, raw value) under prefix, oldest first, seq > after_seq, by one seek: for a
+        reader that decodes (and survives) each record itself."""
+        p = prefix_bytes(prefix)
+        cur = self._txn.cursor(self._db(db))
+        ok = cur.set_range(p + seq_bytes(after_seq + 1))
+        while ok and cur.key().startswith(p):
+            yield seq_of(cur.key()), cur.value()
+            ok = cur.next()
+
     def prefixes(self, db: str) -> list[str]:
         """The distinct prefixes (roles) of a sequenced database, one seek each."""
         cur = self._txn.cursor(self._db(db))

@@ -1,0 +1,149 @@
+"""The agents' side of the learning loop (roles/learning.py has the coordinator's): the newest
+published model and measured gas, loaded between switches, used by the filter and the simulator.
+
+    load-model (5 s) ──► ModelGate.load      models/send-filter: the model, used only if `active`
+                    └──► ModelGate.load_gas  models/gas-by-shape: gas units per route shape
+    ChainPricer.price ─► ModelGate.judge(features) ─► "learned: ..." refusal, or None
+    ChainPricer._simulate ─► ModelGate.gas_for(action) ─► the Simulation's gas_used
+
+A record that cannot be used is logged once ("model record unusable" / "gas record unusable")
+and the fixed rule / the static gas estimate stays.
+"""
+from __future__ import annotations
+
+import orjson
+
+from engine.arb.learn import Model, features
+from engine.core.store.keys import prefix_bytes, seq_of
+from engine.core.tasks import Priority, Task, TaskContext
+
+MODEL_KEY = "send-filter"     # models/<MODEL_KEY>/<seq>: the newest is the one in use
+
+
+class ModelGate:
+    """An agent's view of the newest published model: the learned half of its filter."""
+
+    def __init__(self, log=None):
+        self.log = log
+        self.seq = 0                  # the models record last looked at
+        self.model: Model | None = None
+        self.record: dict = {}
+        self.why = "no model published yet: the fixed rule alone"
+        self.refused = self.judged = 0
+        self.gas: dict[str, int] = {}  # route shape -> measured gas units (contract-optimisation)
+        self.gas_seq = 0
+
+    def load(self, store) -> bool:
+        """Read the newest record; True if the model in use changed.  Never raises on a bad
+        record: it is logged once and the fixed rule stays."""
+        if store is None:
+            return False
+        p = prefix_bytes(MODEL_KEY)
+        with store.read() as r:
+            newest = next(iter(r.items("models", p, reverse=True)), None)
+        if newest is None or seq_of(newest[0]) == self.seq:
+            return False
+        self.seq = seq_of(newest[0])
+        try:
+            rec = orjson.loads(newest[1])
+            if not isinstance(rec, dict):
+                raise ValueError(f"a {type(rec).__name__}, not an object")
+            model = Model.from_dict(rec.get("params") if isinstance(rec.get("params"), dict) else {})
+        except (ValueError, orjson.JSONDecodeError) as e:
+            self.model, self.record = None, {}
+            self.why = f"models/{MODEL_KEY}/{self.seq} unusable ({str(e)[:120]}): the fixed rule alone"
+            if self.log is not None:
+                self.log.warning("model record unusable: the fixed rule alone",
+                                 record=f"models/{MODEL_KEY}/{self.seq}", error=str(e)[:200])
+            return True
+        self.record = {k: rec.get(k) for k in ("version", "train_size", "held_back", "fixed",
+                                               "model", "active", "reason")}
+        if rec.get("active") is True:
+            self.model, self.why = model, ""
+        else:
+            self.model = None
+            self.why = f"model v{model.version} not in use ({rec.get('reason')}): the fixed rule alone"
+        if self.log is not None:
+            self.log.info("model loaded", version=model.version, active=self.model is not None,
+                          train_size=rec.get("train_size"), reason=str(rec.get("reason"))[:120])
+        return True
+
+    def load_gas(self, store) -> bool:
+        """The newest `models/gas-by-shape` record (roles/research/contract.py); True if it
+        changed.  A bad record keeps the static estimate, with a log line."""
+        from .research.contract import GAS_KEY
+        if store is None:
+            return False
+        with store.read() as r:
+            newest = next(iter(r.items("models", prefix_bytes(GAS_KEY), reverse=True)), None)
+        if newest is None or seq_of(newest[0]) == self.gas_seq:
+            return False
+        self.gas_seq = seq_of(newest[0])
+        try:
+            rec = orjson.loads(newest[1])
+            shapes = rec["shapes"]
+            gas = {str(k): int(v["units"]) for k, v in shapes.items()}
+            if not all(21_000 <= u <= 30_000_000 for u in gas.values()):
+                raise ValueError("gas units outside 21 000-30 000 000")
+        except (ValueError, TypeError, KeyError, AttributeError, orjson.JSONDecodeError) as e:
+            self.gas = {}
+            if self.log is not None:
+                self.log.warning("gas record unusable: the static estimate alone",
+                                 record=f"models/{GAS_KEY}/{self.gas_seq}", error=str(e)[:200])
+            return True
+        self.gas = gas
+        return True
+
+    def gas_for(self, action) -> int | None:
+        """The measured gas units of the action's route shape, if contract-optimisation has
+        measured that shape."""
+        if not self.gas:
+            return None
+        from .research.contract import action_shape
+        return self.gas.get(action_shape(action))
+
+    def judge(self, feats: dict) -> tuple[str | None, float | None, int | None]:
+        """(refusal reason or None, the model's probability, its version) for one approved
+        decision's features; (None, None, None) without a model in use."""
+        m = self.model
+        if m is None:
+            return None, None, None
+        x = features(feats)
+        p = m.p(x)
+        self.judged += 1
+        if p >= m.threshold:
+            return None, p, m.version
+        self.refused += 1
+        return (f"learned: model v{m.version} gives it p={p:.3f} < {m.threshold} of landing",
+                p, m.version)
+
+    def info(self) -> dict:
+        return {"in_use": self.model is not None, "version": self.record.get("version"),
+                "why": self.why, "judged": self.judged, "refused": self.refused,
+                "gas_shapes": len(self.gas),
+                "held_back": {k: self.record.get(k) for k in ("fixed", "model")}
+                if self.record else None}
+
+
+class LoadModel(Task):
+    """Between switches: the newest `models` record into the role's ModelGate."""
+    name = "load-model"
+    priority = Priority.MEDIUM
+    interval = 5.0
+
+    def __init__(self, gate: ModelGate | None = None, store=None, **kw):
+        super().__init__(**kw)
+        self.gate, self.store = gate or ModelGate(), store
+
+    def initial_state(self):
+        return {"loads": 0, "version": None, "in_use": False}
+
+    def run(self, ctx: TaskContext):
+        if self.gate.load_gas(self.store):
+            self.state["gas_shapes"] = len(self.gate.gas)
+        if self.gate.load(self.store):
+            self.state.update(loads=self.state["loads"] + 1,
+                              version=self.gate.record.get("version"),
+                              in_use=self.gate.model is not None, summary=self.gate.why or
+                              f"model v{self.gate.record.get('version')} in use")
+        yield None

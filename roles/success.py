@@ -1,0 +1,76 @@
+"""The guide's success metrics, from what the roles left in LMDB (the coordinator's
+team-performance task computes them; its status info and `status --json` show them).
+
+    task completion rate   completed / runs of every task, from each role's last checkpoint
+                           (goal > 95 %)
+    average task duration  the mean wall time of a completed run, weighted by runs (< 100 ms)
+    discovery rate         discoveries per hour over the last hour, every role (> 10 / h)
+    execution decision     an agent's search + decide time per priced decision, p50 / p99
+                           (< 50 ms), from the `opportunities` records the coordinator read
+
+Knowledge retention, state-save and switch success are the supervisor's and the control
+block's figures (`status`, `/metrics`), not re-counted here.
+"""
+from __future__ import annotations
+
+import time
+
+import orjson
+
+from engine.core.store.keys import prefix_bytes
+
+GOALS = {"task_completion_rate": (">", 0.95), "avg_task_ms": ("<", 100.0),
+         "discoveries_per_hour": (">", 10.0), "decision_ms_p99": ("<", 50.0)}
+
+
+def task_figures(store) -> dict:
+    runs = completed = 0
+    weighted_ms = 0.0
+    with store.read() as r:
+        roles = r.prefixes("tasks")
+    for role in roles:
+        rec = store.load_checkpoint(role) or {}
+        for st in (rec.get("states") or {}).values():
+            if not isinstance(st, dict):
+                continue
+            n, done = int(st.get("runs") or 0), int(st.get("completed") or 0)
+            runs, completed = runs + n, completed + done
+            if st.get("mean_run_ms") is not None:
+                weighted_ms += float(st["mean_run_ms"]) * done
+    return {"task_runs": runs,
+            "task_completion_rate": round(completed / runs, 4) if runs else None,
+            "avg_task_ms": round(weighted_ms / completed, 3) if completed else None}
+
+
+def discovery_rate(store, window_s: float = 3600.0, cap: int = 2_000) -> float:
+    """Discoveries per hour over the last `window_s`, newest first, at most `cap` read."""
+    since, n, seen = time.time() - window_s, 0, 0
+    with store.read() as r:
+        for role in r.prefixes("discoveries"):
+            for _, raw in r.items("discoveries", prefix_bytes(role), reverse=True):
+                seen += 1
+                try:
+                    t = float(orjson.loads(raw).get("t") or 0)
+                except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+                    continue
+                if t < since or seen > cap:
+                    break
+                n += 1
+    return round(n * 3600.0 / window_s, 2)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    return s[min(len(s) - 1, int(len(s) * q))]
+
+
+def guide_metrics(store, decision_ms: list[float]) -> dict:
+    out = {**task_figures(store), "discoveries_per_hour": discovery_rate(store),
+           "decision_ms_p50": percentile(decision_ms, 0.5),
+           "decision_ms_p99": percentile(decision_ms, 0.99), "decisions_timed": len(decision_ms)}
+    out["met"] = {k: (None if out.get(k) is None else
+                      out[k] > goal if op == ">" else out[k] < goal)
+                  for k, (op, goal) in GOALS.items()}
+    return out
