@@ -174,8 +174,7 @@ class Executor(Agent):
                 continue
             if rec is not None:   # one record per opportunity: `bench switch` times them
                 out.append(self._outbox(rec, ev))
-        self.refresh_info()
-        return out
+        return out                # the status info: the receipts task, within receipt_poll
 
     def research_from(self, ev: dict) -> None:
         """An agent measured its chain's block interval (roles/research block timing): the
