@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from .checkpoint import restore
 from .control import F, H, State
 from .info import InfoFile
 from .role_ops import OperatorHandlers, Stop as _Stop
@@ -160,37 +161,9 @@ class RoleRuntime(OperatorHandlers):
         self.saver = Checkpointer(self.store, self.name)
 
     def _restore(self) -> None:
-        """Resume from the newest saved state: the last LMDB checkpoint, or the state staged by
-        a switch whose LMDB commit the previous incarnation did not live to make — unless that
-        state had discoveries not yet committed (they died with it): resuming from it would
-        skip work whose findings are lost, so the LMDB checkpoint wins then."""
-        rec = self.store.load_checkpoint(self.name) if self.store is not None else None
+        """The newest saved state: the LMDB checkpoint or the staged one (checkpoint.restore)."""
         staged = self.wiring.staging.newest(self.index) if self.wiring.staging else None
-        if rec:
-            self.tm.restore(rec.get("states", {}))    # state and history
-        if staged and (rec is None or staged[0] > int(rec.get("time_ns", 0))):
-            try:
-                doc = orjson.loads(staged[1])
-            except orjson.JSONDecodeError:
-                doc = None
-            if isinstance(doc, dict) and doc.get("pending") == 0 and \
-                    isinstance(doc.get("states"), dict):
-                restored = self.tm.restore(doc["states"])   # the newer state on top
-                if self.store is not None:
-                    self.store.save_checkpoint(self.name, self.tm.states())
-                self.log.info("resumed from the state staged by the last switch (newer than "
-                              "the last LMDB checkpoint; now committed)",
-                              tasks=",".join(restored) or "-")
-                return
-        if rec:
-            self.log.info("resumed from checkpoint", seq=rec.get("seq"),
-                          tasks=",".join(rec.get("states", {})) or "-")
-        elif self.store is not None:
-            # Nothing durable yet (a new role, or every earlier incarnation died within the
-            # second a switch's commit may wait): commit the starting state now, once, so a
-            # restart always resumes from a checkpoint of this role.
-            self.store.save_checkpoint(self.name, self.tm.states())
-            self.log.info("first checkpoint of this role", tasks=",".join(self.tm.states()) or "-")
+        restore(self.store, staged, self.tm, self.name, self.log)
 
     def _discover(self, task: str, record: dict) -> None:
         self.slot.add(F.DISCOVERIES)
