@@ -76,10 +76,13 @@ class Checkpointer:
         """The last committed checkpoint: {"seq", "time_ns", "states": {task: state}} or None."""
         return self.store.load_checkpoint(self.role)
 
-    def save(self, states: dict, budget_s: float) -> bool:
+    def save(self, states: dict, budget_s: float, *, queue: bool = True) -> bool | None:
         """Save {task: state}.  True: committed before returning.  False: not yet; it commits
         right after (see statistics()).  Never waits longer than budget_s for the disk or for
-        another process's writer lock."""
+        another process's writer lock.  queue=False (a state already safe in the staging page):
+        inline now or not at all — None, nothing written, the caller tries again later (the
+        writer thread, at the role's nice 10, would hold the GIL mid-job while the boosted
+        main thread waits for it)."""
         start = time.perf_counter()
         deadline = start + budget_s
         self._n["saves"] += 1
@@ -93,6 +96,12 @@ class Checkpointer:
         if late is not None and self.store.join_queued(late, [op]):
             job = late
             self._n["superseded"] += 1
+        if job is None and not queue:
+            job = self.store.write([op], inline=True, queue=False)
+            if job is None:
+                self._n["saves"] -= 1
+                return None
+            self._n["inline"] += 1
         if job is None:
             inline = self.store.commit_estimate_s() <= deadline - time.perf_counter()
             job = self.store.write([op], inline=inline)

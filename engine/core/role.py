@@ -54,6 +54,7 @@ DISCOVERY_COMMIT_S = 1.0   # discoveries wait at most this long for the checkpoi
 # A switch's state, staged in shared memory, reaches LMDB within this long: one commit for every
 # switch in that time, made between background slices (see switch() for why not at once).
 SWITCH_COMMIT_S = 1.0
+COMMIT_RETRY_S, COMMIT_TRIES = 0.05, 20   # that commit: inline only, retried; then queued
 
 
 from .kind import RoleKind, configure_tasks, describe_kind, resolve_kind  # noqa: F401  (re-exported)
@@ -86,6 +87,7 @@ class RoleRuntime(OperatorHandlers):
         self.next_checkpoint = time.monotonic() + self.checkpoint_interval
         self._wake_r = self._wake_w = -1
         self.commit_due = float("inf")   # when the staged state of the last switches commits
+        self.commit_misses = 0           # tries of that commit that found the writer lock busy
         self.poll_interval = 1.0 if role_cfg.inbox == "poll" else 0.0
         self.next_poll = 0.0
         self.keep_priority = False   # a realtime source stays at its FIFO priority after a switch
@@ -192,14 +194,15 @@ class RoleRuntime(OperatorHandlers):
             return False
 
     def checkpoint(self, why: str, budget_s: float | None = None, *,
-                   staged: bool = False) -> bool:
+                   staged: bool = False) -> bool | None:
         """Commit every task's state (and the discoveries that came with it) to LMDB.
 
         Without a budget (interval, request, stop) it also refreshes the staging page, so that
         page is never older than LMDB, and waits for the commit.  With one (the switch) it
         never waits longer: a commit that cannot finish in time goes on in the store's writer.
         That is a *late* save unless `staged`: then the switch already had its state saved
-        in the staging page, and this commit only makes it durable."""
+        in the staging page, and this commit only makes it durable — inline, or again in
+        COMMIT_RETRY_S when the writer lock is busy (None), queued after COMMIT_TRIES."""
         if self.store is None:
             return True
         states = self.tm.states()
@@ -209,7 +212,12 @@ class RoleRuntime(OperatorHandlers):
                 self.store.save_checkpoint(self.name, states)   # waits for the commit
                 ok = True
             else:
-                ok = self.saver.save(states, budget_s)
+                queue = not staged or self.commit_misses >= COMMIT_TRIES
+                ok = self.saver.save(states, budget_s, queue=queue)
+                if ok is None:
+                    self.commit_misses += 1
+                    self.commit_due = min(self.commit_due, time.monotonic() + COMMIT_RETRY_S)
+                    return None
         except Exception as e:  # a failed save must not stop the switch or the role
             self.slot.add(F.CHECKPOINT_ERRORS)
             self.log.error("checkpoint failed", why=why, error=repr(e))
@@ -219,6 +227,7 @@ class RoleRuntime(OperatorHandlers):
             self.slot.add(F.LATE_SAVES)
         self.next_checkpoint = time.monotonic() + self.checkpoint_interval
         self.commit_due = float("inf")   # whatever the switches staged is in this commit
+        self.commit_misses = 0
         return ok
 
     # ------------------------------------------------------------------ publishing (monitors)
@@ -352,13 +361,10 @@ class RoleRuntime(OperatorHandlers):
 
     def _lower(self, sent_before: int) -> None:
         """Back to the background's scheduling class after a switch, unless another interrupt
-        came meanwhile.  A sender boosts, then signals: a boost that landed while this role was
-        switching is undone by this lower, and its signal then waited for a nice-10 process to
-        be scheduled again (the executor, interrupted by three agents, had 1 650 of 2 860
-        interrupts arrive mid-switch; 27 of its 31 switches over 1 ms were these).  The sender
-        stores SENT_NS before it boosts, and the lower is a syscall: a boost it undid shows as
-        a newer SENT_NS here (or its signal, as the flag), and the role boosts itself back;
-        the loop's next switch lowers it again."""
+        came meanwhile: its boost, undone by this lower, left its signal waiting for a nice-10
+        process (DEVELOPING.md, "the atomic switch").  The sender stores SENT_NS before it
+        boosts, and the lower is a syscall: a boost it undid shows as a newer SENT_NS here (or
+        its signal, as the flag); the role boosts itself back, its next switch lowers it."""
         self.bg.lower()
         prio = self.wiring.role_boost_priority
         if prio is not None and (self.interrupt[0] or self.slot.get(F.SENT_NS) != sent_before):
