@@ -126,7 +126,8 @@ class RoleRuntime(OperatorHandlers):
         self.tm = TaskManager(tasks, ctx, max_concurrent=self.config.max_concurrent,
                               slice_budget_us=self.config.slice_budget_us,
                               on_error=self._task_error, log=self.log)
-        self._restore()
+        staged = self.wiring.staging.newest(self.index) if self.wiring.staging else None
+        restore(self.store, staged, self.tm, self.name, self.log)   # the newest saved state
         w = self.wiring
         for ring_name in w.inputs.get(self.name, []):
             self.readers.append((ring_name, w.rings[ring_name].reader(self.index, start="resume")))
@@ -161,11 +162,6 @@ class RoleRuntime(OperatorHandlers):
                                 map_size=self.wiring.map_size, discoveries_with_checkpoints=True)
         from .checkpoint import Checkpointer
         self.saver = Checkpointer(self.store, self.name)
-
-    def _restore(self) -> None:
-        """The newest saved state: the LMDB checkpoint or the staged one (checkpoint.restore)."""
-        staged = self.wiring.staging.newest(self.index) if self.wiring.staging else None
-        restore(self.store, staged, self.tm, self.name, self.log)
 
     def _discover(self, task: str, record: dict) -> None:
         self.slot.add(F.DISCOVERIES)
@@ -271,8 +267,8 @@ class RoleRuntime(OperatorHandlers):
 
     # ------------------------------------------------------------------ the switch
     def switch(self, polled: bool = False) -> bool:
-        """Take every waiting record.  `polled`: no interrupt came (an inbox = "poll" role
-        reading its inputs between slices), so there is no signal latency to record."""
+        """Take every waiting record.  `polled`: no interrupt came (an inbox = "poll" role reading
+        its inputs between slices), so there is no signal latency to record."""
         collecting = gc.isenabled()
         gc.disable()   # a collection due now waits for the next background slice
         try:
@@ -360,16 +356,19 @@ class RoleRuntime(OperatorHandlers):
         return True
 
     def _lower(self, sent_before: int) -> None:
-        """Back to the background's scheduling class after a switch, unless another interrupt
-        came meanwhile: its boost, undone by this lower, left its signal waiting for a nice-10
-        process (DEVELOPING.md, "the atomic switch").  The sender stores SENT_NS before it
-        boosts, and the lower is a syscall: a boost it undid shows as a newer SENT_NS here (or
-        its signal, as the flag); the role boosts itself back, its next switch lowers it."""
-        self.bg.lower()
+        """To the background's class after a switch, unless another interrupt came meanwhile
+        (then it stays boosted): looked at before lowering, and after, for a boost the lower
+        undid (the sender stores SENT_NS first).  DEVELOPING.md, "the atomic switch"."""
         prio = self.wiring.role_boost_priority
-        if prio is not None and (self.interrupt[0] or self.slot.get(F.SENT_NS) != sent_before):
-            if boost(0, prio):
-                self.reboosts += 1
+        if prio is not None and self._interrupted_since(sent_before):
+            self.reboosts += 1
+            return
+        self.bg.lower()
+        if prio is not None and self._interrupted_since(sent_before) and boost(0, prio):
+            self.reboosts += 1
+
+    def _interrupted_since(self, sent_before: int) -> bool:
+        return self.interrupt[0] or self.slot.get(F.SENT_NS) != sent_before
 
     # ------------------------------------------------------------------ the loop
     def loop(self) -> None:
@@ -447,9 +446,9 @@ class RoleRuntime(OperatorHandlers):
                 self.log.error("on_stop failed", error=repr(e))
         if self.saver is not None:
             st = self.saver.statistics()
-            self.log.info("checkpoint statistics", saves=st.saves, inline=st.inline,
-                          late=st.late, overruns=st.overruns, failures=st.failures,
-                          hold_p50_us=round(st.hold_p50_us, 1), hold_p99_us=round(st.hold_p99_us, 1))
+            self.log.info("checkpoint statistics", saves=st.saves, inline=st.inline, late=st.late,
+                          overruns=st.overruns, failures=st.failures, hold_p50_us=round(
+                              st.hold_p50_us, 1), hold_p99_us=round(st.hold_p99_us, 1))
         self._info.close()
         if self.store is not None:
             try:
@@ -457,7 +456,7 @@ class RoleRuntime(OperatorHandlers):
             except Exception as e:
                 self.log.error("store close failed", error=repr(e))
         self.log.info("role stopped", reason=reason, checkpoint="saved" if ok else "FAILED",
-                      reboosts=self.reboosts)
+                      kept_boost=self.reboosts)
 
 
 def role_main(cfg, role_cfg, wiring: "Wiring", log) -> "NoReturn":  # noqa: F821

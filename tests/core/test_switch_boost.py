@@ -40,24 +40,34 @@ def test_a_boost_undone_by_the_lowering_is_taken_back(unique_name):
                 return 77                       # no permission for SCHED_FIFO: skip
             rt = SimpleNamespace(bg=bg, wiring=SimpleNamespace(role_boost_priority=10),
                                  interrupt=[False], slot=slot, reboosts=0)
+            rt._interrupted_since = lambda sent: RoleRuntime._interrupted_since(rt, sent)
             out = 0
             slot.set(F.SENT_NS, 1000)
             RoleRuntime._lower(rt, 1000)        # nothing new: background priority
             out |= 1 if os.sched_getscheduler(0) == os.SCHED_OTHER else 0
             boost(0, 10)                        # a sender: SENT_NS, boost (its signal later)
             slot.set(F.SENT_NS, 2000)
-            RoleRuntime._lower(rt, 1000)
+            RoleRuntime._lower(rt, 1000)        # seen before lowering: stays boosted
             out |= 2 if os.sched_getscheduler(0) == os.SCHED_FIFO else 0
             rt.interrupt[0] = True              # its signal came during the switch
             RoleRuntime._lower(rt, 2000)
             out |= 4 if os.sched_getscheduler(0) == os.SCHED_FIFO and rt.reboosts == 2 else 0
+            rt.interrupt[0] = False             # a boost that lands after the first look:
+            bg.lower()                          # simulated by a SENT_NS the second look sees
+            orig = rt._interrupted_since
+            looks = []
+            rt._interrupted_since = lambda sent: looks.append(1) or len(looks) > 1
+            RoleRuntime._lower(rt, 2000)
+            out |= 8 if os.sched_getscheduler(0) == os.SCHED_FIFO and rt.reboosts == 3 else 0
+            rt._interrupted_since = orig
             bg.lower()
             return out
 
         code = _in_child(child)
         if code == 77:
             pytest.skip("no permission for SCHED_FIFO")
-        assert code == 7, f"checks passed: {code:03b} (1 lowered, 2 newer SENT_NS, 4 flag)"
+        assert code == 15, f"checks passed: {code:04b} (1 lowered, 2 newer SENT_NS, 4 flag, " \
+                           "8 boosted back after lowering)"
     finally:
         cb.close()
         ControlBlock.unlink(unique_name)
