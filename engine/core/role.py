@@ -41,7 +41,7 @@ from .checkpoint import restore
 from .control import F, H, State
 from .info import InfoFile
 from .role_ops import OperatorHandlers, Stop as _Stop
-from .signals import (FORK_BLOCKED, ROLE_SIGNALS, Background, boost, set_parent_death_signal,
+from .signals import (FORK_BLOCKED, ROLE_SIGNALS, Background, set_parent_death_signal,
                       set_realtime)
 from .switch import EventPublisher, Interrupter
 from .tasks import Task, TaskContext, TaskManager
@@ -196,24 +196,31 @@ class RoleRuntime(OperatorHandlers):
         Without a budget (interval, request, stop) it also refreshes the staging page, so that
         page is never older than LMDB, and waits for the commit.  With one (the switch) it
         never waits longer: a commit that cannot finish in time goes on in the store's writer.
-        That is a *late* save unless `staged`: then the switch already had its state saved
-        in the staging page, and this commit only makes it durable — inline, or again in
-        COMMIT_RETRY_S when the writer lock is busy (None), queued after COMMIT_TRIES."""
+        That is a *late* save unless `staged`: the switch's state is in the staging page, and
+        this commit makes it durable.  Staged and interval commits are inline or tried again in
+        COMMIT_RETRY_S (None: the writer lock was busy), queued after COMMIT_TRIES: a wait for
+        the writer thread held the role 2-20 ms (DEVELOPING.md, "the atomic switch")."""
         if self.store is None:
             return True
         states = self.tm.states()
         try:
             if budget_s is None:
                 self._stage(self.tm.slim_states())
+            if (staged or why == "interval") and self.commit_misses < COMMIT_TRIES:
+                ok = self.saver.save(states, budget_s or 1.0, queue=False)
+                if ok is None:             # the writer lock was busy: again in COMMIT_RETRY_S
+                    self.commit_misses += 1
+                    again = time.monotonic() + COMMIT_RETRY_S
+                    if staged:
+                        self.commit_due = min(self.commit_due, again)
+                    else:
+                        self.next_checkpoint = again
+                    return None
+            elif budget_s is None:
                 self.store.save_checkpoint(self.name, states)   # waits for the commit
                 ok = True
             else:
-                queue = not staged or self.commit_misses >= COMMIT_TRIES
-                ok = self.saver.save(states, budget_s, queue=queue)
-                if ok is None:
-                    self.commit_misses += 1
-                    self.commit_due = min(self.commit_due, time.monotonic() + COMMIT_RETRY_S)
-                    return None
+                ok = self.saver.save(states, budget_s)
         except Exception as e:  # a failed save must not stop the switch or the role
             self.slot.add(F.CHECKPOINT_ERRORS)
             self.log.error("checkpoint failed", why=why, error=repr(e))
@@ -357,18 +364,11 @@ class RoleRuntime(OperatorHandlers):
 
     def _lower(self, sent_before: int) -> None:
         """To the background's class after a switch, unless another interrupt came meanwhile
-        (then it stays boosted): looked at before lowering, and after, for a boost the lower
-        undid (the sender stores SENT_NS first).  DEVELOPING.md, "the atomic switch"."""
-        prio = self.wiring.role_boost_priority
-        if prio is not None and self._interrupted_since(sent_before):
+        (a newer SENT_NS, or the flag): Background.lower_unless says why both."""
+        slot, flag = self.slot, self.interrupt
+        if self.bg.lower_unless(lambda: flag[0] or slot.get(F.SENT_NS) != sent_before,
+                                self.wiring.role_boost_priority):
             self.reboosts += 1
-            return
-        self.bg.lower()
-        if prio is not None and self._interrupted_since(sent_before) and boost(0, prio):
-            self.reboosts += 1
-
-    def _interrupted_since(self, sent_before: int) -> bool:
-        return self.interrupt[0] or self.slot.get(F.SENT_NS) != sent_before
 
     # ------------------------------------------------------------------ the loop
     def loop(self) -> None:
