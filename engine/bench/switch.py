@@ -18,8 +18,8 @@ decision on the executor's queue.  "sent → handling" is put → get returned.
 --research: the agents are the guide's kinds (Spotter, Analyst, Specialist) running their
 research plan (roles/research PLAN) every second instead of every 1-15 minutes, over JSON-RPC
 to a three-chain anvil devnet this starts and stops, beside the checksum.  The events stay
-synthetic (the sources write no pool-graph snapshots, so the graph tasks fail their runs and
-say so; the RPC ones — gas trend, block timing, MEV watch — do their real work).
+synthetic (the sources write no pool-graph snapshots, so the graph tasks have no graph and
+make no runs; the RPC ones — gas trend, block timing, MEV watch — do their real work).
 """
 from __future__ import annotations
 
