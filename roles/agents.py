@@ -283,9 +283,12 @@ class Agent(RoleKind):
             out.append(rec)
         if seen:
             self.book.dirty = True
-            # the background task writes logs, LMDB and the status file; if it has not run for
-            # a second (the role is paused, or busy), this switch does it
-            if self.book.clock() - self.book.last_background > 1.0:
+            # the background task writes logs, LMDB and the status file; a paused role's does
+            # not run, so its switches do it, once a second (a busy role's runs between switches:
+            # done here it held up the next interrupt by ~1 ms)
+            tm = getattr(self.rt, "tm", None)
+            if tm is not None and tm.paused and \
+                    self.book.clock() - self.book.last_background > 1.0:
                 self.background()
         return out
 

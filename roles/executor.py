@@ -246,8 +246,7 @@ class Executor(Agent):
                 out.append(self._outbox(rec, ev))
         if self.sender is not None:
             out += [self._outbox(r) for r in self.sender.drain()]
-        self.refresh_info()
-        return out
+        return out                # the status info: the receipts task, within receipt_poll
 
     def research_from(self, ev: dict) -> None:
         """An agent measured its chain's block interval or gas trend (Agent.share_research):

@@ -49,6 +49,7 @@ from engine.core.tasks import Priority, Task
 # preferred profit tokens, best first (the graph starts each cycle at the first it holds)
 BASE_SYMBOLS = ("WETH", "WMATIC", "USDC", "USDC.e", "USDbC", "USDT", "DAI", "WBTC")
 FLUSH_CHUNK = 4          # decision records per LMDB transaction between two yields
+QUEUE_AFTER = 10         # background runs finding the writer lock busy before the writer thread
 NO_SEARCH = -10**40      # the search keeps every sized cycle: the Decider says why one is too small
 
 OPTIONS = {
@@ -233,6 +234,7 @@ class DecisionBook:
         self.pending: list[dict] = []       # full records for LMDB
         self.lines: list[dict] = []         # decisions to log (the rate limit already applied)
         self.written = self.write_errors = 0
+        self.busy_runs = 0                  # background runs in a row that found the lock busy
         self.dirty = False                  # the status info changed since it was written
         self.last_background = clock()
         self._window, self._in_window, self.unlogged = 0.0, 0, 0
@@ -285,8 +287,15 @@ class DecisionBook:
             if i % 4 == 3:
                 yield None
         while store is not None and self.pending:
-            batch, self.pending = self.pending[:FLUSH_CHUNK], self.pending[FLUSH_CHUNK:]
-            flush(store, prefix, batch, self)
+            batch = self.pending[:FLUSH_CHUNK]
+            # Inline or not now: queued, the writer thread (nice 10, like the role) held the
+            # GIL mid-job while the boosted main thread waited for it.  Queued all the same
+            # once the lock has been busy for QUEUE_AFTER runs (the store must not fall behind).
+            if not flush(store, prefix, batch, self, queue=self.busy_runs >= QUEUE_AFTER):
+                self.busy_runs += 1
+                break
+            self.busy_runs = 0
+            del self.pending[:len(batch)]
             yield None
         if set_info is not None and self.dirty:
             self.dirty = False
@@ -327,9 +336,14 @@ class RecordOpportunities(Task):
         yield None
 
 
-def flush(store, prefix: str, batch: list, book: DecisionBook, wait: float | None = None) -> None:
+def flush(store, prefix: str, batch: list, book: DecisionBook, wait: float | None = None,
+          queue: bool = True) -> bool:
+    """Write `batch`; False only when queue=False and the writer lock was busy (nothing
+    written, nothing counted: the caller keeps the records).  A failure counts them lost."""
     try:
-        job = store.append_many("opportunities", prefix, batch)
+        job = store.append_many("opportunities", prefix, batch, queue=queue)
+        if job is None:
+            return False
         if wait is not None:
             job.wait(wait)
         book.written += len(batch)
@@ -337,3 +351,4 @@ def flush(store, prefix: str, batch: list, book: DecisionBook, wait: float | Non
         book.write_errors += len(batch)
         if book.log is not None:
             book.log.warning("cannot record decisions", error=str(e)[:200], count=len(batch))
+    return True

@@ -13,7 +13,13 @@ a sender process (at the same FIFO priority as our sources) puts events; the age
 decision on the executor's queue.  "sent → handling" is put → get returned.
 
     syndicate bench switch [--events 10000] [--rate 200] [--repeat N] [--json] [--no-baseline]
-                           [--boost off]
+                           [--boost off] [--research]
+
+--research: the agents are the guide's kinds (Spotter, Analyst, Specialist) running their
+research plan (roles/research PLAN) every second instead of every 1-15 minutes, over JSON-RPC
+to a three-chain anvil devnet this starts and stops, beside the checksum.  The events stay
+synthetic (the sources write no pool-graph snapshots, so the graph tasks have no graph and
+make no runs; the RPC ones — gas trend, block timing, MEV watch — do their real work).
 """
 from __future__ import annotations
 
@@ -38,26 +44,49 @@ from .report import Comparison, Summary, emit, host_info
 CHAINS = ("arbitrum", "base", "polygon")
 AGENTS = {"arbitrum": "arbitrum-spotter", "base": "base-analyst", "polygon": "polygon-specialist"}
 BUSY = {"checksum": {"interval": 0.0, "options": {"links_per_run": 1_000_000}}}
+# --research: the guide's kinds, their research plan (roles/research PLAN) run every second
+# against a devnet instead of every 1-15 minutes, beside the checksum
+RESEARCH = {"arbitrum": ("roles.agents:Spotter", ("gas-trend", "sequencer-timing", "mev-watch",
+                                                  "liquidity-map")),
+            "base": ("roles.agents:Analyst", ("fee-structure", "op-stack-metrics",
+                                              "cross-dex-liquidity")),
+            "polygon": ("roles.agents:Specialist", ("gas-volatility", "block-times",
+                                                    "bridge-gaps"))}
+RESEARCH_OPTIONS = {"sequencer-timing": {"blocks": 6}, "op-stack-metrics": {"blocks": 6},
+                    "block-times": {"blocks": 6}, "mev-watch": {"blocks": 50}}
+
+
+def _agent(chain: str, manifest: str | None) -> dict:
+    if manifest is None:
+        return {"kind": "roles.agents:Agent", "chains": [chain], "tasks": BUSY}
+    kind, names = RESEARCH[chain]
+    tasks = {**BUSY, "share-research": {"interval": 1.0},
+             **{n: {"interval": 1.0, **({"options": RESEARCH_OPTIONS[n]}
+                                        if n in RESEARCH_OPTIONS else {})} for n in names}}
+    return {"kind": kind, "chains": [chain], "tasks": tasks}
 
 
 def _toml(name: str, state: Path, rate_per_chain: float, counts: list[int], slots: int,
-          boost: str = "fifo") -> str:
+          boost: str = "fifo", manifest: str | None = None) -> str:
     roles = {}
     for c, count in zip(CHAINS, counts):
         roles[f"monitor-{c}"] = {"kind": "roles.monitor:SyntheticSource", "chains": [c],
                                  "options": {"rate": rate_per_chain, "count": count}}
-        roles[AGENTS[c]] = {"kind": "roles.agents:Agent", "chains": [c], "tasks": BUSY}
+        roles[AGENTS[c]] = _agent(c, manifest)
     roles["flash-loan-executor"] = {"kind": "roles.agents:Executor", "chains": list(CHAINS),
                                     "subscribe": False, "inbox": "interrupt", "tasks": BUSY}
     roles["alphago-coordinator"] = {"kind": "roles.agents:Coordinator", "chains": ["arbitrum"],
                                     "subscribe": False, "tasks": BUSY}
-    return render({"engine": {"name": name, "state_dir": str(state), "log_level": "warning"},
-                   "rings": {"event_slots": slots, "inbox_slots": slots},
-                   "supervisor": {"max_restarts": 0}, "switch": {"boost": boost},
-                   "roles": roles})
+    doc = {"engine": {"name": name, "state_dir": str(state), "log_level": "warning"},
+           "rings": {"event_slots": slots, "inbox_slots": slots},
+           "supervisor": {"max_restarts": 0}, "switch": {"boost": boost}, "roles": roles}
+    if manifest is not None:
+        doc["chains"] = {"manifest": manifest}
+    return render(doc)
 
 
-def run_ours(events: int, rate: float, progress, boost: str = "fifo") -> dict:
+def run_ours(events: int, rate: float, progress, boost: str = "fifo",
+             manifest: str | None = None) -> dict:
     from engine.core.control import ControlBlock
     from engine.core.ring import Ring
     from engine.core.status import report
@@ -69,7 +98,7 @@ def run_ours(events: int, rate: float, progress, boost: str = "fifo") -> dict:
     per_chain = max(counts)
     slots = 1 << max(12, (per_chain * 2).bit_length())
     cfg = tmp / "engine.toml"
-    cfg.write_text(_toml(name, tmp / "state", rate / len(CHAINS), counts, slots, boost))
+    cfg.write_text(_toml(name, tmp / "state", rate / len(CHAINS), counts, slots, boost, manifest))
     proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", "-c", str(cfg)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
@@ -108,11 +137,13 @@ def run_ours(events: int, rate: float, progress, boost: str = "fifo") -> dict:
                 kind = "executor" if role == "flash-loan-executor" else "agent"
                 for raw in b.records:
                     d = orjson.loads(raw)
+                    if d.get("kind") == "research":   # --research: block timing, not a decision
+                        continue
                     samples[kind].append(d)
                     got[kind] += 1
             progress(got["agent"], want)
             time.sleep(0.05)
-        doc = report(cb, name)
+        doc = report(cb, name, tmp / "state" / "run" / name)   # with each role's status info
         cb.close()
         # Events the sources wrote before every role had started measure the start-up (a
         # role's first switch waits for the role to exist), not the switch: counted, left out.
@@ -267,7 +298,8 @@ GOALS = (("agent", "p99", 250.0), ("agent", "p99_9", 1000.0),
 def measure(args, progress) -> tuple[list[Comparison], dict, dict]:
     """One run: ours, then the baseline.  Returns the comparisons, the extra facts, and the
     three headline figures {"agent"|"executor"|"two switches": (ours, baseline)}."""
-    ours = run_ours(args.events, args.rate, progress("syndicate"), args.boost)
+    ours = run_ours(args.events, args.rate, progress("syndicate"), args.boost,
+                    getattr(args, "manifest", None))
     base = None if args.no_baseline else run_baseline(args.events, args.rate,
                                                       progress("baseline"))
     res, heads = [], {}
@@ -305,11 +337,19 @@ def measure(args, progress) -> tuple[list[Comparison], dict, dict]:
              "events_lost": {r["name"]: r["events_lost"] for r in roles},
              "background_efficiency": eff,
              "boost": all(r["boost"] for r in roles),
+             "research": _research_runs(roles) if getattr(args, "manifest", None) else None,
              # the role's own histograms, phase by phase (SIGNAL, PAUSE, SAVE, ...): ±10 %
              "phases_us": {r["name"]: {k: (v["p50"], v["p99"]) for k, v in r["latency_us"].items()
                                        if v["n"] and k != "slice"}
                            for r in roles if r["switches"]}}
     return res, extra, heads
+
+
+def _research_runs(roles: list[dict]) -> dict:
+    """{role: {task: {"runs", "errors", "last_error"}}}: the research tasks' own counts, from
+    each agent's status info (proof they ran during the measurement, or why not)."""
+    return {r["name"]: (r.get("info") or {}).get("research") for r in roles
+            if r["name"] in AGENTS.values()}
 
 
 def _pct3(s: Summary | None) -> str:
@@ -359,6 +399,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--no-baseline", action="store_true")
     p.add_argument("--boost", choices=("fifo", "off"), default="fifo",
                    help="off: measure the same engine without the SCHED_FIFO boost")
+    p.add_argument("--research", action="store_true",
+                   help="the agents are the guide's Spotter/Analyst/Specialist running their "
+                        "research plan every second against a devnet this starts (anvil)")
     try:
         args = p.parse_args(argv)
     except SystemExit as e:
@@ -377,9 +420,33 @@ def main(argv: list[str]) -> int:
                 print(f"  {label}: {done}/{total}", file=sys.stderr)
         return f
 
+    args.manifest = None
+    if args.research:
+        return _with_devnet(args, lambda: _runs(args, progress))
+    return _runs(args, progress)
+
+
+def _with_devnet(args, run) -> int:
+    """Start the three-chain devnet, point the engine's [chains] manifest at it, run, stop."""
+    from engine.devnet import Devnet
+    tmp = Path(tempfile.mkdtemp(prefix="syndicate-bench-devnet-"))
+    net = None
+    try:
+        net = Devnet.start(CHAINS)
+        args.manifest = str(net.write_manifest(tmp / "manifest.json"))
+        return run()
+    finally:
+        if net is not None:
+            net.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _runs(args, progress) -> int:
     if args.repeat == 1:
         res, extra, _ = measure(args, progress)
         emit("switch", res, args.json, extra)
+        if args.manifest and not args.json:
+            print(_research_line(extra["research"]))
         return 0
     runs = []
     for i in range(args.repeat):
@@ -395,4 +462,15 @@ def main(argv: list[str]) -> int:
         sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
         print(repeat_table(runs))
+        if args.manifest:
+            print(_research_line(runs[-1]["extra"]["research"]))
     return 0
+
+
+def _research_line(research: dict) -> str:
+    """One line per agent: how many runs each research task made in the last run, and errors."""
+    out = ["background: checksum + the research plan every 1 s on a devnet (runs/errors, last run):"]
+    for role, tasks in (research or {}).items():
+        out.append(f"  {role}: " + (", ".join(f"{n} {t.get('runs')}/{t.get('errors')}"
+                                              for n, t in sorted((tasks or {}).items())) or "-"))
+    return "\n".join(out)

@@ -15,13 +15,16 @@ only way this module can hold a switch too long, e.g. descheduled in the middle 
 A save made while an earlier late one still waits in the queue replaces it (the newer state
 supersedes) instead of queueing behind it.  Every buffered discovery of the process is committed
 in the same transaction as the checkpoint, so a checkpoint never claims progress whose
-discoveries are missing.
+discoveries are missing.  `restore()`: at a role's start, the newer of its LMDB checkpoint and
+the state its last switch staged.
 """
 from __future__ import annotations
 
 import time
 from collections import deque
 from dataclasses import dataclass
+
+import orjson
 
 from engine.core.store import StoreError, WritableStore, WriteJob
 
@@ -73,10 +76,13 @@ class Checkpointer:
         """The last committed checkpoint: {"seq", "time_ns", "states": {task: state}} or None."""
         return self.store.load_checkpoint(self.role)
 
-    def save(self, states: dict, budget_s: float) -> bool:
+    def save(self, states: dict, budget_s: float, *, queue: bool = True) -> bool | None:
         """Save {task: state}.  True: committed before returning.  False: not yet; it commits
         right after (see statistics()).  Never waits longer than budget_s for the disk or for
-        another process's writer lock."""
+        another process's writer lock.  queue=False (a state already safe in the staging page):
+        inline now or not at all — None, nothing written, the caller tries again later (the
+        writer thread, at the role's nice 10, would hold the GIL mid-job while the boosted
+        main thread waits for it)."""
         start = time.perf_counter()
         deadline = start + budget_s
         self._n["saves"] += 1
@@ -90,6 +96,12 @@ class Checkpointer:
         if late is not None and self.store.join_queued(late, [op]):
             job = late
             self._n["superseded"] += 1
+        if job is None and not queue:
+            job = self.store.write([op], inline=True, queue=False)
+            if job is None:
+                self._n["saves"] -= 1
+                return None
+            self._n["inline"] += 1
         if job is None:
             inline = self.store.commit_estimate_s() <= deadline - time.perf_counter()
             job = self.store.write([op], inline=inline)
@@ -146,3 +158,36 @@ class Checkpointer:
             self.role, last_error=self.last_error, last_seq=self.last_seq,
             hold_p50_us=_pct(hold, 50), hold_p99_us=_pct(hold, 99),
             commit_p50_us=_pct(commit, 50), commit_p99_us=_pct(commit, 99), **self._n)
+
+
+def restore(store, staged, tm, name: str, log) -> None:
+    """A role resumes from its newest saved state: the last LMDB checkpoint, or `staged` (the
+    staging page's (time_ns, payload)), the state of a switch whose LMDB commit the previous
+    incarnation did not live to make — unless that state had discoveries not yet committed
+    (they died with it): resuming from it would skip work whose findings are lost, so the
+    LMDB checkpoint wins then."""
+    rec = store.load_checkpoint(name) if store is not None else None
+    if rec:
+        tm.restore(rec.get("states", {}))    # state and history
+    if staged and (rec is None or staged[0] > int(rec.get("time_ns", 0))):
+        try:
+            doc = orjson.loads(staged[1])
+        except orjson.JSONDecodeError:
+            doc = None
+        if isinstance(doc, dict) and doc.get("pending") == 0 and \
+                isinstance(doc.get("states"), dict):
+            restored = tm.restore(doc["states"])   # the newer state on top
+            if store is not None:
+                store.save_checkpoint(name, tm.states())
+            log.info("resumed from the state staged by the last switch (newer than the last "
+                     "LMDB checkpoint; now committed)", tasks=",".join(restored) or "-")
+            return
+    if rec:
+        log.info("resumed from checkpoint", seq=rec.get("seq"),
+                 tasks=",".join(rec.get("states", {})) or "-")
+    elif store is not None:
+        # Nothing durable yet (a new role, or every earlier incarnation died within the second
+        # a switch's commit may wait): commit the starting state now, once, so a restart
+        # always resumes from a checkpoint of this role.
+        store.save_checkpoint(name, tm.states())
+        log.info("first checkpoint of this role", tasks=",".join(tm.states()) or "-")

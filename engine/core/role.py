@@ -37,7 +37,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from .checkpoint import restore
 from .control import F, H, State
+from .info import InfoFile
 from .role_ops import OperatorHandlers, Stop as _Stop
 from .signals import (FORK_BLOCKED, ROLE_SIGNALS, Background, set_parent_death_signal,
                       set_realtime)
@@ -52,6 +54,7 @@ DISCOVERY_COMMIT_S = 1.0   # discoveries wait at most this long for the checkpoi
 # A switch's state, staged in shared memory, reaches LMDB within this long: one commit for every
 # switch in that time, made between background slices (see switch() for why not at once).
 SWITCH_COMMIT_S = 1.0
+COMMIT_RETRY_S, COMMIT_TRIES = 0.05, 20   # that commit: inline only, retried; then queued
 
 
 from .kind import RoleKind, configure_tasks, describe_kind, resolve_kind  # noqa: F401  (re-exported)
@@ -84,9 +87,12 @@ class RoleRuntime(OperatorHandlers):
         self.next_checkpoint = time.monotonic() + self.checkpoint_interval
         self._wake_r = self._wake_w = -1
         self.commit_due = float("inf")   # when the staged state of the last switches commits
+        self.commit_misses = 0           # tries of that commit that found the writer lock busy
         self.poll_interval = 1.0 if role_cfg.inbox == "poll" else 0.0
         self.next_poll = 0.0
         self.keep_priority = False   # a realtime source stays at its FIFO priority after a switch
+        self.reboosts = 0            # switches that ended with another interrupt's boost undone
+        self._info = InfoFile(cfg.run_dir / "roles" / f"{self.name}.info.json")
 
     # ------------------------------------------------------------------ signals (record only)
     def on_interrupt(self, signum, frame) -> None:
@@ -120,7 +126,8 @@ class RoleRuntime(OperatorHandlers):
         self.tm = TaskManager(tasks, ctx, max_concurrent=self.config.max_concurrent,
                               slice_budget_us=self.config.slice_budget_us,
                               on_error=self._task_error, log=self.log)
-        self._restore()
+        staged = self.wiring.staging.newest(self.index) if self.wiring.staging else None
+        restore(self.store, staged, self.tm, self.name, self.log)   # the newest saved state
         w = self.wiring
         for ring_name in w.inputs.get(self.name, []):
             self.readers.append((ring_name, w.rings[ring_name].reader(self.index, start="resume")))
@@ -156,39 +163,6 @@ class RoleRuntime(OperatorHandlers):
         from .checkpoint import Checkpointer
         self.saver = Checkpointer(self.store, self.name)
 
-    def _restore(self) -> None:
-        """Resume from the newest saved state: the last LMDB checkpoint, or the state staged by
-        a switch whose LMDB commit the previous incarnation did not live to make — unless that
-        state had discoveries not yet committed (they died with it): resuming from it would
-        skip work whose findings are lost, so the LMDB checkpoint wins then."""
-        rec = self.store.load_checkpoint(self.name) if self.store is not None else None
-        staged = self.wiring.staging.newest(self.index) if self.wiring.staging else None
-        if rec:
-            self.tm.restore(rec.get("states", {}))    # state and history
-        if staged and (rec is None or staged[0] > int(rec.get("time_ns", 0))):
-            try:
-                doc = orjson.loads(staged[1])
-            except orjson.JSONDecodeError:
-                doc = None
-            if isinstance(doc, dict) and doc.get("pending") == 0 and \
-                    isinstance(doc.get("states"), dict):
-                restored = self.tm.restore(doc["states"])   # the newer state on top
-                if self.store is not None:
-                    self.store.save_checkpoint(self.name, self.tm.states())
-                self.log.info("resumed from the state staged by the last switch (newer than "
-                              "the last LMDB checkpoint; now committed)",
-                              tasks=",".join(restored) or "-")
-                return
-        if rec:
-            self.log.info("resumed from checkpoint", seq=rec.get("seq"),
-                          tasks=",".join(rec.get("states", {})) or "-")
-        elif self.store is not None:
-            # Nothing durable yet (a new role, or every earlier incarnation died within the
-            # second a switch's commit may wait): commit the starting state now, once, so a
-            # restart always resumes from a checkpoint of this role.
-            self.store.save_checkpoint(self.name, self.tm.states())
-            self.log.info("first checkpoint of this role", tasks=",".join(self.tm.states()) or "-")
-
     def _discover(self, task: str, record: dict) -> None:
         self.slot.add(F.DISCOVERIES)
         if self.store is not None:
@@ -216,20 +190,33 @@ class RoleRuntime(OperatorHandlers):
             return False
 
     def checkpoint(self, why: str, budget_s: float | None = None, *,
-                   staged: bool = False) -> bool:
+                   staged: bool = False) -> bool | None:
         """Commit every task's state (and the discoveries that came with it) to LMDB.
 
         Without a budget (interval, request, stop) it also refreshes the staging page, so that
         page is never older than LMDB, and waits for the commit.  With one (the switch) it
         never waits longer: a commit that cannot finish in time goes on in the store's writer.
-        That is a *late* save unless `staged`: then the switch already had its state saved
-        in the staging page, and this commit only makes it durable."""
+        That is a *late* save unless `staged`: the switch's state is in the staging page, and
+        this commit makes it durable.  Staged and interval commits are inline or tried again in
+        COMMIT_RETRY_S (None: the writer lock was busy), queued after COMMIT_TRIES: a wait for
+        the writer thread held the role 2-20 ms (DEVELOPING.md, "the atomic switch")."""
         if self.store is None:
             return True
         states = self.tm.states()
         try:
             if budget_s is None:
                 self._stage(self.tm.slim_states())
+            if (staged or why == "interval") and self.commit_misses < COMMIT_TRIES:
+                ok = self.saver.save(states, budget_s or 1.0, queue=False)
+                if ok is None:             # the writer lock was busy: again in COMMIT_RETRY_S
+                    self.commit_misses += 1
+                    again = time.monotonic() + COMMIT_RETRY_S
+                    if staged:
+                        self.commit_due = min(self.commit_due, again)
+                    else:
+                        self.next_checkpoint = again
+                    return None
+            elif budget_s is None:
                 self.store.save_checkpoint(self.name, states)   # waits for the commit
                 ok = True
             else:
@@ -243,6 +230,7 @@ class RoleRuntime(OperatorHandlers):
             self.slot.add(F.LATE_SAVES)
         self.next_checkpoint = time.monotonic() + self.checkpoint_interval
         self.commit_due = float("inf")   # whatever the switches staged is in this commit
+        self.commit_misses = 0
         return ok
 
     # ------------------------------------------------------------------ publishing (monitors)
@@ -252,12 +240,10 @@ class RoleRuntime(OperatorHandlers):
     def set_info(self, doc: dict) -> None:
         """What this role wants `status` to show beyond the control block's counters (a kind's
         own health: a dict with a one-line "summary" and any fields): written atomically to
-        run_dir/roles/<role>.info.json, read by `status`.  Call it at most a few times a second."""
-        d = self.cfg.run_dir / "roles"
-        tmp = d / f".{self.name}.info.tmp"
+        run_dir/roles/<role>.info.json, read by `status`.  Call it at most a few times a second.
+        Written in place (InfoFile): it runs between two safe points of a background task."""
         try:
-            tmp.write_bytes(orjson.dumps(doc, default=str))
-            os.replace(tmp, d / f"{self.name}.info.json")
+            self._info.write(orjson.dumps(doc, default=str))
         except OSError as e:      # a full or missing run dir must not stop the role
             self.log.warning("cannot write the role's status info", error=str(e))
 
@@ -288,8 +274,8 @@ class RoleRuntime(OperatorHandlers):
 
     # ------------------------------------------------------------------ the switch
     def switch(self, polled: bool = False) -> bool:
-        """Take every waiting record.  `polled`: no interrupt came (an inbox = "poll" role
-        reading its inputs between slices), so there is no signal latency to record."""
+        """Take every waiting record.  `polled`: no interrupt came (an inbox = "poll" role reading
+        its inputs between slices), so there is no signal latency to record."""
         collecting = gc.isenabled()
         gc.disable()   # a collection due now waits for the next background slice
         try:
@@ -304,6 +290,7 @@ class RoleRuntime(OperatorHandlers):
         if not polled:
             self.interrupt[0] = False
             slot.add(F.INTERRUPTS)
+        sent_before = slot.get(F.SENT_NS)   # a newer one by the end: a boost this lower undoes
         t_paused = time.monotonic_ns()
         decode = self.kind.decode
         events: list[dict] = []
@@ -329,7 +316,7 @@ class RoleRuntime(OperatorHandlers):
             if not polled:
                 slot.add(F.COALESCED)
                 if not self.keep_priority:
-                    self.bg.lower()
+                    self._lower(sent_before)
             return False
         slot.set_state(State.SWITCHING)
         sent = 0 if polled else slot.get(F.SENT_NS)
@@ -352,7 +339,7 @@ class RoleRuntime(OperatorHandlers):
         for _, reader in self.readers:
             reader.commit()
         if not self.keep_priority:   # a source (it reads `reads` rings) is never boosted
-            self.bg.lower()
+            self._lower(sent_before)
         if staged:
             # Safe in the staging page; the LMDB commit waits for the loop.  Committed here it
             # held up the *next* interrupt (p99 to 9 ms: DEVELOPING.md, "the atomic switch").
@@ -374,6 +361,14 @@ class RoleRuntime(OperatorHandlers):
                 slot.observe(H.EVENT, t_decided - tw)
         slot.observe(H.RESUME, t_resumed - t_decided)
         return True
+
+    def _lower(self, sent_before: int) -> None:
+        """To the background's class after a switch, unless another interrupt came meanwhile
+        (a newer SENT_NS, or the flag): Background.lower_unless says why both."""
+        slot, flag = self.slot, self.interrupt
+        if self.bg.lower_unless(lambda: flag[0] or slot.get(F.SENT_NS) != sent_before,
+                                self.wiring.role_boost_priority):
+            self.reboosts += 1
 
     # ------------------------------------------------------------------ the loop
     def loop(self) -> None:
@@ -451,15 +446,17 @@ class RoleRuntime(OperatorHandlers):
                 self.log.error("on_stop failed", error=repr(e))
         if self.saver is not None:
             st = self.saver.statistics()
-            self.log.info("checkpoint statistics", saves=st.saves, inline=st.inline,
-                          late=st.late, overruns=st.overruns, failures=st.failures,
-                          hold_p50_us=round(st.hold_p50_us, 1), hold_p99_us=round(st.hold_p99_us, 1))
+            self.log.info("checkpoint statistics", saves=st.saves, inline=st.inline, late=st.late,
+                          overruns=st.overruns, failures=st.failures, hold_p50_us=round(
+                              st.hold_p50_us, 1), hold_p99_us=round(st.hold_p99_us, 1))
+        self._info.close()
         if self.store is not None:
             try:
                 self.store.close()
             except Exception as e:
                 self.log.error("store close failed", error=repr(e))
-        self.log.info("role stopped", reason=reason, checkpoint="saved" if ok else "FAILED")
+        self.log.info("role stopped", reason=reason, checkpoint="saved" if ok else "FAILED",
+                      kept_boost=self.reboosts)
 
 
 def role_main(cfg, role_cfg, wiring: "Wiring", log) -> "NoReturn":  # noqa: F821

@@ -226,6 +226,17 @@ class Background:
         except OSError:
             pass
 
+    def lower_unless(self, pending, boost_priority: int | None) -> bool:
+        """Lower this process after a switch unless `pending()` (another interrupt came while it
+        switched); True if it stays, or is put back, at `boost_priority`.  Looked at before
+        lowering — lowered, a role under load waits milliseconds for the CPU before it can look
+        again — and after: a sender stores SENT_NS, boosts, then signals, so a boost the lower
+        undid shows then, and the role boosts itself back (its next switch lowers it)."""
+        if boost_priority is not None and pending():
+            return True
+        self.lower()
+        return boost_priority is not None and pending() and boost(0, boost_priority)
+
     @staticmethod
     def boosted() -> bool:
         return os.sched_getscheduler(0) == os.SCHED_FIFO

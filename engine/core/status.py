@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import time
 
-import orjson
-
 from .control import ControlBlock, F, Flag, H, State
+from .info import read_info as _read_info
 
 
 def _alive(pid: int) -> bool:
@@ -43,12 +42,7 @@ def read_info(run_dir, name: str) -> dict | None:
     """A role's own status document (RoleRuntime.set_info), or None."""
     if run_dir is None:
         return None
-    try:
-        with open(f"{run_dir}/roles/{name}.info.json", "rb") as f:
-            doc = orjson.loads(f.read())
-    except (OSError, orjson.JSONDecodeError):
-        return None
-    return doc if isinstance(doc, dict) else None
+    return _read_info(f"{run_dir}/roles/{name}.info.json")
 
 
 def role_rows(cb: ControlBlock, run_dir=None) -> list[dict]:

@@ -285,6 +285,26 @@ def test_checkpoint_goes_on_late_when_another_process_holds_the_lock(tmp_path, c
             assert r.last_seq("discoveries", ROLE) == 1
 
 
+def test_a_staged_state_commit_is_inline_or_not_at_all(tmp_path, children):
+    """queue=False (the loop's commit of a switch's staged state): with the lock held by
+    another process nothing is queued for the writer thread; once free it commits inline."""
+    path = str(tmp_path / "s")
+    ready_r, ready_w = os.pipe()
+    release_r, release_w = os.pipe()
+    with Store.open(path) as store:
+        children.append(pid := fork(_hold_writer_lock, path, ready_w, release_r))
+        os.read(ready_r, 1)
+        cp = Checkpointer(store, ROLE)
+        assert cp.save({"t": {"v": 1}}, 300e-6, queue=False) is None
+        st = store.statistics()
+        assert st.queued_jobs == 0 and st.jobs == 0 and cp.statistics().saves == 0
+        os.write(release_w, b"x")
+        assert reap(pid) == 0
+        assert cp.save({"t": {"v": 2}}, 5.0, queue=False) is True
+        assert store.load_checkpoint(ROLE)["states"] == {"t": {"v": 2}}
+        assert store.statistics().jobs == 0 and cp.statistics().inline == 1
+
+
 def _grow_writer(path, who, n) -> int:
     store = Store.open(path, map_size=1 << 18, discovery_batch=25)
     for i in range(1, n + 1):

@@ -210,10 +210,11 @@ class WritableStore(Store):
             return seq
         return self._submit([op], durable=durable)
 
-    def append_many(self, db: str, prefix: str, records: list, *, inline: bool = True) -> WriteJob:
+    def append_many(self, db: str, prefix: str, records: list, *, inline: bool = True,
+                    queue: bool = True) -> WriteJob | None:
         """Records under prefix in one transaction, without waiting: inline if the writer lock
         is free now (and `inline`), else by the writer thread (job.wait() waits; job.result()
-        has the seqs)."""
+        has the seqs), or with queue=False not at all (None: nothing written, try again later)."""
         self._alive()
         if db not in SEQ_DATABASES:
             raise StoreError(f"append_many: unknown database {db!r} (one of {', '.join(SEQ_DATABASES)})")
@@ -230,7 +231,7 @@ class WritableStore(Store):
                 seq += 1
                 txn.put(key + seq_bytes(seq), raw, db=dbh)
             return seq
-        return self.write([op], inline=inline)
+        return self.write([op], inline=inline, queue=queue)
 
     def log_event(self, kind: str, /, **fields) -> None:
         """Record what the supervisor or watchdog did; committed by the writer thread shortly
@@ -282,23 +283,26 @@ class WritableStore(Store):
 
     # -- writing: jobs ------------------------------------------------------------------------
 
-    def write(self, ops: list, *, inline: bool = False) -> WriteJob:
+    def write(self, ops: list, *, inline: bool = False, queue: bool = True) -> WriteJob | None:
         """Commit ops (functions of a write txn) in one transaction.  inline=True: now, in this
         thread, if no process holds the writer lock and this process has nothing queued; else
-        (and always with inline=False) by the writer thread.  Never waits for another process.
-        Returns the job: job.inline tells which happened, job.wait(timeout) waits for it."""
+        (and always with inline=False) by the writer thread — or, with queue=False, not at all:
+        None, the caller tries again later (a role's background task: the writer thread, at
+        the role's nice 10, would hold the GIL mid-job while the boosted main thread waits).
+        Never waits for another process.  Returns the job: job.inline tells which happened,
+        job.wait(timeout) waits for it."""
         self._alive()
         if not inline or not self._wlock.acquire(blocking=False):
-            return self._submit(ops)
+            return self._submit(ops) if queue or not inline else None
         fd = self._lockfds[1]
         try:
             with self._cv:
                 if self._jobs:   # earlier writes first: keep this process's order
-                    return self._queue(WriteJob(ops))
+                    return self._queue(WriteJob(ops)) if queue else None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                return self._submit(ops)
+                return self._submit(ops) if queue else None
             try:
                 return self._commit_inline(ops)
             finally:
