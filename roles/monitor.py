@@ -216,16 +216,10 @@ class _ChainFeed:
         drops what the WebSocket already brought (and the other way round)."""
         self.hooks["records"] += 1
         out = []
-        held = self.follower.hashes
+        from engine.chain.hooks import orphaned
         for log in logs:
             self.hooks["logs"] += 1
-            try:
-                n = log["blockNumber"]
-                n, h = (int(n, 16) if isinstance(n, str) else int(n)), str(log["blockHash"]).lower()
-            except (KeyError, TypeError, ValueError):
-                n, h = None, None               # the book counts it as malformed below
-            mine = held.get(n) if n is not None else None
-            if mine is not None and mine.lower() != h:   # a block the node has replaced
+            if orphaned(log, self.follower.hashes):    # a block the node has replaced
                 self.hooks["orphaned"] += 1
                 continue
             try:

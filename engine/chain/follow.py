@@ -18,7 +18,7 @@ is not the hash held, a head or a log at a height held under another hash.  `rem
 honoured too.  A block counts as fully processed when the next head has arrived (a block's logs
 come before the following head) or when eth_getLogs fetched it.
 
-Endpoint health: `Endpoint` keeps head, errors, latency; `Prober` (a second task) asks every
+Endpoint health (engine/chain/health.py): `Endpoint` keeps head, errors, latency; `Prober` (a second task) asks every
 standby for eth_blockNumber, so an active node that falls `lag_blocks` behind the best is
 demoted, and the first endpoint in the configured order comes back once it is healthy again.
 """
@@ -31,52 +31,13 @@ from typing import Callable, Iterator
 from engine.arb import events as ev
 from engine.core.tasks import Wait
 
+from .health import Endpoint, Prober, quantity as _int  # noqa: F401  (Prober: its home was here)
 from .ws import BadMessage, RpcFailure, RpcTimeout, WsClient, WsError
 
 # every topic the pool book applies: V2 Sync/Swap, V3 Swap/Initialize/Mint/Burn, creations
 TOPICS = [ev.SYNC_TOPIC, ev.V2_SWAP_TOPIC, ev.V3_SWAP_TOPIC, ev.V3_INITIALIZE_TOPIC,
           ev.V3_MINT_TOPIC, ev.V3_BURN_TOPIC, ev.PAIR_CREATED_TOPIC, ev.POOL_CREATED_TOPIC]
 _TOO_MANY = ("too many", "limit", "range", "exceed", "query returned more")
-
-
-class Endpoint:
-    """One node's WebSocket URL and what we know of its health."""
-
-    def __init__(self, url: str, order: int):
-        self.url, self.order = url, order
-        self.head = -1               # highest block number it reported
-        self.head_at = 0.0           # when (monotonic)
-        self.errors = 0
-        self.last_error = ""
-        self.latency_ms = None       # EWMA of eth_blockNumber round trips
-        self.next_try = 0.0
-        self.backoff = 0.0
-        self.ok_since = None         # monotonic time of the first of the current run of good probes
-        self.state = "new"           # new | active | standby | down | demoted | wrong-chain
-
-    def good(self, now: float, head: int, rtt_ms: float) -> None:
-        # what the node says now, lower too: a node restarted on a shorter chain, or one that
-        # went back in a reorg, must count as behind the others
-        if head != self.head:
-            self.head, self.head_at = head, now
-        self.latency_ms = rtt_ms if self.latency_ms is None else 0.8 * self.latency_ms + 0.2 * rtt_ms
-        if self.ok_since is None:
-            self.ok_since = now
-        if self.state in ("new", "down"):
-            self.state = "standby"
-
-    def fail(self, now: float, why: str, *, initial: float, cap: float, state: str = "down") -> None:
-        self.errors += 1
-        self.last_error = why[:200]
-        self.backoff = min(cap, max(initial, self.backoff * 2))
-        self.next_try = now + self.backoff
-        self.ok_since = None
-        self.state = state
-
-    def statistics(self) -> dict:
-        return {"url": self.url, "state": self.state, "head": self.head, "errors": self.errors,
-                "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 2),
-                "last_error": self.last_error}
 
 
 class Switch(Exception):
@@ -464,53 +425,3 @@ class Follower:
         return {"status": self.status, "head": self.head, "done": self.done,
                 "active": self.active.url if self.active else None, **self.counts,
                 "endpoints": [e.statistics() for e in self.endpoints]}
-
-
-class Prober:
-    """Background health of the endpoints not in use: eth_chainId once, eth_blockNumber each
-    run, one connection kept per endpoint."""
-
-    def __init__(self, follower: Follower):
-        self.f = follower
-        self.conns: dict[str, WsClient] = {}
-
-    def run(self) -> Iterator[Wait]:
-        f = self.f
-        for ep in f.endpoints:
-            if ep is f.active or ep.next_try > f.clock():
-                continue
-            ws = self.conns.get(ep.url)
-            try:
-                if ws is None:
-                    ws = self.conns[ep.url] = WsClient(ep.url)
-                    ws.start()
-                    yield from ws.handshake(f.timeout)
-                    cid = _int((yield from ws.call("eth_chainId", timeout=f.timeout)), "chain id")
-                    if cid != f.s["chain_id"]:
-                        raise ValueError(f"chain id {cid}, expected {f.s['chain_id']}")
-                t0 = f.clock()
-                h = _int((yield from ws.call("eth_blockNumber", timeout=f.timeout)), "block")
-                ws.notifications.clear()
-                ep.good(f.clock(), h, (f.clock() - t0) * 1e3)
-                if ep.state == "demoted" and not f.lagging(ep):
-                    ep.state = "standby"
-            except (WsError, ValueError, KeyError, TypeError) as e:
-                self.conns.pop(ep.url, None)
-                if ws is not None:
-                    ws.close()
-                f._backoff(ep, f"{type(e).__name__}: {e}",
-                           "wrong-chain" if "chain id" in str(e) else "down")
-
-    def close(self) -> None:
-        for ws in self.conns.values():
-            ws.close()
-        self.conns.clear()
-
-
-def _int(v, what: str) -> int:
-    """A JSON-RPC quantity ("0x1a") or a plain int; anything else is a lying node."""
-    if isinstance(v, int) and not isinstance(v, bool):
-        return v
-    if isinstance(v, str) and v.startswith("0x"):
-        return int(v, 16)
-    raise BadMessage(f"{what}: not a quantity: {v!r:.60}")

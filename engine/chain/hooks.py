@@ -144,3 +144,16 @@ class HookReader:
 def hook_logs(store, record: dict) -> list[dict]:
     """One-shot form of HookReader(store).logs(record)."""
     return HookReader(store).logs(record)
+
+
+def orphaned(log: dict, held: dict[int, str]) -> bool:
+    """Whether a webhook's log names a block height that the follower holds (`held`: number ->
+    the node's hash) under another hash: a block the chain has replaced, not to be applied.
+    A malformed log is not orphaned (the pool book counts it as malformed)."""
+    try:
+        n = log["blockNumber"]
+        n, h = (int(n, 16) if isinstance(n, str) else int(n)), str(log["blockHash"]).lower()
+    except (KeyError, TypeError, ValueError):
+        return False
+    mine = held.get(n)
+    return mine is not None and mine.lower() != h
