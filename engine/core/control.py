@@ -111,6 +111,8 @@ class H(IntEnum):
     EVENT = 5      # event written to the ring -> decision written
     RESUME = 6     # decision written -> background resumed
     SLICE = 7      # one background slice
+    DETECT = 8     # a source's input arrived -> its record written to the ring (chain monitors:
+                   # a log's bytes received -> its pool record in events.<chain>)
 
 
 HISTOGRAMS = len(H)

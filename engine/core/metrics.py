@@ -73,6 +73,7 @@ PHASES = {
     H.DECIDE: "handling started -> decision written",
     H.EVENT: "event written to its ring -> decision written",
     H.RESUME: "decision written -> background work resumed",
+    H.DETECT: "a source's input received -> its record in the ring (a monitor: log bytes -> pool record)",
     H.SLICE: "one background slice",
 }
 FIRST_EDGE = 40        # control-block bucket 40 starts at 2**10 ns = 1.024 µs

@@ -13,7 +13,7 @@ The JSON shape (`syndicate status --json`, and the supervisor's USR2 report) is 
                 "heartbeat_age_s", "efficiency", "info" (what the role itself reports, see
                 RoleRuntime.set_info: {"summary": str, ...} or null),
                 "latency_us": {"signal"|"pause"|"save"|"switch"|"decide"|"event"|"resume"|
-                               "slice": {"n", "p50", "p99"}}}]}
+                               "slice"|"detect": {"n", "p50", "p99"}}}]}
 
 Fields may be added; none will be renamed or removed without a version bump of this text.
 Latency figures come from log-scale histograms (4 buckets per octave): ±10 %.

@@ -97,6 +97,11 @@ def test_each_swap_one_record_big_ones_interrupt_once(devnet, engine_factory, tm
     assert value(fams, "syndicate_chain_pools", **mon) == len(graph)
     assert value(fams, "syndicate_chain_drifted_pools_total", **mon) == 0
     assert value(fams, "syndicate_decisions_total", role="spot") == big
+    # detection latency: every published record observed once, in status and /metrics
+    det = e.roles()[f"monitor-{chain}"]["latency_us"]["detect"]
+    assert det["n"] == len(swaps) and 0 < det["p50"] <= det["p99"]
+    assert value(fams, "syndicate_detect_seconds_count", role=f"monitor-{chain}") == len(swaps)
+    assert value(fams, "syndicate_detect_seconds_count", role="spot") is None   # not a source
     assert e.stop() == 0
 
 
