@@ -39,6 +39,17 @@ from .synthetic import SyntheticSource  # noqa: F401  (kind "roles.monitor:Synth
 DETECT = int(H.DETECT)      # a plain int: an enum member costs a lookup per observation
 
 
+def _detected(rt, records: list[dict]) -> None:
+    """Detection latency into the control block (`status`, syndicate_detect_seconds): a log's
+    bytes received (t_origin) -> its record in the ring (t_written, stamped by the publish),
+    after the records are out, so it costs the detection nothing.  A function, not a method:
+    the replay source publishes through `_ChainFeed.publish` on a feed of its own."""
+    slot = getattr(rt, "slot", None)
+    for r in records if slot is not None else ():
+        if r.get("t_origin") and r.get("t_written") and not r.get("reverted"):
+            slot.observe(DETECT, r["t_written"] - r["t_origin"])
+
+
 # ---------------------------------------------------------------------------------------------
 class _Run(Task):
     """A task whose run is a generator made by `make()`."""
@@ -206,7 +217,7 @@ class _ChainFeed:
                 notify = True
         try:
             self.mon.rt.publish(self.ring, records, notify=notify)
-            self.detected(records)
+            _detected(self.mon.rt, records)
         except ValueError:      # one record over the ring's slot size: publish the others
             ok = []
             for r in records:
@@ -221,15 +232,6 @@ class _ChainFeed:
             if notify and ok and interrupter is not None:
                 interrupter.notify()
         self.dirty = True
-
-    def detected(self, records: list[dict]) -> None:
-        """Detection latency into the control block (`status`, syndicate_detect_seconds): a
-        log's bytes received (t_origin) -> its record in the ring (t_written, stamped by the
-        publish), after the records are out, so it costs the detection nothing."""
-        slot = getattr(self.mon.rt, "slot", None)
-        for r in records if slot is not None else ():
-            if r.get("t_origin") and r.get("t_written") and not r.get("reverted"):
-                slot.observe(DETECT, r["t_written"] - r["t_origin"])
 
     # ---- tasks
     def keep(self):
