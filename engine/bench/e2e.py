@@ -37,12 +37,10 @@ from pathlib import Path
 import orjson
 
 from ..config import render
+from ..devnet.managed import DEV_KEY as DEVNET_OWNER_KEY   # anvil's account 1: devnet only
 from .report import Comparison, Summary, emit, host_info
 
 CHAIN = "arbitrum"
-# anvil's well-known dev key of account 1, the devnet executor contract's owner (devnet only:
-# live mode refuses it against any node that is not anvil)
-DEVNET_OWNER_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
 STAGES = ("detect", "decide", "accept", "sign", "send", "mined")
 
 

@@ -34,9 +34,21 @@ from pathlib import Path
 from .anvil import ROOT, rpc
 from .deploy import CHAINS
 
-# anvil's (and hardhat's) account 1 of the public "test test … junk" mnemonic: worthless
-# anywhere but a devnet, and the owner of the devnet's FlashArbExecutor (deploy.py)
-DEV_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
+# anvil's (and hardhat's) public development mnemonic: its accounts are worthless anywhere but
+# a devnet; account 1 owns the devnet's FlashArbExecutor (deploy.py)
+DEV_MNEMONIC = "test test test test test test test test test test test junk"
+
+
+def dev_key(index: int = 1) -> str:
+    """The private key of the devnet's account `index`, derived from the public mnemonic (so
+    no key is written out in the code; engine/chain/keys.py refuses these keys off anvil)."""
+    from eth_account import Account
+    Account.enable_unaudited_hdwallet_features()
+    return "0x" + Account.from_mnemonic(DEV_MNEMONIC,
+                                        account_path=f"m/44'/60'/0'/0/{index}").key.hex()
+
+
+DEV_KEY = dev_key(1)
 DEV_ADDRESS = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 BALANCE_OF = "0x70a08231"
 DEV_KEY_ENV = "SYNDICATE_EXECUTOR_KEY"   # where the executor role reads its key (its key_env)
