@@ -43,6 +43,7 @@ from pathlib import Path
 import orjson
 
 from ..config import render
+from ..core.wiring import stop_engine
 from .report import Comparison, Summary, emit, host_info
 
 CHAINS = ("arbitrum", "base", "polygon")
@@ -94,23 +95,7 @@ class _Engine:
                            f"{self.err.read_text(errors='replace')[-2000:]}")
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait()
-        for n in os.listdir("/dev/shm"):
-            if n.startswith(f"syn.{self.name}."):
-                try:
-                    os.unlink(f"/dev/shm/{n}")
-                except FileNotFoundError:
-                    pass
+        stop_engine(self.proc, self.name, 20)
 
 
 class _Baseline:

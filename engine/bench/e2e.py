@@ -37,6 +37,7 @@ from pathlib import Path
 import orjson
 
 from ..config import render
+from ..core.wiring import stop_engine
 from ..devnet.managed import DEV_KEY as DEVNET_OWNER_KEY   # anvil's account 1: devnet only
 from .report import Comparison, Summary, emit, host_info
 
@@ -106,23 +107,7 @@ class _Engine:
         return [(lambda d: d.get("value", d))(json.loads(ln)) for ln in r.stdout.splitlines() if ln]
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait()
-        for n in os.listdir("/dev/shm"):
-            if n.startswith(f"syn.{self.name}."):
-                try:
-                    os.unlink(f"/dev/shm/{n}")
-                except FileNotFoundError:
-                    pass
+        stop_engine(self.proc, self.name, 20)
 
 
 def stages_of(records: list[dict]) -> dict:

@@ -28,7 +28,6 @@ import hashlib
 import multiprocessing as mp
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from pathlib import Path
 import orjson
 
 from ..config import render
+from ..core.wiring import stop_engine
 from .report import Comparison, Summary, emit, host_info
 
 CHAINS = ("arbitrum", "base", "polygon")
@@ -160,20 +160,7 @@ def run_ours(events: int, rate: float, progress, boost: str = "fifo",
                 r.close()
             except Exception:
                 pass
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
-        for n in os.listdir("/dev/shm"):
-            if n.startswith(f"syn.{name}."):
-                os.unlink(f"/dev/shm/{n}")
+        stop_engine(proc, name, 20)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -55,6 +55,27 @@ def remove_segments(engine: str, keep: tuple[str, ...] = ()) -> list[str]:
     return removed
 
 
+def stop_engine(proc, engine: str, grace: float = 20.0) -> list[str]:
+    """Stop a `syndicate run` child started in its own session (benchmarks, replay): SIGTERM,
+    up to `grace` s for its graceful stop, then SIGKILL to the whole process group, and remove
+    whatever segments of `engine` are left (only after a SIGKILL: a supervisor removes its own).
+    Returns the segments removed."""
+    import signal
+    import subprocess
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+    return remove_segments(engine)
+
+
 @dataclass
 class Wiring:
     """Who reads and writes which ring; built from the config, inherited by every role.

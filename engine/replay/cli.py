@@ -32,6 +32,7 @@ from pathlib import Path
 import orjson
 
 from engine.config import render
+from engine.core.wiring import stop_engine
 from .inputs import (SHOWN_ERRORS, BadInput, manifest_pools, read_files, read_pool_file,
                      seed_from_node, seed_pools)
 
@@ -131,24 +132,7 @@ class _Engine:
             return ""
 
     def close(self) -> list[str]:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait()
-        left = [n for n in os.listdir("/dev/shm") if n.startswith(f"syn.{self.name}.")]
-        for n in left:              # only after a SIGKILL: the supervisor removes its own
-            try:
-                os.unlink(f"/dev/shm/{n}")
-            except FileNotFoundError:
-                pass
-        return left
+        return stop_engine(self.proc, self.name, 30)
 
 
 def _info(run_dir: Path, role: str) -> dict:
