@@ -33,6 +33,7 @@ setup(
         "test": [
             "pytest>=8,<10",
             "pytest-timeout>=2.2,<3",
+            "pytest-xdist>=3.5,<4",     # pytest.ini: two workers (the suite's time vs CI's budget)
             "hypothesis>=6.100,<7",
             "faster-fifo>=1.4,<2",
         ],
