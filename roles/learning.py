@@ -32,7 +32,7 @@ import time
 import orjson
 
 from engine.arb.learn import FEATURES, Model, evaluate, sample, split
-from engine.core.tasks import Failed, Priority, Task, TaskContext
+from engine.core.tasks import Failed, NotReady, Priority, Task, TaskContext
 
 from .modelgate import MODEL_KEY, LoadModel, ModelGate  # noqa: F401 (the agents' side, re-exported)
 from .success import guide_metrics
@@ -347,7 +347,7 @@ class NewPaths(CoordinatorTask):
         yield from self.hub.catch_up(self.store)
         graphs = {c: g for c, g in (self.graphs() or {}).items() if g is not None and len(g)}
         if not graphs:
-            raise Failed("no pool graph snapshot to search (no monitor has written one)")
+            raise NotReady("no pool graph snapshot to search (no monitor has written one)")
         st = self.state
         for chain, g in graphs.items():
             seen: set = set()

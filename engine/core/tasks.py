@@ -12,6 +12,7 @@ the generators in short slices:
      └────────────────┬─────────────────┘
                       ▼ StopIteration: run complete, next due = start + interval
                         raise Failed(why) (or any exception): run failed, next due = now + interval
+                        raise NotReady(why): its input is not there yet, next due = now + a few s
 
 Why generators and not threads: a Python thread holding the GIL delays the main thread's signal
 handler by the whole switch interval (5 ms by default; ARCHITECTURE.md), and a preempted thread's
@@ -23,7 +24,8 @@ default 200 µs); steps that overrun are counted.
 A task's `state` is a JSON-serialisable value; a checkpoint saves it (with whether a run was in
 progress) and a restarted role restores it, so a run must be written to continue from its state.
 
-A run that cannot do its work (an endpoint down, a bad answer) raises `Failed("why")`; a bug
+A run whose input is not there yet raises `NotReady("why")`: not an error, tried again after a
+few seconds.  A run that cannot do its work (an endpoint down, a bad answer) raises `Failed("why")`; a bug
 raises whatever it raises.  Either way the run counts as an error and not as a completion (so
 the completion rate falls), the task lives on and runs again at its next interval, and the
 role's log says so: the first failure at once, then at most one line per task every
@@ -58,6 +60,18 @@ ERROR_LOG_INTERVAL_S = 30.0   # at most one "task failed" line per task this oft
 
 class Failed(Exception):
     """Raised by a run that could not do its work: the run is a failure, the task lives on."""
+
+
+class NotReady(Failed):
+    """Raised by a run whose input is not there yet (a pool graph before the monitors' first
+    snapshot): not an error.  The run is retried after `retry_after` seconds (at most its
+    interval) instead of a whole interval later, which for an hourly task was an hour of
+    nothing after every start; it is logged once, at info level, and shown in `status --tasks`
+    as its last error with "not ready:" in front."""
+
+    def __init__(self, why: str, retry_after: float = 5.0):
+        super().__init__(why)
+        self.retry_after = retry_after
 
 
 @dataclass
@@ -342,6 +356,8 @@ class TaskManager:
             e.stats.completed += 1
             e.stats.run_ns_total += int((end - e.run_started) * 1e9)
             self._schedule_next(e, end)
+            if e.stats.last_error.startswith("not ready:"):
+                e.stats.last_error = ""
             if e.failing:
                 self._recovered(e)
         except Exception as exc:  # Failed, or a task's bug: neither may take the role down
@@ -354,6 +370,14 @@ class TaskManager:
     def _failed(self, e: _Entry, exc: Exception) -> None:
         now = self.clock()
         e.gen = None
+        if isinstance(exc, NotReady):
+            e.next_due = now + max(0.0, min(e.task.interval, exc.retry_after))
+            if not e.stats.last_error.startswith("not ready:") and self.log is not None:
+                self.log.info("background task waiting for its input", task=e.task.name,
+                              why=str(exc), retry_s=round(e.next_due - now, 3))
+            e.stats.last_error = f"not ready: {exc}"
+            e.stats.runs -= 1               # neither a run nor an error: the completion rate holds
+            return
         e.stats.errors += 1
         e.stats.last_error = str(exc) if isinstance(exc, Failed) else \
             "".join(traceback.format_exception_only(type(exc), exc)).strip()

@@ -22,7 +22,7 @@ import orjson
 
 from engine.arb.graph import PoolGraph
 from engine.arb.profit import _depth, convert   # _depth: the search's own measure of a pool
-from engine.core.tasks import Failed, Priority, Task, TaskContext
+from engine.core.tasks import Failed, NotReady, Priority, Task, TaskContext
 
 PER_STEP = 4         # pools whose cycles one step builds (a 300-pool hub: ~100 µs each)
 
@@ -30,7 +30,7 @@ PER_STEP = 4         # pools whose cycles one step builds (a 300-pool hub: ~100 
 def _graphs(graphs: Callable[[], dict]) -> dict[str, PoolGraph]:
     ready = {c: g for c, g in (graphs() or {}).items() if g is not None and len(g)}
     if not ready:
-        raise Failed("no pool graph loaded yet (waiting for the monitors' snapshots)")
+        raise NotReady("no pool graph loaded yet (waiting for the monitors' snapshots)")
     return ready
 
 
@@ -141,7 +141,7 @@ class BridgeGaps(Task):
                 if got:
                     prices.setdefault(sym, {})[chain] = got / 10 ** int(stable["decimals"])
         if not prices:
-            raise Failed("no chain's graph snapshot could be read")
+            raise NotReady("no chain's graph snapshot could be read")
         gaps = {}
         for sym, per in prices.items():
             if len(per) >= 2:

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from engine.core.tasks import Priority, Task, TaskContext, TaskManager, Wait
+from engine.core.tasks import NotReady, Priority, Task, TaskContext, TaskManager, Wait
 from roles.tasks import ChecksumTask, GasSampler
 from fakes import Clock
 
@@ -156,6 +156,49 @@ def test_failing_task_is_counted_not_fatal():
     m.run_slice([False])
     st = m.statistics()["tasks"]["bad"]
     assert st["errors"] == 1 and "boom" in st["last_error"] and errors
+
+
+def test_a_task_whose_input_is_not_there_yet_retries_in_seconds_not_an_interval():
+    """An hourly task started before the monitors' first graph snapshot: NotReady is retried
+    after its few seconds, never counted as an error, logged once (info), and forgotten when
+    a run completes."""
+    ready = [False]
+
+    class Hourly(Task):
+        interval = 3600.0
+
+        def run(self, ctx):
+            yield None
+            if not ready[0]:
+                raise NotReady("no pool graph yet", retry_after=5.0)
+            yield None
+
+    lines, errors = [], []
+    clock = Clock(100.0)
+    m = TaskManager([Hourly(name="paths")], TaskContext("r"), slice_budget_us=10**7,
+                    clock=clock, on_error=lambda t, e: errors.append(e),
+                    log=type("L", (), {"info": lambda s, m, **f: lines.append(("info", m, f)),
+                                       "error": lambda s, m, **f: lines.append(("error", m, f))})())
+    for _ in range(3):                      # three slices at t=100: one run, not ready
+        m.run_slice([False])
+    st = m.statistics()["tasks"]["paths"]
+    assert st["last_error"] == "not ready: no pool graph yet" and st["errors"] == 0, st
+    assert st["runs"] == 0 and not errors
+    clock.t = 104.0                          # not yet due again
+    m.run_slice([False])
+    assert m.statistics()["tasks"]["paths"]["last_error"].startswith("not ready")
+    clock.t = 105.5                          # due again after 5 s, not 3 600: still not ready
+    for _ in range(3):
+        m.run_slice([False])
+    assert [x[0] for x in lines] == ["info"] and "waiting for its input" in lines[0][1]
+    ready[0] = True
+    clock.t = 111.0
+    for _ in range(3):
+        m.run_slice([False])
+    st = m.statistics()["tasks"]["paths"]
+    assert st["completed"] == 1 and st["runs"] == 1 and st["errors"] == 0, st
+    assert st["completion_rate"] == 1.0 and st["last_error"] == "" and not errors
+    assert [x[0] for x in lines] == ["info"]     # no "recovered" line: nothing had failed
 
 
 def test_duplicate_names_refused():
