@@ -63,6 +63,30 @@ def reader_work(kind: str, reader_index: int):
     return None
 
 
+def block_work(kind: str, reader_index: int):
+    """What a ring reader does with each `Block` from `poll_block` (None: nothing, raw): the
+    same work as `reader_work`, read in place.  Binary: the records of its pool are found by
+    `Block.matching` (bytes.find over the block, not a compare per record) and decoded from a
+    view of the block; orjson: every record loaded from a view (no bytes object per record)."""
+    if kind == "orjson":
+        loads = orjson.loads
+
+        def load_all(block):
+            for rec in block:
+                loads(rec)
+        return load_all
+    if kind == "binary":
+        mine, decode, size = bytes.fromhex(pool(reader_index % POOLS)[2:]), records.decode, RECORD
+
+        def mine_only(block):
+            view, ss = block.view, block.slot_size
+            for i in block.matching(20, mine):   # records.pool_bytes' offset
+                o = block.offset(i)
+                decode(view[o:o + size])
+        return mine_only
+    return None
+
+
 def _per_record_us(fn, arg, n: int = 3000) -> list[float]:
     """µs per call, in 10 batches of n/10 (the summary's p50 is the typical batch)."""
     out = []

@@ -12,7 +12,12 @@ engine/chain/records.py (v3 swaps over 8 pools), in three forms:
              compares each record's pool bytes with the one pool it watches and decodes the
              ones that match (1 in 8), as an agent keeps only its pools' replicas
 
-    writer ──publish_many──▶ Ring (shared memory) ──poll──▶ reader 1 … reader k   (broadcast)
+A ring reader takes a `Block` per `poll_block` (one copy of the slots, records read in place):
+binary readers find their pool's records with `Block.matching` (bytes.find over the block) and
+decode those from a view; orjson readers load every record from a view.  The `poll` rows (one
+bytes per record, a compare per record: what roles use today) are shown beside faster-fifo.
+
+    writer ──publish_many──▶ Ring (shared memory) ──poll_block──▶ reader 1 … reader k  (broadcast)
     writer ──put × k──────▶ one mp.Queue / faster-fifo queue per reader ──get──▶ reader i
 
 * throughput: N records to every reader; records/s = N / (last record seen by the slowest
@@ -43,7 +48,8 @@ import time
 
 import orjson
 
-from engine.bench.payloads import CHUNK, POOLS, RECORD, codec_costs, payloads, reader_work
+from engine.bench.payloads import (CHUNK, POOLS, RECORD, block_work, codec_costs, payloads,
+                                   reader_work)
 from engine.bench.report import Comparison, Summary, emit
 from engine.core.ring import Ring
 
@@ -167,13 +173,22 @@ def _ring_write(ring: Ring, n: int, kind: str, batched: bool, barrier, out) -> N
     out.put(("writer", t0, k))
 
 
-def _ring_read(reader, n: int, kind: str, barrier, out) -> None:
-    work = reader_work(kind, reader.index)
+def _ring_read(reader, n: int, kind: str, block: bool, barrier, out) -> None:
+    """Read n records: by `poll_block` and `block_work` (block=True), or by `poll` and
+    `reader_work` on each record (the list-of-bytes API the roles use)."""
+    work = (block_work if block else reader_work)(kind, reader.index)
     barrier.wait()
     got = lost = 0
     while got + lost < n:
         if not reader.pending():
             os.sched_yield()
+            continue
+        if block:
+            b = reader.poll_block(256)
+            lost += b.lost
+            got += len(b)
+            if work is not None:
+                work(b)
             continue
         b = reader.poll(256)
         lost += b.lost
@@ -291,8 +306,8 @@ def _throughput(transport: str, k: int, n: int, kind: str, name: str) -> tuple[f
             ring = c.ring(name, slots=SLOTS, slot_size=SLOT_SIZE[kind], max_readers=k)
             readers = [ring.reader(i) for i in range(k)]
             for r in readers:
-                c.start(_ring_read, r, n, kind, barrier, out)
-            c.start(_ring_write, ring, n, kind, transport == "ring", barrier, out)
+                c.start(_ring_read, r, n, kind, transport == "ring", barrier, out)   # poll_block
+            c.start(_ring_write, ring, n, kind, transport != "ring-single", barrier, out)
         else:
             fifo = transport == "faster-fifo"
             queues = _queues(c, k, fifo)
@@ -354,22 +369,28 @@ def run(n: int, m: int, reader_counts: list[int], progress) -> tuple[list[Compar
         name = f"{base}.ring{k}"
         for kind in ("raw", "orjson", "binary"):
             figures = {}
-            for transport in ("ring", "ring-single", "mp.Queue", "faster-fifo"):
-                if kind != "raw" and transport == "ring-single":
-                    continue
+            # record at a time: raw only; poll's list of bytes: the real payloads
+            extra = "ring-single" if kind == "raw" else "ring-poll"
+            for transport in ("ring", extra, "mp.Queue", "faster-fifo"):
                 progress(f"throughput {kind} {transport} k={k}")
                 figures[transport], lost = _throughput(transport, k, n, kind, name)
                 if transport.startswith("ring"):
                     lost_total[f"{transport} {kind} k={k}"] = lost
             label = {"raw": f"{RECORD} B bytes", "orjson": "pool update, orjson (~490 B)",
                      "binary": f"pool update, binary ({RECORD} B, own pool decoded)"}[kind]
-            ring_s = Summary.single("ring publish_many/poll", figures["ring"])
+            ring_s = Summary.single("ring publish_many/poll_block", figures["ring"])
             for baseline in ("mp.Queue", "faster-fifo"):
                 how = "put per record" if baseline == "mp.Queue" else "put_many/get_many"
                 results.append(Comparison(
                     f"throughput, {label}, 1 writer -> {k} reader(s)", "records/s", ring_s,
                     Summary.single(f"{baseline} ({how}, one per reader)", figures[baseline]),
                     higher_is_better=True))
+            if kind != "raw":
+                results.append(Comparison(
+                    f"throughput, {label}, 1 writer -> {k} reader(s), poll (a bytes per record)",
+                    "records/s", Summary.single("ring publish_many/poll", figures["ring-poll"]),
+                    Summary.single("faster-fifo (put_many/get_many, one per reader)",
+                                   figures["faster-fifo"]), higher_is_better=True))
             if kind == "raw":
                 results.append(Comparison(
                     f"throughput, {label}, 1 writer -> {k} reader(s), record at a time",
