@@ -22,7 +22,7 @@ bytes per record, a compare per record: what roles use today) are shown beside f
 
 * throughput: N records to every reader; records/s = N / (last record seen by the slowest
   reader - writer start).  The ring writer keeps the slowest reader inside the ring's lossless
-  window (the benchmark's own flow control, from `statistics()`; the ring never waits), so
+  window (the benchmark's own flow control, `slowest_cursor()`; the ring never waits), so
   every reader gets every record: any loss is reported.  The baselines carry the same bytes
   and their readers do the same decoding.
 * codec: µs per record of records.encode / decode / peek beside orjson dumps / loads, in
@@ -48,6 +48,7 @@ import time
 
 import orjson
 
+from engine.bench import payloads
 from engine.bench.payloads import (CHUNK, POOLS, RECORD, block_work, codec_costs, payloads,
                                    reader_work)
 from engine.bench.report import Comparison, Summary, emit
@@ -160,7 +161,7 @@ def _ring_write(ring: Ring, n: int, kind: str, batched: bool, barrier, out) -> N
     seq = 0
     while seq < n:
         # the benchmark's flow control: keep every reader inside the lossless window
-        while seq - min(r["cursor"] for r in ring.statistics()["readers"]) > window:
+        while seq - ring.slowest_cursor() > window:
             os.sched_yield()
         m = min(CHUNK, n - seq)
         recs = raw[:m] if raw is not None else [orjson.dumps(e) for e in events[:m]]
@@ -377,7 +378,8 @@ def run(n: int, m: int, reader_counts: list[int], progress) -> tuple[list[Compar
                 if transport.startswith("ring"):
                     lost_total[f"{transport} {kind} k={k}"] = lost
             label = {"raw": f"{RECORD} B bytes", "orjson": "pool update, orjson (~490 B)",
-                     "binary": f"pool update, binary ({RECORD} B, own pool decoded)"}[kind]
+                     "binary": f"pool update, binary ({RECORD} B, own pool: "
+                               f"{payloads.BINARY_DECODE})"}[kind]
             ring_s = Summary.single("ring publish_many/poll_block", figures["ring"])
             for baseline in ("mp.Queue", "faster-fifo"):
                 how = "put per record" if baseline == "mp.Queue" else "put_many/get_many"
@@ -422,6 +424,9 @@ def main(argv: list[str]) -> int:
                    help="latency probes per run (default 2000)")
     p.add_argument("--readers", default="1,3,5", metavar="K,K,..",
                    help="reader process counts (default 1,3,5)")
+    p.add_argument("--binary-decode", choices=("fields", "dict"), default="fields",
+                   help="how far a binary reader decodes its pool's records: the fields a "
+                        "replica needs, read in place (default), or the whole dict")
     try:
         args = p.parse_args(argv)
     except SystemExit as e:
@@ -447,6 +452,7 @@ def main(argv: list[str]) -> int:
     progress = (lambda msg: print(f"  … {msg}", file=sys.stderr, flush=True)) \
         if sys.stderr.isatty() else (lambda msg: None)
     _sweep_stale()
+    payloads.BINARY_DECODE = args.binary_decode   # read by the forked readers
     try:
         results, extra = run(args.records, args.samples, counts, progress)
     except KeyboardInterrupt:
@@ -459,6 +465,7 @@ def main(argv: list[str]) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     extra["config"] = {"records": args.records, "samples": args.samples, "readers": counts,
-                       "slots": SLOTS, "slot_size": SLOT_SIZE, "chunk": CHUNK, "pools": POOLS}
+                       "slots": SLOTS, "slot_size": SLOT_SIZE, "chunk": CHUNK, "pools": POOLS,
+                       "binary_decode": args.binary_decode}
     emit("ring", results, args.json, extra)
     return 0

@@ -386,6 +386,17 @@ class Ring:
 
     # -- monitoring ----------------------------------------------------------------------------
 
+    def slowest_cursor(self) -> int | None:
+        """The lowest cursor among the reader slots in use, or None if none is: two strided
+        plain loads of the reader lines, no dict per reader (a writer that paces itself, as
+        bench ring's does, asks this per chunk; the ring itself never waits for anyone)."""
+        w = self._live()
+        lo = _READERS_OFF // 8
+        hi = lo + LINE // 8 * self.max_readers
+        live = [c for c, pid in zip(w[lo + _R_CURSOR:hi:LINE // 8].tolist(),
+                                    w[lo + _R_PID:hi:LINE // 8].tolist()) if pid]
+        return min(live) if live else None
+
     def statistics(self) -> dict:
         """A snapshot for monitoring (plain loads; writes nothing).  Readers whose slot was never
         used are left out; `lag` may exceed the capacity (that reader will lose records)."""

@@ -187,3 +187,18 @@ def test_publish_many_writes_every_kind_of_record_across_the_wrap(ring_name):
             got = rd.poll(256).records
             assert got == log[-len(batch):]
         assert rd.cursor == len(log) and ring.published == len(log)
+
+
+def test_slowest_cursor_is_the_lowest_cursor_of_the_slots_in_use(ring_name):
+    with Ring.create(ring_name, slots=16, slot_size=64, max_readers=4) as ring:
+        assert ring.slowest_cursor() is None
+        ring.publish_many([b"x"] * 5)
+        a = ring.reader(1)               # at 5
+        assert ring.slowest_cursor() == 5
+        b = ring.reader(3, start="oldest")   # at 0
+        ring.publish_many([b"y"] * 3)
+        assert ring.slowest_cursor() == 0
+        b.poll_block(4)
+        assert ring.slowest_cursor() == 4
+        a.poll(), b.poll()
+        assert ring.slowest_cursor() == 8 == min(r["cursor"] for r in ring.statistics()["readers"])
