@@ -76,7 +76,8 @@ from .ring_layout import (_HDR, _R_CURSOR, _R_LOST, _R_PID, _READERS_OFF,
                           _reader_line)
 from .ring_reader import Batch, Block, RingReader
 
-_PAD_MAX = 128   # bytes of zeros publish_many may write after a record to write a chunk at once
+_PAD_MAX = 128      # bytes of zeros publish_many may write after a record to write a chunk at once
+_ONE_CALL_MIN = 8   # records: fewer are written one by one (the one call's fixed cost is ~1 µs)
 
 __all__ = ["Ring", "RingReader", "Batch", "Block", "RingError", "RingNotFound",
            "RingFormatError", "RingCorrupted", "SLOT_HEADER", "LINE", "MAGIC", "VERSION",
@@ -282,17 +283,25 @@ class Ring:
 
         All sizes are checked before anything is written.  Records become visible in chunks of
         `claim_block`, so a reader can start on the first chunk while later ones are written.
-        A chunk of bytes or bytearray records whose slots do not wrap and which nearly fill
-        them (at most `_PAD_MAX` bytes short: fixed-layout binary records, orjson records near
-        the slot size) is written by one `struct.pack_into`: headers, payloads and the zero
-        padding between them in one C call, no Python per record."""
+        A chunk of at least `_ONE_CALL_MIN` bytes or bytearray records whose slots do not wrap
+        and which nearly fill them (at most `_PAD_MAX` bytes short: fixed-layout binary
+        records, orjson records near the slot size) is written by one `struct.pack_into`:
+        headers, payloads and the zero padding between them in one C call, no Python per
+        record."""
         w = self._live()
         items = records if isinstance(records, (list, tuple)) else list(records)
-        lens = list(map(len, items))
         limit = self.max_payload
-        if lens and max(lens) > limit:
-            i = next(i for i, n in enumerate(lens) if n > limit)
-            raise self._oversize(lens[i], f" {i} of the batch")
+        total = len(items)
+        if total < _ONE_CALL_MIN:      # a few records (a role's decisions): as lean as it was
+            lens = None
+            for i, d in enumerate(items):
+                if len(d) > limit:
+                    raise self._oversize(len(d), f" {i} of the batch")
+        else:
+            lens = list(map(len, items))
+            if max(lens) > limit:
+                i = next(i for i, n in enumerate(lens) if n > limit)
+                raise self._oversize(lens[i], f" {i} of the batch")
         if self._generation != _fork_generation[0]:
             self._note_writer(w)
         seq = w[_W_PUBLISHED]
@@ -301,24 +310,24 @@ class Ring:
         mm, base, mask, ss, b = self._mm, self._slots_off + SLOT_HEADER, self._mask, \
             self.slot_size, self.claim_block
         pack, hdr_off = _HDR.pack_into, self._slots_off
-        store, packers, slots = self._pub_store, self._packers, self.capacity
-        total = len(items)
+        store = self._pub_store
         pos = 0
         while pos < total:
-            chunk, clens = items[pos:pos + b], lens[pos:pos + b]
+            chunk = items[pos:pos + b]
             m = len(chunk)
             end = seq + m
             if end > w[_W_CLAIMED]:
                 self._claim(end)
-            first = seq & mask
-            if first + m <= slots and limit - min(clens) <= _PAD_MAX:
-                packer = packers.get(m) or self._packer(m)
-                try:   # one C call: header, payload and its zero padding for every slot
-                    packer.pack_into(mm, hdr_off + first * ss,
-                                     *chain.from_iterable(zip(range(seq, end), clens, chunk)))
-                    seq = end
-                except struct.error:   # not bytes/bytearray: the loop below rewrites the slots
-                    pass
+            if m >= _ONE_CALL_MIN:
+                clens, first = lens[pos:pos + b], seq & mask
+                if first + m <= self.capacity and limit - min(clens) <= _PAD_MAX:
+                    packer = self._packers.get(m) or self._packer(m)
+                    try:   # one C call: header, payload and its zero padding for every slot
+                        packer.pack_into(mm, hdr_off + first * ss,
+                                         *chain.from_iterable(zip(range(seq, end), clens, chunk)))
+                        seq = end
+                    except struct.error:   # not bytes/bytearray: the loop below rewrites them
+                        pass
             if seq != end:
                 for d in chunk:    # _fill's two stores, inlined: a call per record cost +30-40 %
                     slot = (seq & mask) * ss

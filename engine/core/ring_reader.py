@@ -18,6 +18,9 @@ from .ring_atomics import _Atomic64
 from .ring_layout import (_HDR, _R_CURSOR, _R_LOST, _R_PID, _W_CLAIMED, _W_PUBLISHED,
                           SLOT_HEADER, RingCorrupted, _fork_generation, _reader_line)
 
+BULK_SLOT_MAX = 4096   # bytes: `poll` copies slots up to this size whole, larger per record
+BULK_MIN = 32          # records: `poll` copies fewer one by one (the bulk path's fixed cost)
+
 
 @dataclass(slots=True)
 class Batch:
@@ -149,7 +152,10 @@ class RingReader:
         overwritten before this reader got to them (they precede `records`).
         commit=False leaves the cursor stored in the segment where it was until `commit()`:
         a reader that dies before it has acted on the records gets them again after a restart
-        (start="resume"): at-least-once instead of at-most-once."""
+        (start="resume"): at-least-once instead of at-most-once.
+        At least `BULK_MIN` records in slots of at most `BULK_SLOT_MAX` bytes are copied in one
+        piece (two at the wrap) and checked as `poll_block` does; fewer (a role's switch, where
+        the fixed cost of that counts) or larger ones record by record, inline."""
         load = self._load_published
         if load is None:
             raise ValueError(f"ring {self.ring.name!r} is closed in this process")
@@ -161,38 +167,41 @@ class RingReader:
             return Batch([], 0, r)
         ring = self.ring
         w, mm = ring._w, ring._mm
-        cap = ring.capacity
+        cap, ss = ring.capacity, ring.slot_size
         start = w[_W_CLAIMED] - cap          # a hint: the re-check below is what counts
         if start < r:
             start = r
         elif start > published:
             start = published
         end = min(published, start + max_records)
-        mask, ss, maxp = ring._mask, ring.slot_size, ring.max_payload
-        base = ring._slots_off
-        unpack = _HDR.unpack_from
-        records = []
-        append = records.append
-        bad = None
-        for seq in range(start, end):
-            off = base + (seq & mask) * ss
-            stamp, n = unpack(mm, off)
-            if stamp != seq or n > maxp:
-                if bad is None:
-                    bad = (seq, stamp, n)
-                n = 0
-            off += SLOT_HEADER
-            append(mm[off:off + n])
-        first = self._touch_claim() - cap     # RMW re-check: anything below may be overwritten
-        if first > start:
-            del records[:first - start]
+        if end - start >= BULK_MIN and ss <= BULK_SLOT_MAX:
+            buf, o, first, cursor, lengths = self._take(start, end)
+            o += SLOT_HEADER
+            records = [buf[o:o + n] for o, n in zip(range(o, o + len(lengths) * ss, ss), lengths)]
         else:
-            first = start
-        if bad is not None and bad[0] >= first:
-            raise RingCorrupted(
-                f"ring {ring.name!r}: slot for seq {bad[0]} holds seq {bad[1]} length {bad[2]} "
-                f"although the writer had not claimed it (a second writer?)")
-        cursor = end if end > first else first
+            mask, maxp = ring._mask, ring.max_payload
+            base = ring._slots_off
+            unpack = _HDR.unpack_from
+            records = []
+            append = records.append
+            bad = None
+            for seq in range(start, end):
+                off = base + (seq & mask) * ss
+                stamp, n = unpack(mm, off)
+                if stamp != seq or n > maxp:
+                    if bad is None:
+                        bad = (seq, stamp, n)
+                    n = 0
+                off += SLOT_HEADER
+                append(mm[off:off + n])
+            first = self._touch_claim() - cap     # RMW re-check: below may be overwritten
+            if first > start:
+                del records[:first - start]
+            else:
+                first = start
+            if bad is not None and bad[0] >= first:
+                raise self._corrupted(*bad)
+            cursor = end if end > first else first
         lost = cursor - r - len(records)
         self._cursor = cursor
         line = self._line
@@ -210,6 +219,21 @@ class RingReader:
         the cursor (up to `max_records`, and never past the last slot: a wrap is the next
         poll's) copied in one piece.  Costs one copy and two strided header reads per block,
         nothing per record; `lost` and `commit` mean what they mean for `poll`."""
+        r, start, published = self._begin(max_records)
+        ring = self.ring
+        if published <= r:
+            return Block(b"", 0, 0, r, 0, [], ring.slot_size)
+        end = min(published, start + max_records, start + ring.capacity - (start & ring._mask))
+        buf, base, first, cursor, lengths = self._take(start, end)
+        count = len(lengths)
+        lost = self._advance(r, cursor, count, commit)
+        return Block(buf, base, count, first if count else cursor, lost, lengths, ring.slot_size)
+
+    # -- the steps of a poll -------------------------------------------------------------------
+
+    def _begin(self, max_records: int) -> tuple[int, int, int]:
+        """(cursor, first seq worth copying, published): the acquire load of PUBLISHED.
+        (`poll` does the same inline: a call costs a role's switch ~0.1 µs.)"""
         load = self._load_published
         if load is None:
             raise ValueError(f"ring {self.ring.name!r} is closed in this process")
@@ -218,41 +242,53 @@ class RingReader:
         r = self._cursor
         published = load()
         if published <= r:
-            return Block(b"", 0, 0, r, 0, [], self.ring.slot_size)
-        ring = self.ring
-        w = ring._w
-        cap, mask, ss = ring.capacity, ring._mask, ring.slot_size
-        start = w[_W_CLAIMED] - cap          # a hint: the re-check below is what counts
+            return r, r, published
+        start = self.ring._w[_W_CLAIMED] - self.ring.capacity   # a hint: _take re-checks
         if start < r:
             start = r
         elif start > published:
             start = published
-        first_slot = start & mask
-        end = min(published, start + max_records, start + cap - first_slot)
-        a = ring._slots_off + first_slot * ss
-        buf = ring._mm[a:a + (end - start) * ss]           # the one copy
+        return r, start, published
+
+    def _take(self, start: int, end: int) -> tuple[bytes, int, int, int, list[int]]:
+        """Copy the slots of seqs start .. end-1 (two pieces if they wrap), re-check the claim
+        and check what survives: (copy, byte offset of the first record kept in it, its seq,
+        the new cursor, the kept records' lengths)."""
+        ring = self.ring
+        mm, cap, mask, ss = ring._mm, ring.capacity, ring._mask, ring.slot_size
+        at = ring._slots_off + (start & mask) * ss
+        n1 = min(end - start, cap - (start & mask))
+        buf = mm[at:at + n1 * ss]                         # the one copy
+        if n1 < end - start:   # past the last slot: the rest from slot 0 (once a lap)
+            buf += mm[ring._slots_off:ring._slots_off + (end - start - n1) * ss]
         first = self._touch_claim() - cap     # RMW re-check: anything below may be overwritten
         if first < start:
             first = start
         cursor = end if end > first else first
-        count = cursor - first if end > first else 0
+        if end <= first:
+            return buf, 0, first, cursor, []
         base = (first - start) * ss
-        lengths: list[int] = []
-        if count:
-            stride = ss // 8
-            q = memoryview(buf).cast("Q")
-            seqs = q[base // 8::stride].tolist()
-            lengths = q.cast("B").cast("I")[base // 4 + 2::stride * 2].tolist()
-            q.release()
-            if seqs != list(range(first, cursor)) or max(lengths) > ring.max_payload:
-                i = next(i for i, (s, n) in enumerate(zip(seqs, lengths))
-                         if s != first + i or n > ring.max_payload)
-                raise RingCorrupted(
-                    f"ring {ring.name!r}: slot for seq {first + i} holds seq {seqs[i]} length "
-                    f"{lengths[i]} although the writer had not claimed it (a second writer?)")
-        lost = cursor - r - count
+        stride = ss // 8
+        q = memoryview(buf).cast("Q")
+        seqs = q[base // 8::stride].tolist()
+        lengths = q.cast("B").cast("I")[base // 4 + 2::stride * 2].tolist()
+        q.release()
+        if seqs != list(range(first, cursor)) or max(lengths) > ring.max_payload:
+            i = next(i for i, (s, n) in enumerate(zip(seqs, lengths))
+                     if s != first + i or n > ring.max_payload)
+            raise self._corrupted(first + i, seqs[i], lengths[i])
+        return buf, base, first, cursor, lengths
+
+    def _corrupted(self, seq: int, stamp: int, n: int) -> RingCorrupted:
+        return RingCorrupted(f"ring {self.ring.name!r}: slot for seq {seq} holds seq {stamp} "
+                             f"length {n} although the writer had not claimed it (a second "
+                             f"writer?)")
+
+    def _advance(self, r: int, cursor: int, delivered: int, commit: bool) -> int:
+        """Move the cursor (into the segment if commit), count what was lost; return that."""
+        lost = cursor - r - delivered
         self._cursor = cursor
-        line = self._line
+        w, line = self.ring._w, self._line
         if commit:
             w[line + _R_CURSOR] = cursor
         if lost:
@@ -260,7 +296,7 @@ class RingReader:
         if self._generation != _fork_generation[0]:
             self._generation = _fork_generation[0]
             w[line + _R_PID] = os.getpid()
-        return Block(buf, base, count, first if count else cursor, lost, lengths, ss)
+        return lost
 
     def commit(self) -> None:
         """Store the cursor in the segment: everything polled so far has been acted on."""

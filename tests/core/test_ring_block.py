@@ -202,3 +202,35 @@ def test_slowest_cursor_is_the_lowest_cursor_of_the_slots_in_use(ring_name):
         assert ring.slowest_cursor() == 4
         a.poll(), b.poll()
         assert ring.slowest_cursor() == 8 == min(r["cursor"] for r in ring.statistics()["readers"])
+
+
+@pytest.mark.parametrize("slot_size", [64, 8192])   # poll's bulk copy, and per record (> 4096)
+def test_poll_at_either_slot_size_across_the_wrap_lapped_and_corrupted(ring_name, slot_size):
+    with Ring.create(ring_name, slots=8, slot_size=slot_size) as ring:
+        rd = ring.reader(0)
+        ring.publish_many([payload(s, 40) for s in range(6)])
+        assert rd.poll(4).records == [payload(s, 40) for s in range(4)]
+        ring.publish_many([payload(s, 40) for s in range(6, 11)])
+        b = rd.poll(256)                          # seqs 4..10: slots 4..7 then 0..2
+        assert (b.first_seq, b.lost, b.records) == (4, 0, [payload(s, 40) for s in range(4, 11)])
+        ring.publish_many([payload(s, 40) for s in range(11, 40)])
+        b = rd.poll(256)
+        oldest = ring.statistics()["claimed"] - 8
+        assert (b.first_seq, b.lost) == (oldest, oldest - 11)
+        assert b.records == [payload(s, 40) for s in range(oldest, 40)]
+        touch = rd._touch_claim
+        ring.publish_many([payload(s, 40) for s in range(40, 44)])
+
+        def writer_claims_meanwhile():
+            ring._claim(50)            # overwriting seqs up to 41 begins during the copy
+            return touch()
+        rd._touch_claim = writer_claims_meanwhile
+        b = rd.poll(256)
+        assert (b.first_seq, b.lost, b.records) == (42, 2, [payload(42, 40), payload(43, 40)])
+    Ring.unlink(ring_name)
+    with Ring.create(ring_name, slots=8, slot_size=slot_size) as ring:
+        rd = ring.reader(0, start="oldest")
+        ring.publish_many([b"a", b"b", b"c"])
+        ring._fill(9, b"from a second writer")    # seq 9 lands in slot 1, over seq 1
+        with pytest.raises(RingCorrupted, match="seq 1 holds seq 9"):
+            rd.poll()
