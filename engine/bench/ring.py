@@ -1,4 +1,4 @@
-"""`syndicate bench ring [--json] [--records N] [--samples M] [--readers 1,3,5]`
+"""`syndicate bench ring [--json] [--records N] [--samples M] [--readers K,..] [--binary-decode D]`
 
 Throughput and one-way latency of engine/core/ring.py against multiprocessing.Queue and
 faster-fifo, measured in the same run, one writer and 1, 3 and 5 reader processes (forked, as
@@ -10,7 +10,8 @@ engine/chain/records.py (v3 swaps over 8 pools), in three forms:
     binary   the 240-byte layout, encoded once by the source before the clock starts (encoding
              is the monitor's cost whatever the transport: see the codec rows); every reader
              compares each record's pool bytes with the one pool it watches and decodes the
-             ones that match (1 in 8), as an agent keeps only its pools' replicas
+             ones that match (1 in 8), as an agent keeps only its pools' replicas: the fields
+             a replica needs, read in place (records.state; --binary-decode dict: the dict)
 
 A ring reader takes a `Block` per `poll_block` (one copy of the slots, records read in place):
 binary readers find their pool's records with `Block.matching` (bytes.find over the block) and

@@ -1,4 +1,4 @@
-"""A ring's readers: `RingReader.poll` (a list of records) and `poll_block` (one copy, many records).
+"""A ring's readers: `RingReader.poll` (a list of records), `poll_block` (one copy, many records).
 
 Each reader keeps its own cursor (mirrored into its line of the segment) and reads at its own
 pace; the protocol (acquire load of PUBLISHED, copy, RMW re-check of CLAIMED) is described in
