@@ -14,9 +14,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from . import ring_layout
 from .ring_atomics import _Atomic64
-from .ring_layout import (_HDR, _R_CURSOR, _R_LOST, _R_PID, _W_CLAIMED, _W_PUBLISHED,
+from .ring_layout import (_R_CURSOR, _R_LOST, _R_PID, _W_CLAIMED, _W_PUBLISHED,
                           SLOT_HEADER, RingCorrupted, _fork_generation, _reader_line)
+
+# Bound by assignment, not by import, as in ring.py: Python 3.11 compiles `name.method(...)` on
+# an imported name without LOAD_METHOD (it takes it for a module), which costs ~50 ns a call.
+_HDR = ring_layout._HDR
 
 BULK_SLOT_MAX = 4096   # bytes: `poll` copies slots up to this size whole, larger per record
 BULK_MIN = 32          # records: `poll` copies fewer one by one (the bulk path's fixed cost)
