@@ -8,6 +8,11 @@ slots in one memcpy, checks every slot's seq and length with two strided reads o
 decodes only as far as it needs (`struct.unpack_from` at `block.offset(i)`, or `matching` to
 find the records whose bytes at a fixed offset equal a key, by `bytes.find` over the block).
 A block never wraps past the last slot: the next poll continues from slot 0.
+
+Why a copy and not a view of the ring itself: the writer never waits, so a slot may be
+overwritten at any moment; only bytes copied *before* the re-check of CLAIMED are proved
+intact.  The copy is one memcpy per block, nothing per record: a whole poll_block of 256
+records of 240 bytes costs 56-59 ns a record here, copy and checks included.
 """
 from __future__ import annotations
 
