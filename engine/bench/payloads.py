@@ -3,7 +3,10 @@ bytes, orjson or its binary layout, what a reader does with each, and the codec'
 
 Readers of the binary form compare each record's pool bytes (records.pool_bytes) with the one
 pool they watch and decode the ones that match (1 in POOLS), as an agent keeps only its own
-pools' replicas; readers of orjson must load every record to know as much.
+pools' replicas; readers of orjson must load every record to know as much.  How far a match is
+decoded is `BINARY_DECODE`: "fields" (records.state: flags, block, log index and the state
+words, read in place: what a replica update needs) or "dict" (records.decode, the whole dict
+orjson would give).  Every transport's readers do the same.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from engine.chain import records
 RECORD = records.SIZE
 POOLS = 8
 CHUNK = 64                     # records per publish_many / put_many
+BINARY_DECODE = "fields"       # or "dict": see the docstring (bench ring --binary-decode)
 
 
 def pool(i: int) -> str:
@@ -54,12 +58,47 @@ def reader_work(kind: str, reader_index: int):
     if kind == "orjson":
         return orjson.loads
     if kind == "binary":
-        mine, decode = bytes.fromhex(pool(reader_index % POOLS)[2:]), records.decode
+        mine, decode = bytes.fromhex(pool(reader_index % POOLS)[2:]), _decoder()
 
         def work(rec):
             if rec[20:40] == mine:   # records.pool_bytes, inlined: the reader's filter
                 decode(rec)
         return work
+    return None
+
+
+def _decoder():
+    if BINARY_DECODE not in ("fields", "dict"):
+        raise ValueError(f"BINARY_DECODE={BINARY_DECODE!r}: fields or dict")
+    return records.state if BINARY_DECODE == "fields" else records.decode
+
+
+def block_work(kind: str, reader_index: int):
+    """What a ring reader does with each `Block` from `poll_block` (None: nothing, raw): the
+    same work as `reader_work`, read in place.  Binary: the records of its pool are found by
+    `Block.matching` (bytes.find over the block, not a compare per record) and decoded from a
+    view of the block; orjson: every record loaded from a view (no bytes object per record)."""
+    if kind == "orjson":
+        loads = orjson.loads
+
+        def load_all(block):
+            for rec in block:
+                loads(rec)
+        return load_all
+    if kind == "binary":
+        mine, size, decode = bytes.fromhex(pool(reader_index % POOLS)[2:]), RECORD, _decoder()
+        if decode is records.state:
+            def mine_only(block):
+                view = block.view
+                for i in block.matching(20, mine):   # records.pool_bytes' offset
+                    decode(view, block.offset(i))
+        else:
+            def mine_only(block):
+                view = block.view
+                for i in block.matching(20, mine):
+                    o = block.offset(i)
+                    decode(view[o:o + size])
+        return mine_only
     return None
 
 

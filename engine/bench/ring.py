@@ -1,4 +1,4 @@
-"""`syndicate bench ring [--json] [--records N] [--samples M] [--readers 1,3,5]`
+"""`syndicate bench ring [--json] [--records N] [--samples M] [--readers K,..] [--binary-decode D]`
 
 Throughput and one-way latency of engine/core/ring.py against multiprocessing.Queue and
 faster-fifo, measured in the same run, one writer and 1, 3 and 5 reader processes (forked, as
@@ -10,14 +10,20 @@ engine/chain/records.py (v3 swaps over 8 pools), in three forms:
     binary   the 240-byte layout, encoded once by the source before the clock starts (encoding
              is the monitor's cost whatever the transport: see the codec rows); every reader
              compares each record's pool bytes with the one pool it watches and decodes the
-             ones that match (1 in 8), as an agent keeps only its pools' replicas
+             ones that match (1 in 8), as an agent keeps only its pools' replicas: the fields
+             a replica needs, read in place (records.state; --binary-decode dict: the dict)
 
-    writer ──publish_many──▶ Ring (shared memory) ──poll──▶ reader 1 … reader k   (broadcast)
+A ring reader takes a `Block` per `poll_block` (one copy of the slots, records read in place):
+binary readers find their pool's records with `Block.matching` (bytes.find over the block) and
+decode those from a view; orjson readers load every record from a view.  The `poll` rows (one
+bytes per record, a compare per record: what roles use today) are shown beside faster-fifo.
+
+    writer ──publish_many──▶ Ring (shared memory) ──poll_block──▶ reader 1 … reader k  (broadcast)
     writer ──put × k──────▶ one mp.Queue / faster-fifo queue per reader ──get──▶ reader i
 
 * throughput: N records to every reader; records/s = N / (last record seen by the slowest
   reader - writer start).  The ring writer keeps the slowest reader inside the ring's lossless
-  window (the benchmark's own flow control, from `statistics()`; the ring never waits), so
+  window (the benchmark's own flow control, `slowest_cursor()`; the ring never waits), so
   every reader gets every record: any loss is reported.  The baselines carry the same bytes
   and their readers do the same decoding.
 * codec: µs per record of records.encode / decode / peek beside orjson dumps / loads, in
@@ -43,7 +49,9 @@ import time
 
 import orjson
 
-from engine.bench.payloads import CHUNK, POOLS, RECORD, codec_costs, payloads, reader_work
+from engine.bench import payloads
+from engine.bench.payloads import (CHUNK, POOLS, RECORD, block_work, codec_costs, payloads,
+                                   reader_work)
 from engine.bench.report import Comparison, Summary, emit
 from engine.core.ring import Ring
 
@@ -154,7 +162,7 @@ def _ring_write(ring: Ring, n: int, kind: str, batched: bool, barrier, out) -> N
     seq = 0
     while seq < n:
         # the benchmark's flow control: keep every reader inside the lossless window
-        while seq - min(r["cursor"] for r in ring.statistics()["readers"]) > window:
+        while seq - ring.slowest_cursor() > window:
             os.sched_yield()
         m = min(CHUNK, n - seq)
         recs = raw[:m] if raw is not None else [orjson.dumps(e) for e in events[:m]]
@@ -167,13 +175,22 @@ def _ring_write(ring: Ring, n: int, kind: str, batched: bool, barrier, out) -> N
     out.put(("writer", t0, k))
 
 
-def _ring_read(reader, n: int, kind: str, barrier, out) -> None:
-    work = reader_work(kind, reader.index)
+def _ring_read(reader, n: int, kind: str, block: bool, barrier, out) -> None:
+    """Read n records: by `poll_block` and `block_work` (block=True), or by `poll` and
+    `reader_work` on each record (the list-of-bytes API the roles use)."""
+    work = (block_work if block else reader_work)(kind, reader.index)
     barrier.wait()
     got = lost = 0
     while got + lost < n:
         if not reader.pending():
             os.sched_yield()
+            continue
+        if block:
+            b = reader.poll_block(256)
+            lost += b.lost
+            got += len(b)
+            if work is not None:
+                work(b)
             continue
         b = reader.poll(256)
         lost += b.lost
@@ -291,8 +308,8 @@ def _throughput(transport: str, k: int, n: int, kind: str, name: str) -> tuple[f
             ring = c.ring(name, slots=SLOTS, slot_size=SLOT_SIZE[kind], max_readers=k)
             readers = [ring.reader(i) for i in range(k)]
             for r in readers:
-                c.start(_ring_read, r, n, kind, barrier, out)
-            c.start(_ring_write, ring, n, kind, transport == "ring", barrier, out)
+                c.start(_ring_read, r, n, kind, transport == "ring", barrier, out)   # poll_block
+            c.start(_ring_write, ring, n, kind, transport != "ring-single", barrier, out)
         else:
             fifo = transport == "faster-fifo"
             queues = _queues(c, k, fifo)
@@ -354,22 +371,29 @@ def run(n: int, m: int, reader_counts: list[int], progress) -> tuple[list[Compar
         name = f"{base}.ring{k}"
         for kind in ("raw", "orjson", "binary"):
             figures = {}
-            for transport in ("ring", "ring-single", "mp.Queue", "faster-fifo"):
-                if kind != "raw" and transport == "ring-single":
-                    continue
+            # record at a time: raw only; poll's list of bytes: the real payloads
+            extra = "ring-single" if kind == "raw" else "ring-poll"
+            for transport in ("ring", extra, "mp.Queue", "faster-fifo"):
                 progress(f"throughput {kind} {transport} k={k}")
                 figures[transport], lost = _throughput(transport, k, n, kind, name)
                 if transport.startswith("ring"):
                     lost_total[f"{transport} {kind} k={k}"] = lost
             label = {"raw": f"{RECORD} B bytes", "orjson": "pool update, orjson (~490 B)",
-                     "binary": f"pool update, binary ({RECORD} B, own pool decoded)"}[kind]
-            ring_s = Summary.single("ring publish_many/poll", figures["ring"])
+                     "binary": f"pool update, binary ({RECORD} B, own pool: "
+                               f"{payloads.BINARY_DECODE})"}[kind]
+            ring_s = Summary.single("ring publish_many/poll_block", figures["ring"])
             for baseline in ("mp.Queue", "faster-fifo"):
                 how = "put per record" if baseline == "mp.Queue" else "put_many/get_many"
                 results.append(Comparison(
                     f"throughput, {label}, 1 writer -> {k} reader(s)", "records/s", ring_s,
                     Summary.single(f"{baseline} ({how}, one per reader)", figures[baseline]),
                     higher_is_better=True))
+            if kind != "raw":
+                results.append(Comparison(
+                    f"throughput, {label}, 1 writer -> {k} reader(s), poll (a bytes per record)",
+                    "records/s", Summary.single("ring publish_many/poll", figures["ring-poll"]),
+                    Summary.single("faster-fifo (put_many/get_many, one per reader)",
+                                   figures["faster-fifo"]), higher_is_better=True))
             if kind == "raw":
                 results.append(Comparison(
                     f"throughput, {label}, 1 writer -> {k} reader(s), record at a time",
@@ -401,6 +425,9 @@ def main(argv: list[str]) -> int:
                    help="latency probes per run (default 2000)")
     p.add_argument("--readers", default="1,3,5", metavar="K,K,..",
                    help="reader process counts (default 1,3,5)")
+    p.add_argument("--binary-decode", choices=("fields", "dict"), default="fields",
+                   help="how far a binary reader decodes its pool's records: the fields a "
+                        "replica needs, read in place (default), or the whole dict")
     try:
         args = p.parse_args(argv)
     except SystemExit as e:
@@ -426,6 +453,7 @@ def main(argv: list[str]) -> int:
     progress = (lambda msg: print(f"  … {msg}", file=sys.stderr, flush=True)) \
         if sys.stderr.isatty() else (lambda msg: None)
     _sweep_stale()
+    payloads.BINARY_DECODE = args.binary_decode   # read by the forked readers
     try:
         results, extra = run(args.records, args.samples, counts, progress)
     except KeyboardInterrupt:
@@ -438,6 +466,7 @@ def main(argv: list[str]) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     extra["config"] = {"records": args.records, "samples": args.samples, "readers": counts,
-                       "slots": SLOTS, "slot_size": SLOT_SIZE, "chunk": CHUNK, "pools": POOLS}
+                       "slots": SLOTS, "slot_size": SLOT_SIZE, "chunk": CHUNK, "pools": POOLS,
+                       "binary_decode": args.binary_decode}
     emit("ring", results, args.json, extra)
     return 0

@@ -46,6 +46,7 @@ F_INTERRUPT, F_REVERTED, F_DELTA = 1, 2, 4
 _LAYOUT = struct.Struct("<BB6xQ BBBB20sIQqQ 32s32s32s32s iii32s")
 SIZE = _LAYOUT.size
 _PEEK = struct.Struct("<B15xBBBB20s")
+_STATE = struct.Struct("<19xB20xIQ80x32s32si")   # flags, log_index, block, state words, tick
 _CHAIN_IX = {c: i for i, c in enumerate(CHAINS)}
 _KIND_IX = {k: i for i, k in enumerate(KINDS)}
 _EVENT_IX = {e: i for i, e in enumerate(EVENTS)}
@@ -210,6 +211,15 @@ def peek(raw) -> tuple[str, str, str, bool]:
     if tag != TAG or chain >= len(CHAINS):
         raise ValueError(f"pool record: tag {tag:#x} chain {chain}: not a pool record")
     return "pool", CHAINS[chain], "0x" + pool.hex(), bool(flags & F_INTERRUPT)
+
+
+def state(raw, offset: int = 0) -> tuple[int, int, int, int, int, int]:
+    """(flags, block, log_index, a, b, tick) of the record at `offset` of a buffer, read in
+    place: what a reader that keeps a pool's replica needs, without building the dict.
+    a, b = reserve0, reserve1 (v2) or sqrt_price_x96, liquidity (v3); tick is 0 for v2.
+    No checks: for a record this reader already knows is a pool update of its own pool."""
+    flags, log_index, block, a, b, tick = _STATE.unpack_from(raw, offset)
+    return flags, block, log_index, int.from_bytes(a, "big"), int.from_bytes(b, "big"), tick
 
 
 def pool_bytes(raw) -> bytes:

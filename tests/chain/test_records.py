@@ -62,6 +62,19 @@ def test_decode_equals_what_orjson_gives(rec):
 
 
 @settings(max_examples=100, deadline=None)
+@given(pool_records(), st.integers(0, 64))
+def test_state_reads_in_place_what_decode_gives(rec, at):
+    raw = R.encode(rec)
+    flags, block, log_index, a, b, tick = R.state(memoryview(bytes(at) + raw), at)
+    d = R.decode(raw)
+    s = d["state"]
+    assert (block, log_index, tick) == (d["block"], d["log_index"], s.get("tick", 0))
+    assert (str(a), str(b)) == ((s["reserve0"], s["reserve1"]) if d["kind"] == "v2" else
+                                (s["sqrt_price_x96"], s["liquidity"]))
+    assert (bool(flags & R.F_INTERRUPT), bool(flags & R.F_REVERTED)) == \
+        (d["interrupt"], d["reverted"])
+
+
 @given(pool_records(), st.integers(1, (1 << 64) - 1))
 def test_publisher_stamp_is_the_decoded_t_written(rec, t):
     raw = stamped(R.encode(rec), t)

@@ -21,7 +21,7 @@ import zlib
 import orjson
 import pytest
 
-from engine.core.ring import _HDR, SLOT_HEADER, Ring
+from engine.core.ring import _HDR, SLOT_HEADER, Batch, Ring
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -180,9 +180,10 @@ def write_forever(ring: Ring, seed: int) -> dict:
 
 
 def read_until(reader, n: int | None, *, naps: float = 0.0, most: int = 256,
-               deadline: float = 90.0) -> dict:
+               deadline: float = 90.0, block: bool = False) -> dict:
     """Read and check every record until the cursor reaches n (or an END record if n is None).
-    Every seq is either delivered once, in order, or counted lost: never skipped silently."""
+    Every seq is either delivered once, in order, or counted lost: never skipped silently.
+    block=True reads by poll_block (its records() are what poll would have given)."""
     maxp = reader.ring.max_payload
     rnd = random.Random(reader.index)
     delivered = lost = 0
@@ -190,7 +191,11 @@ def read_until(reader, n: int | None, *, naps: float = 0.0, most: int = 256,
     while n is None or reader.cursor < n:
         assert time.monotonic() < stop_at, f"reader {reader.index} stuck at {reader.cursor}"
         before = reader.cursor
-        b = reader.poll(most)
+        if block:
+            blk = reader.poll_block(most)
+            b = Batch(blk.records(), blk.lost, blk.first_seq)
+        else:
+            b = reader.poll(most)
         assert b.lost >= 0
         if b.records:
             assert b.first_seq == before + b.lost, (before, b.lost, b.first_seq)
@@ -217,10 +222,11 @@ def test_stress_one_writer_three_readers_every_record_intact(ring_name, children
     ring = Ring.create(ring_name, slots=64, slot_size=256, max_readers=4)
     try:
         # readers made before fork, used in the children: the supervisor's way
-        readers = [ring.reader(i) for i in range(3)]
+        readers = [ring.reader(i) for i in range(4)]
         kids = [children(read_until, readers[0], n),                  # the writer waits for it
                 children(read_until, readers[1], n, naps=0.0, most=5),
-                children(read_until, readers[2], n, naps=0.05)]   # often lapped
+                children(read_until, readers[2], n, naps=0.05),   # often lapped
+                children(read_until, readers[3], n, naps=0.05, block=True)]   # so is this
         writer = children(write_numbered, ring, n, 1, pace=0)
         assert writer.join()["published"] == n
         results = [kid.join() for kid in kids]
@@ -230,7 +236,7 @@ def test_stress_one_writer_three_readers_every_record_intact(ring_name, children
         assert results[0] == {"delivered": n, "lost": 0, "cursor": n}
         stats = ring.statistics()
         assert stats["published"] == n and stats["writer_pid"] == writer.pid
-        assert [r["cursor"] for r in stats["readers"]] == [n, n, n]
+        assert [r["cursor"] for r in stats["readers"]] == [n, n, n, n]
         assert [r["pid"] for r in stats["readers"]] == [k.pid for k in kids]
     finally:
         ring.close()
@@ -325,7 +331,8 @@ def test_a_writer_killed_mid_record_leaves_nothing_half_delivered(ring_name, chi
 def test_writers_sigkilled_at_random_never_deliver_a_torn_record(ring_name, children):
     ring = Ring.create(ring_name, slots=128, slot_size=256, max_readers=3)
     try:
-        readers = [children(read_until, ring.reader(i), None, naps=0.02 * i) for i in range(3)]
+        readers = [children(read_until, ring.reader(i), None, naps=0.02 * i, block=i == 2)
+                   for i in range(3)]     # reader 2 by poll_block
         rnd = random.Random(6)
         mid_write = 0
         for round_ in range(6):
