@@ -159,7 +159,8 @@ class ForkTest(Task):
             self.fork = None
 
     def _ready(self, fork, url: str, block: int):
-        deadline = time.monotonic() + float(self.options["start_timeout"])
+        t0 = time.monotonic()
+        deadline = t0 + float(self.options["start_timeout"])
         while True:
             if fork.proc.poll() is not None:
                 fork._log.seek(0)
@@ -168,6 +169,7 @@ class ForkTest(Task):
                                f"(anvil exited {fork.proc.returncode}: {tail})")
             try:
                 if int((yield from _rpc(fork.url, "eth_chainId", [], 0.5)), 16) == fork.chain_id:
+                    self.state["fork_ready_s"] = round(time.monotonic() - t0, 3)
                     return
             except (OSError, RpcError):
                 pass

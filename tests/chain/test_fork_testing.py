@@ -43,11 +43,12 @@ def drive(task, gen=None, timeout: float = 60.0, stop_when=None):
 
 
 def gone(pid: int) -> bool:
+    """No such process, or only its zombie (reparented, not yet reaped)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
         return True
-    return False
 
 
 def setup_of(c) -> dict:
@@ -110,6 +111,8 @@ def test_a_real_decision_lands_exactly_on_the_fork_and_a_tampered_one_reverts(ar
         shape = action_shape(action_from_record(good["action"]))
         assert rec["shapes"] == {shape: {"gas_used": ok["gas_used"], "n": 1}}
         assert "2 routes on a fork: 1 exact, 1 reverted" in task.state["summary"]
+        print({"fork_ready_s": task.state["fork_ready_s"], "gas_used": ok["gas_used"],
+               "reverted": no["verdict"]})
         assert arb.balance(token, owner) == before          # the chain itself never saw them
         # a second run has nothing new to test
         assert drive(task)[0] == [] and task.state["summary"].startswith("nothing to test")
@@ -142,6 +145,48 @@ def test_the_fork_is_stopped_when_the_run_is_closed_or_cannot_start(arb, tmp_pat
         # the generator closed while the fork starts (a role stopping): the fork goes with it
         _, pids = drive(task, stop_when=lambda t: True)
         assert pids and all(gone(p) for p in pids) and task.fork is None
+
+
+KILLED_MID_RUN = """
+import sys, time
+sys.path[:0] = [{tests!r}]
+from engine.core.store import Store
+from test_fork_testing import ForkTest, drive
+store = Store.open({store!r})
+task = ForkTest(store, lambda: {setup!r})
+gen = task.run(__import__("engine.core.tasks", fromlist=["x"]).TaskContext("x"))
+while task.fork is None:
+    next(gen)
+print(task.fork.proc.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_role_killed_mid_run_takes_its_fork_with_it(arb, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    rec = {"kind": "opportunity", "role": "arbitrum-spotter", "event": "now",
+           "block": arb.w3.eth.block_number, "approved": True, "action": _action_record()}
+    with Store.open(tmp_path / "s") as store:
+        store.append("opportunities", "arbitrum-spotter", rec)
+    code = KILLED_MID_RUN.format(tests=os.path.dirname(__file__), store=str(tmp_path / "s"),
+                                 setup=setup_of(arb))
+    for sig in (signal.SIGKILL, signal.SIGTERM):
+        child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        try:
+            pid = int(child.stdout.readline())
+            assert not gone(pid)
+            child.send_signal(sig)
+            child.wait(10)
+            deadline = time.monotonic() + 5
+            while not gone(pid) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert gone(pid), (sig, pid)
+        finally:
+            child.kill()
+            child.wait()
+            child.stdout.close()
 
 
 def _action_record() -> dict:
