@@ -10,6 +10,7 @@
             realised (Transfer logs to the owner) against the predicted one, to the wei
         ──► `models/fork-tests`: this run's routes with their verdicts ("exact", "differs",
             "reverted: why"), and the gas used per route shape of every landed test so far
+            (and of those that ran out of gas at the Action's limit: a lower bound)
 
 On the fork the transaction is alone after the gap: nobody back-runs it, so a revert or a
 difference is the agent's model of the route being wrong, not competition.  The agents load
@@ -113,8 +114,8 @@ class ForkTest(Task):
             raise Failed("; ".join(errors)[:500])
         st["tested"] = (st["tested"] + [r["key"] for r in routes])[-KEEP_TESTED:]
         shapes = dict(st["shapes"])
-        for r in routes:
-            if not r["verdict"].startswith("reverted"):
+        for r in routes:      # out of gas at its limit: a lower bound on what the shape needs
+            if r["out_of_gas"] or not r["verdict"].startswith("reverted"):
                 old = shapes.get(r["shape"]) or {}
                 shapes[r["shape"]] = {"gas_used": max(r["gas_used"], int(old.get("gas_used") or 0)),
                                       "n": int(old.get("n") or 0) + 1}
@@ -123,7 +124,8 @@ class ForkTest(Task):
         if routes:
             rec = {"version": st["runs"], "tested_at": st["tested_at"], "by": ctx.role,
                    "how": "eth_sendTransaction of the exact calldata on an anvil fork at the "
-                          "decision's block; gas used of landed tests, the largest per shape",
+                          "decision's block; gas used of landed tests and of those out of gas "
+                          "at their limit (a lower bound), the largest per shape",
                    "routes": routes, "shapes": shapes, "summary": st["summary"]}
             self.store.append_many("models", FORK_KEY, [rec])
             ctx.discover(self.name, {"kind": FORK_KEY, **rec})
@@ -195,20 +197,24 @@ class ForkTest(Task):
                 raise RpcError(f"no receipt for {h} on the fork within {timeout:g} s")
             yield Wait(until=time.monotonic() + 0.02)
         facts = read_receipt(receipt, contract=contract, owner=owner, token=a.route.token)
-        reason = None
+        reason, starved = None, False
         if facts.status != 1:
             try:
                 reason = trace_reason((yield from _rpc(fork, "debug_traceTransaction",
                                                        [h, {"tracer": "callTracer"}], timeout)))
             except (OSError, RpcError) as e:
                 reason = f"no trace ({str(e)[:80]})"
+            starved = bool(a.gas_limit) and facts.gas_used * 100 >= a.gas_limit * 95
+            if starved:   # an inner call starved by the 63/64 rule fails as itself (TransferFailed)
+                reason = f"{reason}; gas used {facts.gas_used} of its limit {a.gas_limit}: " \
+                         "out of gas"
         want = predicted_profit(a)
         return {"key": decision_key(rec), "route": route_key(a), "chain": a.chain,
                 "pools": [hp.pool.lower() for hp in a.route.hops], "loan": a.loan.source.value,
                 "shape": action_shape(a), "block": block, "mined": facts.block,
                 "verdict": verdict(facts.status, facts.realised, want, reason),
                 "predicted": str(want), "realised": str(facts.realised),
-                "gas_used": facts.gas_used, "gas_limit": a.gas_limit}
+                "gas_used": facts.gas_used, "gas_limit": a.gas_limit, "out_of_gas": starved}
 
 
 def _halt(fork):

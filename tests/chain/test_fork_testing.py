@@ -90,29 +90,36 @@ def test_a_real_decision_lands_exactly_on_the_fork_and_a_tampered_one_reverts(ar
     bad = copy.deepcopy(good)
     bad["event"] += ":tampered"
     bad["action"]["min_profit"] = str(tradehelp.predicted(good) + 1)
+    starved = copy.deepcopy(good)
+    starved["event"] += ":starved"
+    starved["action"]["gas_limit"] = 200_000
     owner = arb.m["accounts"]["executor_owner"]
     token = good["action"]["route"][0]["token_in"]
     before = arb.balance(token, owner)
     with Store.open(tmp_path / "s") as store:
         store.append("opportunities", "arbitrum-spotter", good)
         store.append("opportunities", "arbitrum-spotter", bad)
+        store.append("opportunities", "arbitrum-spotter", starved)
         task = ForkTest(store, lambda: setup_of(arb))
         found, pids = drive(task)
         assert len(pids) == 1 and all(gone(p) for p in pids), pids    # one fork, stopped
         [rec] = found
         by = {r["key"].split("|")[1]: r for r in rec["routes"]}
-        ok, no = by[good["event"]], by[bad["event"]]
+        ok, no, oog = by[good["event"]], by[bad["event"]], by[starved["event"]]
         assert ok["verdict"] == "exact", ok
         assert int(ok["realised"]) == tradehelp.predicted(good) > 0 and ok["block"] == block
         assert ok["mined"] == block + 1 and ok["gas_used"] > 21_000
         assert ok["pools"] == [h["pool"].lower() for h in good["action"]["route"]]
         assert no["verdict"].startswith("reverted: InsufficientProfit("), no
         assert int(no["realised"]) == 0 and no["mined"] == block + 1   # anvil_reset undid ok
+        assert oog["verdict"].endswith("of its limit 200000: out of gas") and oog["out_of_gas"]
+        assert not no["out_of_gas"] and not ok["out_of_gas"]
         shape = action_shape(action_from_record(good["action"]))
-        assert rec["shapes"] == {shape: {"gas_used": ok["gas_used"], "n": 1}}
-        assert "2 routes on a fork: 1 exact, 1 reverted" in task.state["summary"]
+        # the starved run is a lower bound (under what the landed one used): n counts it
+        assert rec["shapes"] == {shape: {"gas_used": ok["gas_used"], "n": 2}}
+        assert "3 routes on a fork: 1 exact, 2 reverted" in task.state["summary"]
         print({"fork_ready_s": task.state["fork_ready_s"], "gas_used": ok["gas_used"],
-               "reverted": no["verdict"]})
+               "reverted": no["verdict"], "starved": oog["verdict"]})
         assert arb.balance(token, owner) == before          # the chain itself never saw them
         # a second run has nothing new to test
         assert drive(task)[0] == [] and task.state["summary"].startswith("nothing to test")
@@ -200,3 +207,51 @@ def _action_record() -> dict:
         loan=Loan(LoanSource.BALANCER, "0x" + "cc" * 20, t0, 10**18, 0), min_profit=1,
         expected_profit=10**15, gas_limit=228_000, max_fee_per_gas=2 * 10**9,
         max_priority_fee_per_gas=0, deadline=1_900_000_000, event_id="arbitrum:0x1:0x2:3"))
+
+
+def test_in_a_real_engine_the_executor_fork_tests_and_the_spotter_loads_it(
+        devnet, arb, engine_factory, tmp_path):
+    """The executor role's own chains (rpc, contract, caller, owner from its ChainDesk) and
+    the spotter's decisions from big swaps: fork-testing publishes, load-model takes it."""
+    import json
+    from engine.devnet import Traffic
+    from enginehelp import LIGHT
+    manifest = tmp_path / "manifest.json"
+    devnet.write_manifest(manifest)
+    e = engine_factory(roles={
+        "monitor-arbitrum": {"kind": "roles.monitor:ChainMonitor", "chains": ["arbitrum"]},
+        "arbitrum-spotter": {"kind": "roles.agents:Spotter", "chains": ["arbitrum"],
+                             "options": {"max_age_s": 60.0},
+                             "tasks": {"load-model": {"interval": 0.5}, **LIGHT["tasks"]}},
+        "flash-loan-executor": {"kind": "roles.executor:Executor", "chains": ["arbitrum"],
+                                "subscribe": False, "inbox": "interrupt",
+                                "tasks": {"fork-testing": {"interval": 2.0}, **LIGHT["tasks"]}}},
+        rings={"slot_size": 1024}, chains={"manifest": str(manifest)}).start()
+    e.wait_for(lambda: (e.roles()["arbitrum-spotter"].get("info") or {}).get("gas"), 60,
+               "the spotter pricing")
+    t = Traffic(devnet.manifest, rate=50, seed=21, chains=["arbitrum"])
+
+    def tested():
+        t.step(big=True)
+        ex = json.loads(e.cli("status", "-c", str(e.path), "--tasks", "--json").stdout)
+        ft = ex["flash-loan-executor"]["tasks"]["fork-testing"]
+        return "on a fork" in (ft.get("summary") or "") and ft
+    ft = e.wait_for(tested, 90, "a fork test by the executor role", poll=1.0)
+    print(json.dumps({"fork-testing": ft}, default=str))
+
+    def loaded():          # a landed test (a route may revert: the agent's gas limit, say)
+        t.step(big=True)
+        return ((e.roles()["arbitrum-spotter"].get("info") or {}).get("model") or {}) \
+            .get("fork_shapes")
+    e.wait_for(loaded, 60, "the spotter's fork-measured gas", poll=1.0)
+    assert e.roles()["flash-loan-executor"]["restarts"] == 0
+    assert e.stop() == 0
+    from engine.core.store import ReadOnlyStore
+    s = ReadOnlyStore.open(e.store_dir)
+    try:
+        with s.read() as r:
+            for _, v in r.records("models", FORK_KEY):
+                print(json.dumps([(x["shape"], x["verdict"], x["gas_used"], x["gas_limit"])
+                                  for x in v["routes"]]))
+    finally:
+        s.close()
