@@ -112,9 +112,10 @@ class Executor(Agent):
                                 store=getattr(self.rt, "store", None), setups=self._gas_chains)]
 
     def _gas_chains(self) -> dict:
-        """{chain: (rpc, contract, owner)} for contract-optimisation's eth_estimateGas."""
+        """{chain: (rpc, contract, caller, owner)} for contract-optimisation's eth_estimateGas
+        and fork-testing's transactions (sent as the caller, the profit paid to the owner)."""
         chains = self.desk.chains if self.desk is not None else {}
-        return {c: (cd.setup.rpc, cd.contract.address, cd.contract.caller)
+        return {c: (cd.setup.rpc, cd.contract.address, cd.contract.caller, cd.owner)
                 for c, cd in chains.items()}
 
     def on_start(self) -> None:

@@ -2,9 +2,11 @@
 published model and measured gas, loaded between switches, used by the filter and the simulator.
 
     load-model (5 s) ──► ModelGate.load      models/send-filter: the model, used only if `active`
-                    └──► ModelGate.load_gas  models/gas-by-shape: gas units per route shape
+                    ├──► ModelGate.load_gas  models/gas-by-shape: gas units per route shape
+                    └──► ModelGate.load_fork models/fork-tests: gas used per shape on a fork
     ChainPricer.price ─► ModelGate.judge(features) ─► "learned: ..." refusal, or None
-    ChainPricer._simulate ─► ModelGate.gas_for(action) ─► the Simulation's gas_used
+    ChainPricer._simulate ─► ModelGate.gas_for(action) ─► the Simulation's gas_used (the
+                             larger of the two measurements where both exist)
 
 A record that cannot be used is logged once ("model record unusable" / "gas record unusable")
 and the fixed rule / the static gas estimate stays.
@@ -32,6 +34,8 @@ class ModelGate:
         self.refused = self.judged = 0
         self.gas: dict[str, int] = {}  # route shape -> measured gas units (contract-optimisation)
         self.gas_seq = 0
+        self.fork_gas: dict[str, int] = {}  # route shape -> gas used on a fork (fork-testing)
+        self.fork_seq = 0
 
     def load(self, store) -> bool:
         """Read the newest record; True if the model in use changed.  Never raises on a bad
@@ -72,35 +76,51 @@ class ModelGate:
         """The newest `models/gas-by-shape` record (roles/research/contract.py); True if it
         changed.  A bad record keeps the static estimate, with a log line."""
         from .research.contract import GAS_KEY
+        gas, self.gas_seq, changed = self._load_shapes(store, GAS_KEY, "units", self.gas_seq)
+        if changed:
+            self.gas = gas
+        return changed
+
+    def load_fork(self, store) -> bool:
+        """The newest `models/fork-tests` record (roles/research/fork.py): the gas used per
+        route shape in landed fork tests; True if it changed."""
+        from .research.fork import FORK_KEY
+        gas, self.fork_seq, changed = self._load_shapes(store, FORK_KEY, "gas_used", self.fork_seq)
+        if changed:
+            self.fork_gas = gas
+        return changed
+
+    def _load_shapes(self, store, key: str, field: str, seen: int) -> tuple[dict, int, bool]:
+        """({shape: units}, its seq, changed) from the newest models/<key> record's "shapes";
+        a bad record gives {} with a log line."""
         if store is None:
-            return False
+            return {}, seen, False
         with store.read() as r:
-            newest = next(iter(r.items("models", prefix_bytes(GAS_KEY), reverse=True)), None)
-        if newest is None or seq_of(newest[0]) == self.gas_seq:
-            return False
-        self.gas_seq = seq_of(newest[0])
+            newest = next(iter(r.items("models", prefix_bytes(key), reverse=True)), None)
+        if newest is None or seq_of(newest[0]) == seen:
+            return {}, seen, False
+        seq = seq_of(newest[0])
         try:
             rec = orjson.loads(newest[1])
-            shapes = rec["shapes"]
-            gas = {str(k): int(v["units"]) for k, v in shapes.items()}
+            gas = {str(k): int(v[field]) for k, v in rec["shapes"].items()}
             if not all(21_000 <= u <= 30_000_000 for u in gas.values()):
                 raise ValueError("gas units outside 21 000-30 000 000")
         except (ValueError, TypeError, KeyError, AttributeError, orjson.JSONDecodeError) as e:
-            self.gas = {}
             if self.log is not None:
                 self.log.warning("gas record unusable: the static estimate alone",
-                                 record=f"models/{GAS_KEY}/{self.gas_seq}", error=str(e)[:200])
-            return True
-        self.gas = gas
-        return True
+                                 record=f"models/{key}/{seq}", error=str(e)[:200])
+            return {}, seq, True
+        return gas, seq, True
 
     def gas_for(self, action) -> int | None:
-        """The measured gas units of the action's route shape, if contract-optimisation has
-        measured that shape."""
-        if not self.gas:
+        """The measured gas of the action's route shape: contract-optimisation's estimate and
+        fork-testing's gas used in a mined transaction, the larger where both exist."""
+        if not self.gas and not self.fork_gas:
             return None
         from .research.contract import action_shape
-        return self.gas.get(action_shape(action))
+        shape = action_shape(action)
+        units = [g[shape] for g in (self.gas, self.fork_gas) if shape in g]
+        return max(units) if units else None
 
     def judge(self, feats: dict) -> tuple[str | None, float | None, int | None]:
         """(refusal reason or None, the model's probability, its version) for one approved
@@ -120,7 +140,7 @@ class ModelGate:
     def info(self) -> dict:
         return {"in_use": self.model is not None, "version": self.record.get("version"),
                 "why": self.why, "judged": self.judged, "refused": self.refused,
-                "gas_shapes": len(self.gas),
+                "gas_shapes": len(self.gas), "fork_shapes": len(self.fork_gas),
                 "held_back": {k: self.record.get(k) for k in ("fixed", "model")}
                 if self.record else None}
 
@@ -141,6 +161,8 @@ class LoadModel(Task):
     def run(self, ctx: TaskContext):
         if self.gate.load_gas(self.store):
             self.state["gas_shapes"] = len(self.gate.gas)
+        if self.gate.load_fork(self.store):
+            self.state["fork_shapes"] = len(self.gate.fork_gas)
         if self.gate.load(self.store):
             self.state.update(loads=self.state["loads"] + 1,
                               version=self.gate.record.get("version"),

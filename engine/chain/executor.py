@@ -104,6 +104,20 @@ def decode_revert(data: bytes | str | None) -> str:
     return f"{name}({', '.join(str(v) for v in values)})"
 
 
+def trace_reason(trace) -> str | None:
+    """Why a traced transaction reverted, from debug_traceTransaction's callTracer frame: the
+    decoded revert data, else its error (out of gas, an invalid opcode); None if it says nothing."""
+    if not isinstance(trace, dict):
+        return None
+    out = trace.get("output")
+    if out and out != "0x":
+        return decode_revert(out)
+    if trace.get("error"):
+        return f"{trace['error']} (gas used {int(str(trace.get('gasUsed', '0x0')), 16)} " \
+               f"of {int(str(trace.get('gas', '0x0')), 16)})"
+    return None
+
+
 def _revert_data(exc: Exception) -> bytes | None:
     """Dig the revert payload out of whatever web3 raised."""
     for cand in (getattr(exc, "data", None), *(getattr(exc, "args", ()) or ())):

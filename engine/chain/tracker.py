@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.chain.chaindesk import bump
-from engine.chain.executor import decode_revert
+from engine.chain.executor import decode_revert, trace_reason
 from engine.chain.outcomes import read_receipt
 
 MAX_CANCELS = 3
@@ -155,14 +155,9 @@ class Tracking:
         the exact revert data), else its call replayed with eth_call on the state after its
         block (which has whatever moved ahead of it; its own revert changed nothing)."""
         try:
-            trace = cd.rpc("debug_traceTransaction", [h, {"tracer": "callTracer"}])
-            if isinstance(trace, dict):
-                out = trace.get("output")
-                if out and out != "0x":
-                    return decode_revert(out)
-                if trace.get("error"):      # out of gas, an invalid opcode: no revert data
-                    return f"{trace['error']} (gas used {int(str(trace.get('gasUsed', '0x0')), 16)} " \
-                           f"of {int(str(trace.get('gas', '0x0')), 16)})"
+            why = trace_reason(cd.rpc("debug_traceTransaction", [h, {"tracer": "callTracer"}]))
+            if why is not None:
+                return why
         except Exception:
             pass   # not every node traces: replay instead
         try:

@@ -20,6 +20,10 @@ change `interval`, `priority` and the task's `options`), and what each one's dis
                         contract-optimisation 10 m  gas per route shape, eth_estimateGas at the
                                               decision's block (roles/research/contract.py):
                                               the agents' simulator reports it (the gas model)
+                        fork-testing 30 m     the newest approved Actions sent on an anvil fork
+                                              at their block (roles/research/fork.py): verdict
+                                              exact / differs / reverted, and the gas used,
+                                              which the agents' gas model takes where larger
 
 Each task is one class (roles/research/chain.py: RPC reads; graph.py: pool graphs) used under
 the names above.  A task that cannot get its data fails its run (`Failed`) and tries again at
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 from .chain import BlockTiming, GasTrend, MevWatch
 from .contract import ContractGas
+from .fork import ForkTest
 from .graph import BridgeGaps, LiquidityMap, PathDiscovery
 
 # role family -> {task name: (class, default interval s)}
@@ -40,7 +45,8 @@ PLAN = {
     "specialist": {"gas-volatility": (GasTrend, 60.0), "block-times": (BlockTiming, 300.0),
                    "bridge-gaps": (BridgeGaps, 600.0)},
     "executor": {"path-discovery": (PathDiscovery, 3600.0),
-                 "contract-optimisation": (ContractGas, 600.0)},
+                 "contract-optimisation": (ContractGas, 600.0),
+                 "fork-testing": (ForkTest, 1800.0)},
 }
 
 
@@ -59,7 +65,7 @@ def build(family: str, *, chain: str, rpc: str | None, pools=(), exclude=(), gra
             t = cls(chain, name=name, interval=interval, options={"rpc": rpc})
         elif cls is MevWatch:
             t = cls(chain, pools, exclude, name=name, interval=interval, options={"rpc": rpc})
-        elif cls is ContractGas:
+        elif cls in (ContractGas, ForkTest):
             t = cls(store, setups, name=name, interval=interval)
         elif cls is BridgeGaps:
             t = cls(run_dir, tokens or {}, name=name, interval=interval)

@@ -38,6 +38,35 @@ def action_shape(action) -> str:
     return gas_shape([h.kind.value for h in action.route.hops], action.loan.source.value)
 
 
+def approved_decisions(store, n: int, skip=frozenset()) -> list[dict]:
+    """Up to `n` of the newest approved decisions with an Action, every agent's (`opportunities`),
+    leaving out those whose "role|event" key is in `skip`."""
+    if store is None:
+        raise Failed("the role has no store")
+    out = []
+    with store.read() as r:
+        for role in r.prefixes("opportunities"):
+            # newest first, a bounded scan: refusals far outnumber approvals, and this is
+            # one step of the executor's background work
+            for i, (_, raw) in enumerate(r.items("opportunities", prefix_bytes(role),
+                                                 reverse=True)):
+                if len(out) >= n or i >= SCAN:
+                    break
+                try:
+                    rec = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    continue
+                if isinstance(rec, dict) and rec.get("approved") and rec.get("action") \
+                        and decision_key(rec) not in skip:
+                    out.append(rec)
+    return out
+
+
+def decision_key(rec: dict) -> str:
+    """A decision's identity, as the executor's desk keys it."""
+    return f"{rec.get('role') or rec.get('ring', '?')}|{rec.get('event')}"
+
+
 class ContractGas(Task):
     name = "contract-optimisation"
     priority = Priority.LOW
@@ -47,7 +76,7 @@ class ContractGas(Task):
                "timeout": (float, 5.0, "seconds one call may take")}
 
     def __init__(self, store=None, chains=None, **kw):
-        """chains: a callable -> {chain: (rpc url, contract address, owner address)}."""
+        """chains: a callable -> {chain: (rpc url, contract address, caller, owner)}."""
         super().__init__(**kw)
         self.store, self.chains = store, chains or (lambda: {})
 
@@ -55,24 +84,7 @@ class ContractGas(Task):
         return {"runs": 0, "shapes": {}, "failed": 0, "summary": ""}
 
     def _candidates(self) -> list[dict]:
-        if self.store is None:
-            raise Failed("the role has no store")
-        out, n = [], int(self.options["samples"])
-        with self.store.read() as r:
-            for role in r.prefixes("opportunities"):
-                # newest first, a bounded scan: refusals far outnumber approvals, and this is
-                # one step of the executor's background work
-                for i, (_, raw) in enumerate(r.items("opportunities", prefix_bytes(role),
-                                                     reverse=True)):
-                    if len(out) >= n or i >= SCAN:
-                        break
-                    try:
-                        rec = orjson.loads(raw)
-                    except orjson.JSONDecodeError:
-                        continue
-                    if isinstance(rec, dict) and rec.get("approved") and rec.get("action"):
-                        out.append(rec)
-        return out
+        return approved_decisions(self.store, int(self.options["samples"]))
 
     def run(self, ctx: TaskContext):
         chains = self.chains() or {}
@@ -95,8 +107,8 @@ class ContractGas(Task):
         statics: dict[str, list[int]] = {}
         for shape, items in per.items():
             for a, rec in items:
-                url, contract, owner = chains[a.chain]
-                tx = {"from": owner, "to": contract, "data": "0x" + encode_execute(a).hex()}
+                url, contract, caller, *_ = chains[a.chain]
+                tx = {"from": caller, "to": contract, "data": "0x" + encode_execute(a).hex()}
                 block = rec.get("block")
                 at = hex(block) if isinstance(block, int) and block > 0 else "latest"
                 try:
