@@ -5,16 +5,15 @@ is gone after every run, however the run ends."""
 from __future__ import annotations
 
 import copy
-import os
-import select
 import time
 
 import pytest
 
+import taskhelp
 import tradehelp
 from engine.arb.wire import action_from_record
 from engine.core.store import Store
-from engine.core.tasks import Failed, TaskContext, Wait
+from engine.core.tasks import Failed
 from roles.modelgate import ModelGate
 from roles.research.contract import action_shape
 from roles.research.fork import FORK_KEY, ForkTest, summary, verdict
@@ -22,24 +21,16 @@ from roles.research.fork import FORK_KEY, ForkTest, summary, verdict
 
 def drive(task, gen=None, timeout: float = 60.0, stop_when=None):
     """Run `task` once, waiting as it asks; (discoveries, pids of every fork anvil it ran)."""
-    found, pids = [], set()
-    gen = gen or task.run(TaskContext("flash-loan-executor",
-                                      discover=lambda name, rec: found.append(rec)))
-    deadline = time.monotonic() + timeout
-    for w in gen:
-        assert time.monotonic() < deadline, f"{task.name} did not finish"
-        if task.fork is not None:
-            pids.add(task.fork.proc.pid)
-            if stop_when and stop_when(task):
-                gen.close()
-                break
-        if isinstance(w, Wait):
-            left = max(0.0, (w.until or deadline) - time.monotonic())
-            if w.fd is not None:
-                select.select([] if w.write else [w.fd], [w.fd] if w.write else [], [], left)
-            else:
-                time.sleep(min(left, 0.05))
+    pids = set()
+
+    def step(t, _gen):
+        if t.fork is None:
+            return False
+        pids.add(t.fork.proc.pid)
+        return bool(stop_when and stop_when(t))
+    found = taskhelp.drive(task, gen, role="flash-loan-executor", timeout=timeout, on_step=step)
     return found, pids
+
 
 
 def gone(pid: int) -> bool:
@@ -156,9 +147,8 @@ def test_the_fork_is_stopped_when_the_run_is_closed_or_cannot_start(arb, tmp_pat
 
 KILLED_MID_RUN = """
 import sys, time
-sys.path[:0] = [{tests!r}]
 from engine.core.store import Store
-from test_fork_testing import ForkTest, drive
+from roles.research.fork import ForkTest
 store = Store.open({store!r})
 task = ForkTest(store, lambda: {setup!r})
 gen = task.run(__import__("engine.core.tasks", fromlist=["x"]).TaskContext("x"))
@@ -177,7 +167,7 @@ def test_a_role_killed_mid_run_takes_its_fork_with_it(arb, tmp_path):
            "block": arb.w3.eth.block_number, "approved": True, "action": _action_record()}
     with Store.open(tmp_path / "s") as store:
         store.append("opportunities", "arbitrum-spotter", rec)
-    code = KILLED_MID_RUN.format(tests=os.path.dirname(__file__), store=str(tmp_path / "s"),
+    code = KILLED_MID_RUN.format(store=str(tmp_path / "s"),
                                  setup=setup_of(arb))
     for sig in (signal.SIGKILL, signal.SIGTERM):
         child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)

@@ -3,31 +3,16 @@ discovery; a node that is down fails the run, never raises out of it; mev-watch 
 account that back-runs big swaps."""
 from __future__ import annotations
 
-import select
 import time
 
 import pytest
 
-from engine.core.tasks import Failed, TaskContext, Wait
+from engine.core.tasks import Failed
+from taskhelp import drive
 from roles.research import PLAN, build
 from roles.research.chain import BlockTiming, GasTrend, MevWatch
 
 
-def drive(task, timeout: float = 30.0) -> list[dict]:
-    """One run of `task` to its end, waiting as it asks; its discoveries."""
-    found = []
-    ctx = TaskContext("test", discover=lambda name, rec: found.append(rec))
-    gen = task.run(ctx)
-    deadline = time.monotonic() + timeout
-    for w in gen:
-        assert time.monotonic() < deadline, f"{task.name} did not finish"
-        if isinstance(w, Wait):
-            left = max(0.0, (w.until or deadline) - time.monotonic())
-            if w.fd is not None:
-                select.select([] if w.write else [w.fd], [w.fd] if w.write else [], [], left)
-            else:
-                time.sleep(min(left, 0.05))
-    return found
 
 
 def test_gas_trend_and_block_times_on_each_chain(devnet):

@@ -4,18 +4,17 @@ The cross-process behaviour (fork, unrelated processes, SIGKILL) is in test_ring
 """
 from __future__ import annotations
 
-import contextlib
 import mmap
 import os
 import subprocess
 import sys
-import uuid
 
 import posix_ipc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ringhelp import fresh_ring, payload
 from engine.core.ring import (SLOT_HEADER, Batch, Ring, RingCorrupted, RingFormatError,
                               RingNotFound)
 
@@ -28,21 +27,8 @@ def ring_name(unique_name):
     Ring.unlink(name)
 
 
-@contextlib.contextmanager
-def fresh_ring(**kw):
-    """A ring for one hypothesis example (function fixtures are not reset between examples)."""
-    name = f"/syn.t{os.getpid()}{uuid.uuid4().hex[:10]}.prop"
-    ring = Ring.create(name, **kw)
-    try:
-        yield ring
-    finally:
-        ring.close()
-        Ring.unlink(name)
 
 
-def payload(seq: int, size: int) -> bytes:
-    """Content that says which record it is: a reader can tell a wrong or torn one."""
-    return (seq.to_bytes(8, "little") * (size // 8 + 1))[:size]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,16 +3,14 @@ against a model, at the wrap, when overrun (before and during the copy), when co
 """
 from __future__ import annotations
 
-import contextlib
-import os
 import struct
-import uuid
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.core.ring import SLOT_HEADER, Block, Ring, RingCorrupted
+from ringhelp import fresh_ring, payload
 
 
 @pytest.fixture
@@ -22,19 +20,8 @@ def ring_name(unique_name):
     Ring.unlink(name)
 
 
-@contextlib.contextmanager
-def fresh_ring(**kw):
-    name = f"/syn.t{os.getpid()}{uuid.uuid4().hex[:10]}.blk"
-    ring = Ring.create(name, **kw)
-    try:
-        yield ring
-    finally:
-        ring.close()
-        Ring.unlink(name)
 
 
-def payload(seq: int, size: int) -> bytes:
-    return (seq.to_bytes(8, "little") * (size // 8 + 1))[:size]
 
 
 ops = st.lists(st.one_of(
