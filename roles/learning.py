@@ -137,8 +137,10 @@ class Outcomes:
             return
         prev = self.ledger.get(key)
         acc = {**(prev or {}), **rec}
-        if prev is None:
-            acc["t_first"] = rec.get("t")
+        if acc.get("t_first") is None:
+            # the first record with a wall time: the executor's "accepted" record has only
+            # monotonic stamps, so the first `t` is that of "signed" (or of the refusal)
+            acc["t_first"] = rec.get("t") if isinstance(rec.get("t"), (int, float)) else None
         acc["executor"] = role
         self.ledger[key] = acc
         self._bound(self.ledger)

@@ -117,6 +117,28 @@ def test_decisions_and_outcomes_train_a_model_the_agents_use(tmp_path):
         assert g["used_over_estimate"] == 1.3 and found[-1]["gas"]
 
 
+def test_outcomes_are_held_back_by_when_the_executor_took_them(tmp_path):
+    """The executor's first record of a sent Action ("accepted") has only monotonic stamps;
+    its time is that of "signed".  A sent one must not sort before every refusal (it did: the
+    held-back part was then mostly the executor's refusals)."""
+    opp = {"kind": "opportunity", "role": "a", "approved": True, "chain": "arbitrum",
+           "features": {"margin_bps": 1.0}, "gas_cost_token": "10", "route": [], "loan": {}}
+    with Store.open(tmp_path / "s") as store:
+        store.append_many("opportunities", "a", [{**opp, "event": e} for e in "xyz"]).wait(10)
+        store.append_many("outcomes", "x", [
+            {"key": "a|x", "state": "accepted", "t_accept": 5},
+            {"key": "a|y", "state": "refused", "reason": "re-quote: lost", "t": 100.0},
+            {"key": "a|x", "state": "signed", "t": 50.0},
+            {"key": "a|z", "state": "accepted", "t_accept": 6},
+            {"key": "a|z", "state": "signed", "t": 200.0},
+            {"key": "a|x", "state": "landed", "t": 300.0, "realised": "99"},
+            {"key": "a|z", "state": "reverted", "t": 301.0}]).wait(10)
+        hub = learning.Outcomes()
+        drive(hub.catch_up(store))
+        assert [s["t"] for s in hub.ordered()] == [50.0, 100.0, 200.0]
+        assert [s["state"] for s in hub.ordered()] == ["landed", "refused", "reverted"]
+
+
 def test_a_model_that_does_not_beat_the_fixed_rule_is_published_but_not_used(tmp_path):
     with Store.open(tmp_path / "s") as store:
         write_history(store, 200, structured=False)

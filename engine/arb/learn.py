@@ -94,7 +94,7 @@ def sample(opp: dict, outcome: dict) -> dict | None:
     else:
         profit = 0
     return {"features": features(f), "landed": state in WON, "profit": profit,
-            "state": state, "t": outcome.get("t_first", outcome.get("t", 0))}
+            "state": state, "t": outcome.get("t_first") or outcome.get("t") or 0}
 
 
 def _int_or(x, default: int) -> int:
