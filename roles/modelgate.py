@@ -7,11 +7,15 @@ published model and measured gas, loaded between switches, used by the filter an
     ChainPricer.price ─► ModelGate.judge(features) ─► "learned: ..." refusal, or None
     ChainPricer._simulate ─► ModelGate.gas_for(action) ─► the Simulation's gas_used (the
                              larger of the two measurements where both exist)
+    ChainPricer.price ─► ModelGate.fork_refusal(action) ─► "fork-test: ..." for a route whose
+                         newest fork test reverted (not out of gas), for `fork_hold_s`
 
 A record that cannot be used is logged once ("model record unusable" / "gas record unusable")
 and the fixed rule / the static gas estimate stays.
 """
 from __future__ import annotations
+
+import time
 
 import orjson
 
@@ -25,8 +29,8 @@ MODEL_KEY = "send-filter"     # models/<MODEL_KEY>/<seq>: the newest is the one 
 class ModelGate:
     """An agent's view of the newest published model: the learned half of its filter."""
 
-    def __init__(self, log=None):
-        self.log = log
+    def __init__(self, log=None, fork_hold_s: float = 3600.0, clock=time.time):
+        self.log, self.fork_hold_s, self.clock = log, float(fork_hold_s), clock
         self.seq = 0                  # the models record last looked at
         self.model: Model | None = None
         self.record: dict = {}
@@ -36,6 +40,8 @@ class ModelGate:
         self.gas_seq = 0
         self.fork_gas: dict[str, int] = {}  # route shape -> gas used on a fork (fork-testing)
         self.fork_seq = 0
+        self.failing: dict[str, dict] = {}  # route -> its newest fork test's revert (fork-testing)
+        self.fork_refused = 0
 
     def load(self, store) -> bool:
         """Read the newest record; True if the model in use changed.  Never raises on a bad
@@ -76,29 +82,35 @@ class ModelGate:
         """The newest `models/gas-by-shape` record (roles/research/contract.py); True if it
         changed.  A bad record keeps the static estimate, with a log line."""
         from .research.contract import GAS_KEY
-        gas, self.gas_seq, changed = self._load_shapes(store, GAS_KEY, "units", self.gas_seq)
+        gas, self.gas_seq, changed, _ = self._load_shapes(store, GAS_KEY, "units", self.gas_seq)
         if changed:
             self.gas = gas
         return changed
 
     def load_fork(self, store) -> bool:
         """The newest `models/fork-tests` record (roles/research/fork.py): the gas used per
-        route shape in landed fork tests; True if it changed."""
+        route shape in landed fork tests, and the routes whose newest test reverted; True if
+        it changed."""
         from .research.fork import FORK_KEY
-        gas, self.fork_seq, changed = self._load_shapes(store, FORK_KEY, "gas_used", self.fork_seq)
+        gas, self.fork_seq, changed, rec = self._load_shapes(store, FORK_KEY, "gas_used",
+                                                             self.fork_seq)
         if changed:
             self.fork_gas = gas
+            failing = rec.get("failing") if isinstance(rec, dict) else None
+            self.failing = {str(k): v for k, v in failing.items()
+                            if isinstance(v, dict) and isinstance(v.get("at"), (int, float))} \
+                if isinstance(failing, dict) else {}
         return changed
 
-    def _load_shapes(self, store, key: str, field: str, seen: int) -> tuple[dict, int, bool]:
-        """({shape: units}, its seq, changed) from the newest models/<key> record's "shapes";
-        a bad record gives {} with a log line."""
+    def _load_shapes(self, store, key: str, field: str, seen: int) -> tuple[dict, int, bool, dict]:
+        """({shape: units}, its seq, changed, the record) from the newest models/<key>
+        record's "shapes"; a bad record gives {} with a log line."""
         if store is None:
-            return {}, seen, False
+            return {}, seen, False, {}
         with store.read() as r:
             newest = next(iter(r.items("models", prefix_bytes(key), reverse=True)), None)
         if newest is None or seq_of(newest[0]) == seen:
-            return {}, seen, False
+            return {}, seen, False, {}
         seq = seq_of(newest[0])
         try:
             rec = orjson.loads(newest[1])
@@ -109,8 +121,8 @@ class ModelGate:
             if self.log is not None:
                 self.log.warning("gas record unusable: the static estimate alone",
                                  record=f"models/{key}/{seq}", error=str(e)[:200])
-            return {}, seq, True
-        return gas, seq, True
+            return {}, seq, True, {}
+        return gas, seq, True, rec
 
     def gas_for(self, action) -> int | None:
         """The measured gas of the action's route shape: contract-optimisation's estimate and
@@ -121,6 +133,19 @@ class ModelGate:
         shape = action_shape(action)
         units = [g[shape] for g in (self.gas, self.fork_gas) if shape in g]
         return max(units) if units else None
+
+    def fork_refusal(self, action) -> str | None:
+        """A refusal for a route whose newest fork test reverted (not out of gas) less than
+        `fork_hold_s` ago: on the fork it was alone, so the agent's model of it is wrong."""
+        if not self.failing:
+            return None
+        from .research.fork import route_key
+        f = self.failing.get(route_key(action))
+        if f is None or self.clock() - float(f["at"]) > self.fork_hold_s:
+            return None
+        self.fork_refused += 1
+        return (f"fork-test: this route reverted on a fork at block {f.get('block')} "
+                f"({str(f.get('verdict'))[:120]})")
 
     def judge(self, feats: dict) -> tuple[str | None, float | None, int | None]:
         """(refusal reason or None, the model's probability, its version) for one approved
@@ -141,6 +166,7 @@ class ModelGate:
         return {"in_use": self.model is not None, "version": self.record.get("version"),
                 "why": self.why, "judged": self.judged, "refused": self.refused,
                 "gas_shapes": len(self.gas), "fork_shapes": len(self.fork_gas),
+                "fork_failing": len(self.failing), "fork_refused": self.fork_refused,
                 "held_back": {k: self.record.get(k) for k in ("fixed", "model")}
                 if self.record else None}
 

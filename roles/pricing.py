@@ -19,8 +19,8 @@
     `record-opportunities` task), counted by reason for `status`, one log line each (rate-limited)
 
 Refusal codes (the `code` field; `reason` says the figures): no-replica, unknown-pool, stale,
-no-cycle, no-profitable-route, below-minimum, simulation-failed, low-confidence, contested, learned,
-cannot-build, not-a-pool-record, below-threshold.
+no-cycle, no-profitable-route, below-minimum, simulation-failed, low-confidence, contested,
+fork-test, learned, cannot-build, not-a-pool-record, below-threshold.
 
 Research feeds it (roles/research): the gas-trend task's next base fee and median priority fee
 are the gas price when it has run (else the gas-sampler's, else `gas_gwei`); the mev-watch
@@ -31,6 +31,9 @@ Learning (roles/learning.py): every priced decision keeps its `features` (engine
 decision_features) in its LMDB record; once the coordinator has published a model that beat the
 fixed rule on held-back outcomes, an approved decision the model expects to fail is refused
 ("learned": its probability below the model's threshold).  No usable model: the fixed rule alone.
+A route whose newest fork test (the executor's fork-testing) reverted, not for gas, is refused
+for `fork_hold_s` ("fork-test"): alone on a fork at its block it failed, so the agent's model
+of it is wrong, whatever the competition.
 """
 from __future__ import annotations
 
@@ -64,6 +67,8 @@ OPTIONS = {
     "max_exact": (int, 4, "cycles sized on exact math per event"),
     "deadline_s": (int, 30, "an action's deadline: seconds after the decision"),
     "log_per_s": (int, 20, "decision log lines per second at most (the rest are counted)"),
+    "fork_hold_s": (float, 3600.0, "a route whose fork test reverted is refused this long "
+                                   "(unless a later test of it lands)"),
     "contest_weight": (float, 1.0, "a route through a pool back-run with share s of its big "
                                    "swaps (mev-watch) keeps confidence × (1 − weight·s)"),
 }
@@ -72,7 +77,8 @@ OPTIONS = {
 def _reason_code(reason: str) -> str:
     if "< min_profit" in reason:      # the contract's own check would revert it
         return "below-minimum"
-    for prefix, code in (("stale", "stale"), ("contested", "contested"), ("learned", "learned"), ("predicted net profit", "below-minimum"),
+    for prefix, code in (("stale", "stale"), ("contested", "contested"), ("learned", "learned"),
+                         ("fork-test", "fork-test"), ("predicted net profit", "below-minimum"),
                          ("simulation loses", "below-minimum"),
                          ("simulation failed", "simulation-failed"),
                          ("confidence", "low-confidence"), ("cannot build", "cannot-build"),
@@ -201,6 +207,8 @@ class ChainPricer:
             contested=score, age_s=float(d.checks.get("age_s") or 0.0),
             trigger_contested=self.contested(pool))
         detail["features"] = feats
+        if d.approved and self.model is not None and (why := self.model.fork_refusal(d.action)):
+            d = replace(d, approved=False, action=None, reason=why)
         if d.approved and self.model is not None:
             why, p, version = self.model.judge(feats)
             if p is not None:

@@ -104,3 +104,27 @@ def test_the_gas_trend_reaches_the_executors_fees():
     assert price_fees("polygon", GWEI, GWEI, 0) == (27 * GWEI, 25 * GWEI)      # the floor
     assert price_fees("arbitrum", GWEI, 3 * GWEI, 7) == (2 * GWEI, 0)
     assert bump(100) == 113 and bump(0) == 1 and bump(10**9) >= 11 * 10**8
+
+
+def test_a_route_that_reverted_on_a_fork_is_refused_until_its_hold_ends():
+    from engine.arb.wire import action_from_record
+    from roles.research.fork import route_key
+    s = spotter(fork_hold_s=120.0)
+    (ok,) = s.handle([record(P2)])
+    assert ok["approved"], ok["reason"]
+    a = action_from_record(ok["action"])
+    now = [1000.0]
+    gate = s.model_gate
+    gate.clock = lambda: now[0]
+    assert gate.fork_hold_s == 120.0
+    # what load_fork takes from a models/fork-tests record (roles/research/fork.py)
+    gate.failing = {route_key(a): {"verdict": "reverted: InsufficientProfit(1, 2)", "block": 9,
+                                   "at": 990.0}}
+    (rec,) = s.handle([record(P2, log_index=1)])
+    assert not rec["approved"] and rec["code"] == "fork-test" and "action" not in rec, rec
+    assert rec["reason"].startswith("fork-test: this route reverted on a fork at block 9 "
+                                    "(reverted: InsufficientProfit(1, 2))"), rec["reason"]
+    assert s.book.info()["refused_by_reason"]["fork-test"] == 1
+    now[0] = 1111.0                           # the hold is over: priced as before
+    (again,) = s.handle([record(P2, log_index=2)])
+    assert again["approved"], again["reason"]

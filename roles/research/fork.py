@@ -9,14 +9,17 @@
         ──► its receipt: landed or reverted (the reason from its trace), gas used, the profit
             realised (Transfer logs to the owner) against the predicted one, to the wei
         ──► `models/fork-tests`: this run's routes with their verdicts ("exact", "differs",
-            "reverted: why"), and the gas used per route shape of every landed test so far
-            (and of those that ran out of gas at the Action's limit: a lower bound)
+            "reverted: why"), the gas used per route shape of every landed test so far
+            (and of those that ran out of gas at the Action's limit: a lower bound), and the
+            routes whose newest test reverted for another reason than gas (`failing`)
 
 On the fork the transaction is alone after the gap: nobody back-runs it, so a revert or a
 difference is the agent's model of the route being wrong, not competition.  The agents load
 the record (roles/modelgate.py, load-model): the shape's gas used, measured in a mined
 transaction, and contract-optimisation's eth_estimateGas units, the larger of the two where
-both exist, price the route and set its gas limit.
+both exist, price the route and set its gas limit; and a route in `failing` is refused
+("fork-test: ...") for `fork_hold_s` after its test, until a later test of it lands.  Out of
+gas is not a failing route: the measured gas raises its limit next time.
 
 The fork anvil is the role's child (PR_SET_PDEATHSIG: it dies with the role, even by SIGKILL)
 and is stopped at the end of every run, whichever way the run ends.  Waiting for it to answer
@@ -34,6 +37,7 @@ from .contract import action_shape, approved_decisions, decision_key
 
 FORK_KEY = "fork-tests"
 KEEP_TESTED = 500        # decision keys remembered as tested (the newest)
+KEEP_FAILING = 200       # failing routes published (the newest)
 FUNDS = hex(10**21)      # the caller's ether on the fork: gas money, never a token
 
 
@@ -82,7 +86,7 @@ class ForkTest(Task):
         self.fork = None            # the running fork anvil, if any (tests look at its pid)
 
     def initial_state(self):
-        return {"runs": 0, "tested": [], "shapes": {}, "failed": 0, "summary": ""}
+        return {"runs": 0, "tested": [], "shapes": {}, "failing": {}, "failed": 0, "summary": ""}
 
     def run(self, ctx: TaskContext):
         chains = self.chains() or {}
@@ -90,8 +94,10 @@ class ForkTest(Task):
             raise Failed("no chain with an rpc endpoint and an executor contract")
         st = self.state
         todo: dict[str, list] = {}
-        for rec in approved_decisions(self.store, int(self.options["samples"]),
-                                      skip=frozenset(st["tested"])):
+        # oldest first (the list is newest first): of two tests of one route, the later
+        # decision's is the newest word on it
+        for rec in reversed(approved_decisions(self.store, int(self.options["samples"]),
+                                               skip=frozenset(st["tested"]))):
             try:
                 a = action_from_record(rec["action"])
             except (ValueError, KeyError, TypeError):
@@ -119,14 +125,26 @@ class ForkTest(Task):
                 old = shapes.get(r["shape"]) or {}
                 shapes[r["shape"]] = {"gas_used": max(r["gas_used"], int(old.get("gas_used") or 0)),
                                       "n": int(old.get("n") or 0) + 1}
+        failing = dict(st.get("failing") or {})
+        for r in routes:      # the newest test of a route decides (out of gas says nothing)
+            if r["out_of_gas"]:
+                continue
+            failing.pop(r["route"], None)
+            if r["verdict"].startswith("reverted"):
+                failing[r["route"]] = {"verdict": r["verdict"][:200], "block": r["block"],
+                                       "at": round(time.time(), 3), "key": r["key"]}
+        failing = dict(list(failing.items())[-KEEP_FAILING:])
         st.update(runs=st["runs"] + 1, shapes=shapes, tested_at=round(time.time(), 3),
+                  failing=failing,
                   summary=summary(routes) + (f"; {len(errors)} not tested" if errors else ""))
         if routes:
             rec = {"version": st["runs"], "tested_at": st["tested_at"], "by": ctx.role,
                    "how": "eth_sendTransaction of the exact calldata on an anvil fork at the "
                           "decision's block; gas used of landed tests and of those out of gas "
-                          "at their limit (a lower bound), the largest per shape",
-                   "routes": routes, "shapes": shapes, "summary": st["summary"]}
+                          "at their limit (a lower bound), the largest per shape; failing: "
+                          "routes whose newest test reverted, not out of gas",
+                   "routes": routes, "shapes": shapes, "failing": failing,
+                   "summary": st["summary"]}
             self.store.append_many("models", FORK_KEY, [rec])
             ctx.discover(self.name, {"kind": FORK_KEY, **rec})
 

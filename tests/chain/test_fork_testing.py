@@ -16,7 +16,7 @@ from engine.core.store import Store
 from engine.core.tasks import Failed
 from roles.modelgate import ModelGate
 from roles.research.contract import action_shape
-from roles.research.fork import FORK_KEY, ForkTest, summary, verdict
+from roles.research.fork import FORK_KEY, ForkTest, route_key, summary, verdict
 
 
 def drive(task, gen=None, timeout: float = 60.0, stop_when=None):
@@ -124,6 +124,23 @@ def test_a_real_decision_lands_exactly_on_the_fork_and_a_tampered_one_reverts(ar
         gate.gas = {shape: ok["gas_used"] + 1000}
         assert gate.gas_for(a) == ok["gas_used"] + 1000
         assert not gate.load_fork(store)                     # nothing newer
+        # the tampered test came after the exact one: the route is failing (the starved one,
+        # out of gas, says nothing about it), and the agents refuse it for fork_hold_s
+        assert list(rec["failing"]) == [route_key(a)], rec["failing"]
+        assert rec["failing"][route_key(a)]["verdict"].startswith("reverted: InsufficientProfit(")
+        now = [time.time()]
+        gate = ModelGate(fork_hold_s=600, clock=lambda: now[0])
+        assert gate.load_fork(store) and gate.info()["fork_failing"] == 1
+        why = gate.fork_refusal(a)
+        assert why.startswith(f"fork-test: this route reverted on a fork at block {block} "
+                              "(reverted: InsufficientProfit("), why
+        hops = copy.deepcopy(good["action"]["route"])
+        hops[0]["pool"] = "0x" + "ab" * 20
+        other = action_from_record({**good["action"], "route": hops})
+        assert gate.fork_refusal(other) is None               # another route: not refused
+        now[0] += 601
+        assert gate.fork_refusal(a) is None                   # held for fork_hold_s only
+        assert gate.info()["fork_refused"] == 1
         with store.read() as r:
             assert len(list(r.records("models", FORK_KEY))) == 1
 
