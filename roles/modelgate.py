@@ -19,7 +19,7 @@ import time
 
 import orjson
 
-from engine.arb.learn import Model, features
+from engine.arb.learn import History, Model, features
 from engine.core.store.keys import prefix_bytes, seq_of
 from engine.core.tasks import Priority, Task, TaskContext
 
@@ -33,6 +33,7 @@ class ModelGate:
         self.log, self.fork_hold_s, self.clock = log, float(fork_hold_s), clock
         self.seq = 0                  # the models record last looked at
         self.model: Model | None = None
+        self.history = History()      # our sends per pool, as of the model's training
         self.record: dict = {}
         self.why = "no model published yet: the fixed rule alone"
         self.refused = self.judged = 0
@@ -59,6 +60,7 @@ class ModelGate:
             if not isinstance(rec, dict):
                 raise ValueError(f"a {type(rec).__name__}, not an object")
             model = Model.from_dict(rec.get("params") if isinstance(rec.get("params"), dict) else {})
+            history = History.from_dict(rec["history"]) if "history" in rec else History()
         except (ValueError, orjson.JSONDecodeError) as e:
             self.model, self.record = None, {}
             self.why = f"models/{MODEL_KEY}/{self.seq} unusable ({str(e)[:120]}): the fixed rule alone"
@@ -69,7 +71,7 @@ class ModelGate:
         self.record = {k: rec.get(k) for k in ("version", "train_size", "held_back", "fixed",
                                                "model", "active", "reason")}
         if rec.get("active") is True:
-            self.model, self.why = model, ""
+            self.model, self.history, self.why = model, history, ""
         else:
             self.model = None
             self.why = f"model v{model.version} not in use ({rec.get('reason')}): the fixed rule alone"
@@ -147,13 +149,14 @@ class ModelGate:
         return (f"fork-test: this route reverted on a fork at block {f.get('block')} "
                 f"({str(f.get('verdict'))[:120]})")
 
-    def judge(self, feats: dict) -> tuple[str | None, float | None, int | None]:
+    def judge(self, feats: dict, pools=()) -> tuple[str | None, float | None, int | None]:
         """(refusal reason or None, the model's probability, its version) for one approved
-        decision's features; (None, None, None) without a model in use."""
+        decision's features and its route's pools; (None, None, None) without a model in use."""
         m = self.model
         if m is None:
             return None, None, None
         x = features(feats)
+        x["route_failed"] = self.history.failed(pools)
         p = m.p(x)
         self.judged += 1
         if p >= m.threshold:

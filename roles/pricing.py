@@ -210,9 +210,11 @@ class ChainPricer:
         if d.approved and self.model is not None and (why := self.model.fork_refusal(d.action)):
             d = replace(d, approved=False, action=None, reason=why)
         if d.approved and self.model is not None:
-            why, p, version = self.model.judge(feats)
+            pools = [h.pool for h in opp.route.hops]
+            why, p, version = self.model.judge(feats, pools)
             if p is not None:
-                detail["model"] = {"version": version, "p": round(p, 4)}
+                detail["model"] = {"version": version, "p": round(p, 4),
+                                   "route_failed": round(self.model.history.failed(pools), 4)}
             if why:
                 d = replace(d, approved=False, action=None, reason=why)
         detail["decide_us"] = round((time.perf_counter() - t1) * 1e6, 1)

@@ -1,8 +1,12 @@
 """Learning from outcomes: which approved opportunities to send (pure; no I/O, no ML stack).
 
     features(rec) ──► x            from what the decision knew when it was made (FEATURES)
-    Model.update(x, landed)        online logistic regression: SGD on the log loss, L2, with
-                                   each feature standardised by its running mean and variance
+    History                        our own sends through each pool and how many landed: the
+                                   `route_failed` feature (the smoothed failure share of the
+                                   route's worst pool), from outcomes earlier than the decision
+    Model.update(x, landed)        online logistic regression over the model's own `features`
+                                   (a subset of FEATURES): SGD on the log loss, L2, with each
+                                   feature standardised by its running mean and variance
     Model.p(x)                     the probability that a send of it lands with a profit
     Model.send(x)                  p >= threshold: the confidence filter's second half (the
                                    fixed rule, confidence >= 0.95 from the exact re-quote,
@@ -29,15 +33,21 @@ import math
 from dataclasses import dataclass, field
 
 FEATURES = ("margin_bps", "log_depth", "hops", "contested", "trigger_contested", "state_age_s",
-            "gas_share", "arbitrum", "base", "polygon")
+            "gas_share", "route_failed", "arbitrum", "base", "polygon")
 CHAINS = FEATURES[-3:]
+RECORDED = tuple(k for k in FEATURES[:-3] if k != "route_failed")   # in the decision record
+# What a model uses unless told otherwise: what says a rival takes the route first (mev-watch's
+# shares) and our own history through its pools.  With the ~100 outcomes a short devnet run
+# gives, the margin, depth, hops, age and gas inputs let the fit chase noise: on the held-back
+# part it then refused some of the most profitable routes (DEVELOPING.md, the learning loop).
+DEFAULT_FEATURES = ("route_failed", "contested", "trigger_contested")
 
 
 def features(rec: dict) -> dict[str, float]:
     """The features of one opportunity record (missing ones are 0: the model learns their
     weight as it sees them)."""
     f = {}
-    for k in FEATURES[:-3]:
+    for k in RECORDED:
         try:
             f[k] = float(rec.get(k) or 0.0)
         except (TypeError, ValueError):     # a record from a bad writer: that feature is 0
@@ -47,7 +57,64 @@ def features(rec: dict) -> dict[str, float]:
     chain = rec.get("chain")
     for c in CHAINS:
         f[c] = 1.0 if chain == c else 0.0
+    f["route_failed"] = History.BASE      # known only beside a History (with_history, judge)
     return f
+
+
+class History:
+    """Our sends through each pool and how many landed; `failed(pools)` is the route's worst
+    pool's failure share, smoothed towards BASE by PRIOR pseudo-sends (a pool never tried is
+    BASE).  A rival that back-runs some pools first makes our trades through them fail: the
+    share finds them from our own outcomes, where mev-watch's needs the rival's pattern."""
+    PRIOR, BASE, KEEP = 2.0, 0.5, 5000
+
+    def __init__(self, counts: dict | None = None):
+        self.counts: dict[str, list[int]] = counts or {}     # pool -> [sent, landed]
+
+    def rate(self, pool: str) -> float:
+        sent, landed = self.counts.get(pool.lower(), (0, 0))
+        return (sent - landed + self.PRIOR * self.BASE) / (sent + self.PRIOR)
+
+    def failed(self, pools) -> float:
+        return max((self.rate(p) for p in pools), default=self.BASE)
+
+    def add(self, pools, landed: bool) -> None:
+        for p in {str(p).lower() for p in pools}:
+            c = self.counts.setdefault(p, [0, 0])
+            c[0] += 1
+            c[1] += int(bool(landed))
+        while len(self.counts) > self.KEEP:
+            self.counts.pop(next(iter(self.counts)))
+
+    def to_dict(self) -> dict:
+        return {"prior": self.PRIOR, "base": self.BASE, "pools": self.counts}
+
+    @classmethod
+    def from_dict(cls, d) -> "History":
+        if not isinstance(d, dict) or not isinstance(d.get("pools"), dict):
+            raise ValueError("history must be an object with a 'pools' object")
+        counts = {}
+        for p, c in d["pools"].items():
+            if not (isinstance(c, list) and len(c) == 2 and all(isinstance(x, int) for x in c)
+                    and 0 <= c[1] <= c[0]):
+                raise ValueError(f"history of pool {p!r} must be [sent, landed], not {c!r}")
+            counts[str(p).lower()] = list(c)
+        return cls(counts)
+
+
+def with_history(outcomes: list[dict], history: History | None = None,
+                 learn: bool = True) -> tuple[list[dict], History]:
+    """The outcomes (time order) with `route_failed` from `history` as it stood before each;
+    `learn` adds each outcome to it after (training), else it stays as given (held back: the
+    history a published model carries is frozen until the next version)."""
+    h = history if history is not None else History()
+    out = []
+    for o in outcomes:
+        pools = o.get("pools") or ()
+        out.append({**o, "features": {**o["features"], "route_failed": h.failed(pools)}})
+        if learn:
+            h.add(pools, bool(o["landed"]))
+    return out, h
 
 
 def decision_features(*, chain: str, amount_in: int, net: int, gross: int, gas_token: int,
@@ -104,8 +171,14 @@ def _int_or(x, default: int) -> int:
         return default
 
 
-def _vector(x: dict[str, float]) -> list[float]:
-    return [float(x.get(k, 0.0)) for k in FEATURES]
+def check_features(names) -> tuple[str, ...]:
+    """A model's feature list: known names (FEATURES), at least one, none twice."""
+    names = tuple(names or ())
+    unknown = [n for n in names if n not in FEATURES]
+    if not names or unknown or len(set(names)) != len(names):
+        raise ValueError(f"model features {list(names)}: each one of {list(FEATURES)}, at least "
+                         f"one, none twice" + (f" (unknown: {unknown})" if unknown else ""))
+    return names
 
 
 @dataclass
@@ -115,10 +188,21 @@ class Model:
     threshold: float = 0.5
     version: int = 0
     n: int = 0
-    weights: list = field(default_factory=lambda: [0.0] * len(FEATURES))
+    features: tuple = DEFAULT_FEATURES
+    weights: list = field(default_factory=list)
     bias: float = 0.0
-    mean: list = field(default_factory=lambda: [0.0] * len(FEATURES))
-    m2: list = field(default_factory=lambda: [0.0] * len(FEATURES))
+    mean: list = field(default_factory=list)
+    m2: list = field(default_factory=list)
+
+    def __post_init__(self):
+        self.features = check_features(self.features)
+        k = len(self.features)
+        for name in ("weights", "mean", "m2"):
+            if not getattr(self, name):
+                setattr(self, name, [0.0] * k)
+
+    def _vector(self, x: dict[str, float]) -> list[float]:
+        return [float(x.get(k, 0.0)) for k in self.features]
 
     def _scaled(self, v: list[float]) -> list[float]:
         if self.n < 2:
@@ -130,14 +214,14 @@ class Model:
         return out
 
     def p(self, x: dict[str, float]) -> float:
-        z = self.bias + sum(w * s for w, s in zip(self.weights, self._scaled(_vector(x))))
+        z = self.bias + sum(w * s for w, s in zip(self.weights, self._scaled(self._vector(x))))
         return 1.0 / (1.0 + math.exp(-max(-40.0, min(40.0, z))))
 
     def send(self, x: dict[str, float]) -> bool:
         return self.n == 0 or self.p(x) >= self.threshold    # untrained: the fixed rule alone
 
     def update(self, x: dict[str, float], landed: bool) -> None:
-        v = _vector(x)
+        v = self._vector(x)
         self.n += 1
         for i, xi in enumerate(v):            # Welford: the running mean and variance
             d = xi - self.mean[i]
@@ -164,21 +248,22 @@ class Model:
         self.version += 1
 
     def to_dict(self) -> dict:
-        return {"version": self.version, "n": self.n, "features": list(FEATURES),
+        return {"version": self.version, "n": self.n, "features": list(self.features),
                 "lr": self.lr, "l2": self.l2, "threshold": self.threshold,
                 "weights": self.weights, "bias": self.bias, "mean": self.mean, "m2": self.m2}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Model":
-        if list(d.get("features") or ()) != list(FEATURES):
-            raise ValueError(f"model features {d.get('features')} are not {list(FEATURES)}")
-        n = len(FEATURES)
+        if not isinstance(d.get("features"), list):
+            raise ValueError(f"model features must be a list of names, not {d.get('features')!r}")
+        names = check_features(d["features"])
+        n = len(names)
         for k in ("weights", "mean", "m2"):
             if not isinstance(d.get(k), list) or len(d[k]) != n:
                 raise ValueError(f"model field {k!r} must be a list of {n} numbers")
         try:
             m = cls(lr=float(d["lr"]), l2=float(d["l2"]), threshold=float(d["threshold"]),
-                    version=int(d["version"]), n=int(d["n"]),
+                    version=int(d["version"]), n=int(d["n"]), features=names,
                     weights=[float(w) for w in d["weights"]], bias=float(d["bias"]),
                     mean=[float(m) for m in d["mean"]], m2=[float(m) for m in d["m2"]])
         except (KeyError, TypeError, ValueError) as e:
