@@ -181,6 +181,29 @@ def _fmt_uptime(s) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
+GUIDE_SHORT = {"switch_success": ("switch success", "%"), "state_save_success": ("state saves", "%"),
+               "knowledge_retention": ("retention", "%"),
+               "task_completion_rate": ("tasks done", "%"), "avg_task_ms": ("task", " ms"),
+               "discoveries_per_hour": ("discoveries", "/h"),
+               "response_ms_p99": ("response p99", " ms"), "decision_ms_p99": ("decision p99", " ms")}
+
+
+def guide_line(g: dict) -> str:
+    """The guide's success metrics on one line, each with its goal; a missed one says so."""
+    from .core.status import GUIDE
+    parts = []
+    for key, (label, unit) in GUIDE_SHORT.items():
+        v = g.get(key)
+        if v is None:
+            continue
+        op, goal, _ = GUIDE[key]
+        fmt = (lambda x: f"{x * 100:.2f}%".replace(".00%", "%")) if unit == "%" else \
+            (lambda x: f"{x:g}{unit}")
+        parts.append(f"{label} {fmt(v)}" + ("" if (g.get("met") or {}).get(key) else
+                                              f" (MISSED: goal {op} {fmt(goal)})"))
+    return "guide: " + ", ".join(parts) if parts else ""
+
+
 def render(doc: dict) -> str:
     head = (f"engine {doc['engine']}  supervisor pid {doc['supervisor_pid']} "
             f"{'running' if doc['running'] else 'NOT RUNNING'}  up {_fmt_uptime(doc['uptime_s'])}")
@@ -211,6 +234,9 @@ def render(doc: dict) -> str:
         summary = (r.get("info") or {}).get("summary")
         if summary:
             notes.append(f"{r['name']}: {summary}")
+    line = guide_line(doc.get("guide") or {})
+    if line:
+        notes.append(line)
     lost = sum(r["events_lost"] for r in doc["roles"])
     if lost:
         notes.append(f"{lost} events lost by lagging readers")

@@ -28,6 +28,8 @@ record: its staleness limit follows the measured block interval).
 """
 from __future__ import annotations
 
+import time
+
 import orjson
 
 from engine.chain import records
@@ -317,7 +319,8 @@ class Agent(RoleKind):
         return {"kind": "opportunity", "role": self.name, "event": ident,
                 "chain": ev.get("chain"), "block": ev.get("block"), "pool": ev.get("pool"),
                 "impact_bps": ev.get("impact_bps"), **fields,
-                "t_event": ev.get("t_written"), "t_origin": ev.get("t_origin", ev.get("t_written"))}
+                "t_event": ev.get("t_written"), "t_origin": ev.get("t_origin", ev.get("t_written")),
+                "t_decided": time.monotonic_ns()}
 
     def _pool_event(self, ev: dict) -> list[dict]:
         """A chain monitor's record: the replica takes every one; each interrupting one is

@@ -7,12 +7,15 @@
         stall_after_s = S      a task that, S seconds after start, enters a C call that never
         stall_flag = PATH      returns to the interpreter (only once: PATH marks that it did)
         oversize_every = N     every N-th decision is padded past the outbox's slot size
+        crash_flag = PATH      the first switch's handling SIGKILLs the role (once: PATH marks
+                               that it did), a switch that never finishes
 
 Nothing here runs unless engine.toml names this kind.
 """
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 from engine.core.tasks import Priority, Task, Wait
@@ -79,7 +82,9 @@ class FaultAgent(Agent):
                "leak_mib_per_s": (float, None, "run a task leaking this many MiB a second"),
                "stall_after_s": (float, None, "stall in a C call this long after start"),
                "stall_flag": (str, None, "a file marking that the stall happened (once)"),
-               "oversize_every": (int, None, "pad every N-th decision past the slot size")}
+               "oversize_every": (int, None, "pad every N-th decision past the slot size"),
+               "crash_flag": (str, None, "SIGKILL itself in its first switch's handling, "
+                                         "once (this file marks that it did)")}
     TASKS = {**Agent.TASKS, "discover": Counting, "leak": Leak, "stall": Stall}
 
     def tasks(self):
@@ -94,6 +99,10 @@ class FaultAgent(Agent):
         return ts
 
     def handle(self, events):
+        flag = self.options.get("crash_flag")
+        if flag and not os.path.exists(flag):
+            open(flag, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
         out = super().handle(events)
         n = self.options.get("oversize_every")
         if n:

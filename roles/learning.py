@@ -23,7 +23,7 @@
 The `models` record (DEVELOPING.md, "The learning loop", has the full format):
     {"version", "trained_at", "train_size", "held_back", "held_back_how", "fixed": {sent,
      precision, profit_per_tx}, "model": {sent, precision, profit_per_tx, version}, "beats_fixed",
-     "active", "reason", "params": Model.to_dict()}
+     "active", "reason", "params": Model.to_dict(), "history": History.to_dict()}
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ import time
 
 import orjson
 
-from engine.arb.learn import FEATURES, Model, evaluate, sample, split
+from engine.arb.learn import DEFAULT_FEATURES, Model, evaluate, sample, split, with_history
 from engine.core.tasks import Failed, NotReady, Priority, Task, TaskContext
 
 from .modelgate import MODEL_KEY, LoadModel, ModelGate  # noqa: F401 (the agents' side, re-exported)
@@ -86,6 +86,7 @@ class Outcomes:
         self.bad = 0
         self.routes: set[tuple] = set()            # pool sets of the routes decisions took
         self.decision_ms: list[float] = []         # search + decide of the newest priced ones
+        self.response_ms: list[float] = []         # log arrival -> decision, the newest ones
         self.last_read = 0.0
 
     def catch_up(self, store):
@@ -116,6 +117,11 @@ class Outcomes:
             self.decision_ms.append(round(sum(us) / 1000, 3))
             if len(self.decision_ms) > 5000:
                 del self.decision_ms[:1000]
+        t0, t1 = rec.get("t_origin"), rec.get("t_decided")      # monotonic ns, one machine
+        if isinstance(t0, int) and isinstance(t1, int) and 0 < t0 <= t1:
+            self.response_ms.append(round((t1 - t0) / 1e6, 3))
+            if len(self.response_ms) > 5000:
+                del self.response_ms[:1000]
         if not rec.get("approved"):
             code = str(rec.get("code") or "?")
             a["refused"][code] = a["refused"].get(code, 0) + 1
@@ -203,7 +209,9 @@ class CollectiveLearning(CoordinatorTask):
     OPTIONS = {"min_train": (int, 60, "outcomes the model must be trained on before it is used"),
                "held_back": (float, 0.3, "the latest share of outcomes held back to test it"),
                "epochs": (int, 5, "passes over the training outcomes"),
-               "threshold": (float, 0.5, "the model sends what it gives at least this probability")}
+               "threshold": (float, 0.5, "the model sends what it gives at least this probability"),
+               "features": (list, list(DEFAULT_FEATURES), "the model's inputs, of "
+                            "engine/arb/learn.FEATURES")}
 
     def initial_state(self):
         return {"version": 0, "trained_on": 0, "summary": "no outcomes yet"}
@@ -219,10 +227,21 @@ class CollectiveLearning(CoordinatorTask):
                 st["summary"] = (f"{len(data)} joined outcomes: too few to train on"
                                  if data else "no joined outcomes yet")
             return
+        try:
+            m = Model(threshold=float(self.options["threshold"]),
+                      features=tuple(self.options["features"]))
+        except ValueError as e:
+            raise Failed(f"options.features: {e}") from None
         train, test = split(data, held)
-        m = Model(threshold=float(self.options["threshold"]))
+        # route_failed: each training outcome from those before it; the held-back ones from
+        # the training part's history, frozen (as the agents use a published one)
+        train, hist = with_history(train)
+        test, _ = with_history(test, hist, learn=False)
         yield from m.fit_steps(train, int(self.options["epochs"]))
         ev = evaluate(m, test)
+        for x in test:                  # what the agents judge with: every joined outcome's
+            hist.add(x.get("pools") or (), bool(x["landed"]))
+        yield None
         with self.store.read() as r:       # versions continue across restarts and coordinators
             last = r.last("models", MODEL_KEY)
         version = max(int(st.get("version") or 0),
@@ -237,14 +256,15 @@ class CollectiveLearning(CoordinatorTask):
                "held_back_how": f"the latest {held:.0%} of joined outcomes by time",
                "fixed": ev["fixed"], "model": {**ev["model"], "version": version},
                "beats_fixed": ev["beats_fixed"], "active": active, "reason": reason,
-               "weights": dict(zip(FEATURES, (round(w, 4) for w in m.weights))),
-               "params": m.to_dict()}
+               "weights": dict(zip(m.features, (round(w, 4) for w in m.weights))),
+               "params": m.to_dict(), "history": hist.to_dict()}
         self.store.append_many("models", MODEL_KEY, [rec])
         st.update(version=version, trained_on=len(data), active=active,
                   summary=f"model v{version}: precision {ev['model']['precision']} vs fixed "
                           f"{ev['fixed']['precision']} on {len(test)} held back; "
                           f"{'in use' if active else 'not in use: ' + reason}")
-        ctx.discover(self.name, {"kind": "model", **{k: rec[k] for k in rec if k != "params"}})
+        ctx.discover(self.name, {"kind": "model", "pools_known": len(hist.counts),
+                                 **{k: rec[k] for k in rec if k not in ("params", "history")}})
         yield None
 
 
@@ -269,7 +289,7 @@ class TeamPerformance(CoordinatorTask):
             execs[r] = {"states": dict(s), "success_rate": round(won / tried, 4) if tried else None,
                         "realised": {t: str(v) for t, v in e["realised"].items()},
                         "simulated": {t: str(v) for t, v in e["simulated"].items()}}
-        guide = guide_metrics(self.store, h.decision_ms)
+        guide = guide_metrics(self.store, h.decision_ms, h.response_ms)
         yield None
         st = self.state
         st["runs"] += 1

@@ -8,8 +8,11 @@ team-performance task computes them; its status info and `status --json` show th
     execution decision     an agent's search + decide time per priced decision, p50 / p99
                            (< 50 ms), from the `opportunities` records the coordinator read
 
-Knowledge retention, state-save and switch success are the supervisor's and the control
-block's figures (`status`, `/metrics`), not re-counted here.
+    opportunity response   a swap log's arrival on the socket (the record's t_origin) to the
+                           agent's decision (t_decided), p50 / p99 (< 100 ms)
+
+Knowledge retention, state-save and switch success are the control block's counters: `status`
+computes them (engine/core/status.guide) beside these, and checks all against one table.
 """
 from __future__ import annotations
 
@@ -19,8 +22,7 @@ import orjson
 
 from engine.core.store.keys import prefix_bytes
 
-GOALS = {"task_completion_rate": (">", 0.95), "avg_task_ms": ("<", 100.0),
-         "discoveries_per_hour": (">", 10.0), "decision_ms_p99": ("<", 50.0)}
+from engine.core.status import met
 
 
 def task_figures(store) -> dict:
@@ -66,11 +68,12 @@ def percentile(values: list[float], q: float) -> float | None:
     return s[min(len(s) - 1, int(len(s) * q))]
 
 
-def guide_metrics(store, decision_ms: list[float]) -> dict:
+def guide_metrics(store, decision_ms: list[float], response_ms: list[float] = ()) -> dict:
     out = {**task_figures(store), "discoveries_per_hour": discovery_rate(store),
            "decision_ms_p50": percentile(decision_ms, 0.5),
-           "decision_ms_p99": percentile(decision_ms, 0.99), "decisions_timed": len(decision_ms)}
-    out["met"] = {k: (None if out.get(k) is None else
-                      out[k] > goal if op == ">" else out[k] < goal)
-                  for k, (op, goal) in GOALS.items()}
+           "decision_ms_p99": percentile(decision_ms, 0.99), "decisions_timed": len(decision_ms),
+           "response_ms_p50": percentile(list(response_ms), 0.5),
+           "response_ms_p99": percentile(list(response_ms), 0.99),
+           "responses_timed": len(response_ms)}
+    out["met"] = {k: v for k, v in met(out).items() if k in out}
     return out

@@ -97,3 +97,27 @@ def test_snapshot_info_says_which_map_size_it_reports(stopped_engine):
     assert "map 1.0 GiB" in line and "4.0 GiB" not in line, line
     doc = json.loads(cli("snapshot", store, "info", "--json").stdout)
     assert doc["map_bytes"] == 1 << 30
+
+
+def test_the_guide_line_puts_each_metric_beside_its_goal():
+    from engine.control_cli import guide_line
+    from engine.core.status import GUIDE, guide
+    rows = [{"name": "a", "switches": 1000, "late_saves": 0, "switches_broken": 0,
+             "checkpoints": 50, "checkpoint_errors": 0, "restore_saved": 4, "restore_done": 4,
+             "info": None},
+            {"name": "alphago-coordinator", "switches": 0, "checkpoints": 10,
+             "checkpoint_errors": 1, "restore_saved": 0, "restore_done": 0,
+             "info": {"guide": {"task_completion_rate": 0.999, "avg_task_ms": 16.7,
+                                "discoveries_per_hour": 186.0, "response_ms_p99": 140.0,
+                                "decision_ms_p99": 12.6, "switch_success": 0.0}}}]
+    g = guide(rows)
+    assert g["switch_success"] == 1.0 and g["knowledge_retention"] == 1.0
+    assert g["state_save_success"] == round(60 / 61, 5) and not g["met"]["state_save_success"]
+    assert g["avg_task_ms"] == 16.7 and g["from"] == "alphago-coordinator"
+    assert set(g["met"]) == set(GUIDE) and g["met"]["response_ms_p99"] is False
+    line = guide_line(g)
+    assert line.startswith("guide: switch success 100%, state saves 98.36% (MISSED: goal > "
+                           "99.90%), retention 100%, tasks done 99.90%, task 16.7 ms"), line
+    assert "response p99 140 ms (MISSED: goal < 100 ms)" in line
+    assert "decision p99 12.6 ms" in line and "decision p99 12.6 ms (" not in line
+    assert guide_line(guide([])) == ""

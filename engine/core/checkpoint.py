@@ -160,15 +160,21 @@ class Checkpointer:
             commit_p50_us=_pct(commit, 50), commit_p99_us=_pct(commit, 99), **self._n)
 
 
-def restore(store, staged, tm, name: str, log) -> None:
+def restore(store, staged, tm, name: str, log) -> tuple[int, int]:
     """A role resumes from its newest saved state: the last LMDB checkpoint, or `staged` (the
     staging page's (time_ns, payload)), the state of a switch whose LMDB commit the previous
     incarnation did not live to make — unless that state had discoveries not yet committed
     (they died with it): resuming from it would skip work whose findings are lost, so the
-    LMDB checkpoint wins then."""
+    LMDB checkpoint wins then.
+
+    Returns (task states saved, restored): the guide's knowledge retention (a state of a task
+    the role no longer has, or one that is not an object, is not restored)."""
     rec = store.load_checkpoint(name) if store is not None else None
+    saved = done = 0
     if rec:
-        tm.restore(rec.get("states", {}))    # state and history
+        states = rec.get("states", {})
+        saved = len(states) if isinstance(states, dict) else 0
+        done = len(tm.restore(states))    # state and history
     if staged and (rec is None or staged[0] > int(rec.get("time_ns", 0))):
         try:
             doc = orjson.loads(staged[1])
@@ -181,7 +187,7 @@ def restore(store, staged, tm, name: str, log) -> None:
                 store.save_checkpoint(name, tm.states())
             log.info("resumed from the state staged by the last switch (newer than the last "
                      "LMDB checkpoint; now committed)", tasks=",".join(restored) or "-")
-            return
+            return max(saved, len(doc["states"])), max(done, len(restored))
     if rec:
         log.info("resumed from checkpoint", seq=rec.get("seq"),
                  tasks=",".join(rec.get("states", {})) or "-")
@@ -191,3 +197,4 @@ def restore(store, staged, tm, name: str, log) -> None:
         # always resumes from a checkpoint of this role.
         store.save_checkpoint(name, tm.states())
         log.info("first checkpoint of this role", tasks=",".join(tm.states()) or "-")
+    return saved, done

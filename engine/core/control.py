@@ -70,6 +70,7 @@ class F(IntEnum):
     WATCHDOG_ACTIONS = 10  # supervisor-owned
     LAST_EXIT = 11        # supervisor-owned: last exit status (signal = 1000 + signum)
     BOOST = 12            # 1 when the interrupt boost (SCHED_FIFO) is available to this role
+    SWITCHES_BROKEN = 13  # supervisor-owned: the role died mid-switch (saving or handling)
     # role-owned counters
     SWITCHES = 16
     EVENTS = 17
@@ -91,6 +92,8 @@ class F(IntEnum):
     CHECKPOINT_ERRORS = 33
     TASK_ERRORS = 34
     DECISIONS_DROPPED = 35  # decisions too large for the outbox's slots (logged)
+    RESTORE_SAVED = 36    # task states in the checkpoint each start found (summed over starts)
+    RESTORE_DONE = 37     # of those, the ones restored (knowledge retention = DONE / SAVED)
     HIST_SUM_NS = 40      # 40 .. 40 + HISTOGRAMS - 1: each histogram's sum of observations (ns)
 
 

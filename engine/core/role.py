@@ -127,7 +127,9 @@ class RoleRuntime(OperatorHandlers):
                               slice_budget_us=self.config.slice_budget_us,
                               on_error=self._task_error, log=self.log)
         staged = self.wiring.staging.newest(self.index) if self.wiring.staging else None
-        restore(self.store, staged, self.tm, self.name, self.log)   # the newest saved state
+        saved, done = restore(self.store, staged, self.tm, self.name, self.log)   # the newest
+        self.slot.add(F.RESTORE_SAVED, saved)
+        self.slot.add(F.RESTORE_DONE, done)
         w = self.wiring
         for ring_name in w.inputs.get(self.name, []):
             self.readers.append((ring_name, w.rings[ring_name].reader(self.index, start="resume")))

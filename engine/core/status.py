@@ -8,12 +8,18 @@ The JSON shape (`syndicate status --json`, and the supervisor's USR2 report) is 
                 "private_bytes", "cpu_percent", "switches", "events", "events_lost",
                 "coalesced", "decisions", "checkpoints", "late_saves", "discoveries",
                 "interrupts", "slices", "overruns", "task_errors", "checkpoint_errors",
-                "decisions_dropped",
+                "decisions_dropped", "switches_broken", "restore_saved", "restore_done",
                 "watchdog_actions", "last_exit", "paused", "shedding", "boost",
                 "heartbeat_age_s", "efficiency", "info" (what the role itself reports, see
                 RoleRuntime.set_info: {"summary": str, ...} or null),
                 "latency_us": {"signal"|"pause"|"save"|"switch"|"decide"|"event"|"resume"|
-                               "slice"|"detect": {"n", "p50", "p99"}}}]}
+                               "slice"|"detect": {"n", "p50", "p99"}}}],
+     "guide": {GUIDE key: figure or null, ..., "met": {key: bool or null}}}
+
+"guide" is the implementation guide's success metrics: those the control block counts over
+every role (switch success, state saves, knowledge retention), and those the coordinator's
+team-performance task computes from LMDB (task completion, task duration, discovery rate,
+opportunity response, execution decision), taken from its `info.guide` when it has run.
 
 Fields may be added; none will be renamed or removed without a version bump of this text.
 Latency figures come from log-scale histograms (4 buckets per octave): ±10 %.
@@ -75,6 +81,8 @@ def role_rows(cb: ControlBlock, run_dir=None) -> list[dict]:
             "slices": v[F.SLICES], "overruns": v[F.OVERRUNS], "task_errors": v[F.TASK_ERRORS],
             "checkpoint_errors": v[F.CHECKPOINT_ERRORS],
             "decisions_dropped": v[F.DECISIONS_DROPPED],
+            "switches_broken": v[F.SWITCHES_BROKEN], "restore_saved": v[F.RESTORE_SAVED],
+            "restore_done": v[F.RESTORE_DONE],
             "watchdog_actions": v[F.WATCHDOG_ACTIONS], "last_exit": v[F.LAST_EXIT],
             "paused": bool(v[F.FLAGS] & Flag.PAUSED),
             "shedding": bool(v[F.FLAGS] & Flag.SHEDDING), "boost": bool(v[F.BOOST]),
@@ -93,7 +101,49 @@ def report(cb: ControlBlock, engine: str, run_dir=None) -> dict:
             "uptime_s": round((time.time_ns() - cb.created_ns) / 1e9, 1),
             "watchdog": {"mean_cost_us": round(mean_ns / 1000, 1),
                          "max_cost_us": round(max_ns / 1000, 1)},
-            "roles": role_rows(cb, run_dir)}
+            "roles": (rows := role_rows(cb, run_dir)), "guide": guide(rows)}
+
+
+# The guide's success metrics: key -> (comparison, goal, what it is)
+GUIDE = {
+    "task_completion_rate": (">", 0.95, "background task runs completed"),
+    "avg_task_ms": ("<", 100.0, "mean duration of a completed task run, ms"),
+    "discoveries_per_hour": (">", 10.0, "discoveries per hour, every role"),
+    "knowledge_retention": (">", 0.99, "task states restored at a restart, of those saved"),
+    "state_save_success": (">", 0.999, "checkpoints committed, of those attempted"),
+    "switch_success": (">", 0.999, "switches that saved in budget and finished, of those begun"),
+    "response_ms_p99": ("<", 100.0, "log arrival -> the agent's decision, p99 ms"),
+    "decision_ms_p99": ("<", 50.0, "an agent's search + decide per decision, p99 ms"),
+}
+
+
+def met(figures: dict) -> dict:
+    """{key: figure beats its goal} (None where there is no figure yet)."""
+    return {k: (None if figures.get(k) is None else
+                figures[k] > goal if op == ">" else figures[k] < goal)
+            for k, (op, goal, _) in GUIDE.items()}
+
+
+def guide(rows: list[dict]) -> dict:
+    """The guide's metrics from the control block's counters (summed over roles; each role's
+    counters survive its restarts), beside the coordinator's (its status info) if any."""
+    tot = {k: sum(int(r.get(k) or 0) for r in rows) for k in (
+        "switches", "late_saves", "switches_broken", "checkpoints", "checkpoint_errors",
+        "restore_saved", "restore_done")}
+    begun = tot["switches"] + tot["switches_broken"]
+    tried = tot["checkpoints"] + tot["checkpoint_errors"]
+    out = {"switch_success": round((tot["switches"] - tot["late_saves"]) / begun, 5)
+           if begun else None,
+           "state_save_success": round(tot["checkpoints"] / tried, 5) if tried else None,
+           "knowledge_retention": round(tot["restore_done"] / tot["restore_saved"], 5)
+           if tot["restore_saved"] else None, **tot}
+    for r in rows:      # the coordinator's, from LMDB (roles/success.py)
+        g = (r.get("info") or {}).get("guide")
+        if isinstance(g, dict):
+            out.update({k: g.get(k) for k in GUIDE if k in g and k not in out})
+            out["from"] = r["name"]
+    out["met"] = met(out)
+    return out
 
 
 STATE_NAMES = [s.name.lower() for s in State]

@@ -261,6 +261,8 @@ class Supervisor:
         slot = self.wiring.control.slot(child.slot)
         code = 1000 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
         slot.set(F.LAST_EXIT, code)
+        if slot.state in (State.SWITCHING, State.HANDLING):   # the guide's switch success
+            slot.add(F.SWITCHES_BROKEN)
         if slot.get(F.PID) == child.pid:
             slot.set(F.PID, 0)
         self.rundir.remove_role(role)
