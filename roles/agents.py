@@ -149,7 +149,8 @@ class Agent(RoleKind):
         self.research: dict = {}           # name -> research task (the kind's FAMILY plan)
         self._shared: dict[str, int] = {}  # research task -> runs already shared in the outbox
         self.model_gate = learning.ModelGate(       # the learned filter, the fork's refusals
-            getattr(rt, "log", None), fork_hold_s=float(self.options["fork_hold_s"]))
+            getattr(rt, "log", None), fork_hold_s=float(self.options["fork_hold_s"]),
+            explore=float(self.options["explore"]))
         self.pricers = {c: pricing.ChainPricer(
             c, self.options, served.get(c),
             gas_state=self._gas_state if c == self._gas_chain else None,

@@ -131,7 +131,7 @@ class Outcomes:
         self.routes.add(tuple(sorted(str(h.get("pool")) for h in route)))
         key = f"{rec.get('role') or role}|{rec.get('event')}"
         slim = {k: rec.get(k) for k in ("features", "gas_cost_token", "gas_units", "chain",
-                                         "route", "loan", "pool")}
+                                         "route", "loan", "pool", "model")}
         self.waiting[key] = slim
         self._bound(self.waiting)
         self._join(key)
@@ -252,7 +252,7 @@ class CollectiveLearning(CoordinatorTask):
                   f"trained on {len(train)} < {need} outcomes" if len(train) < need else
                   "does not beat the fixed rule on held-back outcomes")
         rec = {"version": version, "trained_at": round(time.time(), 3), "by": ctx.role,
-               "train_size": len(train), "held_back": len(test),
+               "train_size": len(train), "held_back": len(test), "explored": ev["explored"],
                "held_back_how": f"the latest {held:.0%} of joined outcomes by time",
                "fixed": ev["fixed"], "model": {**ev["model"], "version": version},
                "beats_fixed": ev["beats_fixed"], "active": active, "reason": reason,

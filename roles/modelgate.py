@@ -4,7 +4,9 @@ published model and measured gas, loaded between switches, used by the filter an
     load-model (5 s) ──► ModelGate.load      models/send-filter: the model, used only if `active`
                     ├──► ModelGate.load_gas  models/gas-by-shape: gas units per route shape
                     └──► ModelGate.load_fork models/fork-tests: gas used per shape on a fork
-    ChainPricer.price ─► ModelGate.judge(features) ─► "learned: ..." refusal, or None
+    ChainPricer.price ─► ModelGate.judge(features, pools, key) ─► "learned: ..." refusal, or
+                         None; an `explore` share of what it would refuse is let through, each
+                         such outcome weighing 1/explore when later versions are judged
     ChainPricer._simulate ─► ModelGate.gas_for(action) ─► the Simulation's gas_used (the
                              larger of the two measurements where both exist)
     ChainPricer.price ─► ModelGate.fork_refusal(action) ─► "fork-test: ..." for a route whose
@@ -15,7 +17,9 @@ and the fixed rule / the static gas estimate stays.
 """
 from __future__ import annotations
 
+import hashlib
 import time
+from typing import NamedTuple
 
 import orjson
 
@@ -26,11 +30,26 @@ from engine.core.tasks import Priority, Task, TaskContext
 MODEL_KEY = "send-filter"     # models/<MODEL_KEY>/<seq>: the newest is the one in use
 
 
+class Judgement(NamedTuple):
+    why: str | None          # a refusal ("learned: ..."), or None: send
+    p: float | None          # the model's probability of landing (None: no model in use)
+    version: int | None
+    weight: float            # 1/explore for a decision the model refused but let through
+
+
+def _unit(key: str) -> float:
+    """A number in [0, 1) from the key: the same decision always draws the same."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") / 2**64
+
+
 class ModelGate:
     """An agent's view of the newest published model: the learned half of its filter."""
 
-    def __init__(self, log=None, fork_hold_s: float = 3600.0, clock=time.time):
+    def __init__(self, log=None, fork_hold_s: float = 3600.0, clock=time.time,
+                 explore: float = 0.0):
         self.log, self.fork_hold_s, self.clock = log, float(fork_hold_s), clock
+        self.explore = min(1.0, max(0.0, float(explore)))
+        self.explored = 0
         self.seq = 0                  # the models record last looked at
         self.model: Model | None = None
         self.history = History()      # our sends per pool, as of the model's training
@@ -149,25 +168,35 @@ class ModelGate:
         return (f"fork-test: this route reverted on a fork at block {f.get('block')} "
                 f"({str(f.get('verdict'))[:120]})")
 
-    def judge(self, feats: dict, pools=()) -> tuple[str | None, float | None, int | None]:
-        """(refusal reason or None, the model's probability, its version) for one approved
-        decision's features and its route's pools; (None, None, None) without a model in use."""
+    def judge(self, feats: dict, pools=(), key: str = "") -> Judgement:
+        """The model's word on one approved decision (its features, its route's pools, its
+        event key); Judgement(None, None, None, 1.0) without a model in use.
+
+        Exploration: the decisions the model would refuse have no outcome, so a model judged
+        on later outcomes would only ever see what its predecessor let through.  A share
+        `explore` of them is let through (chosen by a hash of the key: reproducible), and each
+        outcome of one weighs 1/explore (inverse propensity) when a later version is judged
+        against the fixed rule (engine/arb/learn.score)."""
         m = self.model
         if m is None:
-            return None, None, None
+            return Judgement(None, None, None, 1.0)
         x = features(feats)
         x["route_failed"] = self.history.failed(pools)
         p = m.p(x)
         self.judged += 1
         if p >= m.threshold:
-            return None, p, m.version
+            return Judgement(None, p, m.version, 1.0)
+        if self.explore > 0 and _unit(key) < self.explore:
+            self.explored += 1
+            return Judgement(None, p, m.version, round(1.0 / self.explore, 6))
         self.refused += 1
-        return (f"learned: model v{m.version} gives it p={p:.3f} < {m.threshold} of landing",
-                p, m.version)
+        return Judgement(f"learned: model v{m.version} gives it p={p:.3f} < {m.threshold} of "
+                         "landing", p, m.version, 1.0)
 
     def info(self) -> dict:
         return {"in_use": self.model is not None, "version": self.record.get("version"),
                 "why": self.why, "judged": self.judged, "refused": self.refused,
+                "explored": self.explored, "explore": self.explore,
                 "gas_shapes": len(self.gas), "fork_shapes": len(self.fork_gas),
                 "fork_failing": len(self.failing), "fork_refused": self.fork_refused,
                 "held_back": {k: self.record.get(k) for k in ("fixed", "model")}

@@ -67,6 +67,8 @@ OPTIONS = {
     "max_exact": (int, 4, "cycles sized on exact math per event"),
     "deadline_s": (int, 30, "an action's deadline: seconds after the decision"),
     "log_per_s": (int, 20, "decision log lines per second at most (the rest are counted)"),
+    "explore": (float, 0.05, "share of the routes the learned model refuses that are sent "
+                             "anyway, so later versions are judged on them too"),
     "fork_hold_s": (float, 3600.0, "a route whose fork test reverted is refused this long "
                                    "(unless a later test of it lands)"),
     "contest_weight": (float, 1.0, "a route through a pool back-run with share s of its big "
@@ -211,10 +213,12 @@ class ChainPricer:
             d = replace(d, approved=False, action=None, reason=why)
         if d.approved and self.model is not None:
             pools = [h.pool for h in opp.route.hops]
-            why, p, version = self.model.judge(feats, pools)
+            why, p, version, weight = self.model.judge(feats, pools, ident)
             if p is not None:
                 detail["model"] = {"version": version, "p": round(p, 4),
                                    "route_failed": round(self.model.history.failed(pools), 4)}
+                if weight != 1.0:        # refused by the model, sent to explore
+                    detail["model"]["explore_weight"] = weight
             if why:
                 d = replace(d, approved=False, action=None, reason=why)
         detail["decide_us"] = round((time.perf_counter() - t1) * 1e6, 1)

@@ -97,11 +97,18 @@ def test_decisions_and_outcomes_train_a_model_the_agents_use(tmp_path):
         ok = decision_features(chain="arbitrum", amount_in=10**18, net=5 * 10**14,
                                gross=2 * 10**15, gas_token=10**14, depth=10**21, hops=2,
                                contested=0.0, age_s=0.1)
-        why, p, v = gate.judge(ok)
-        assert why is None and p > 0.5 and v == 1
-        why, p, v = gate.judge({**ok, "contested": 0.8})
-        assert why.startswith("learned: model v1") and p < 0.5
+        why, p, v, w = gate.judge(ok)
+        assert why is None and p > 0.5 and v == 1 and w == 1.0
+        why, p, v, w = gate.judge({**ok, "contested": 0.8})
+        assert why.startswith("learned: model v1") and p < 0.5 and w == 1.0
         assert gate.info()["in_use"] and gate.info()["refused"] == 1
+        # exploration: a share of what it refuses goes through, the same for the same key,
+        # each weighing 1/explore when a later version is judged
+        gate.explore = 0.25
+        bad = {**ok, "contested": 0.8}
+        let = [k for k in range(400) if gate.judge(bad, key=f"ev{k}").why is None]
+        assert 60 < len(let) < 140 and gate.info()["explored"] == len(let)
+        assert all(gate.judge(bad, key=f"ev{k}").weight == 4.0 for k in let)
 
         # team performance and route shapes from the same joined view
         team = learning.TeamPerformance(hub, store)
@@ -150,7 +157,7 @@ def test_a_model_that_does_not_beat_the_fixed_rule_is_published_but_not_used(tmp
         gate.load(store)
         if not rec["active"]:
             assert gate.model is None and "not in use" in gate.why
-            assert gate.judge({"chain": "arbitrum"}) == (None, None, None)
+            assert gate.judge({"chain": "arbitrum"}) == (None, None, None, 1.0)
         # and a short history is never used, whatever it scores
         small = learning.CollectiveLearning(learning.Outcomes(), store, options={"min_train": 10**6})
         write_history(store, 20, seed=9)
@@ -180,7 +187,7 @@ def test_a_corrupt_model_record_falls_back_to_the_fixed_rule_with_a_log_line(tmp
             except Exception:       # orjson refuses inf: write the bytes as a broken node would
                 continue
             assert gate.load(store) and gate.model is None, bad
-            assert "unusable" in gate.why and gate.judge({"chain": "base"}) == (None, None, None)
+            assert "unusable" in gate.why and gate.judge({"chain": "base"}) == (None, None, None, 1.0)
         assert sum(1 for lvl, msg, _ in log.lines if lvl == "warning"
                    and msg.startswith("model record unusable")) >= 3
         # undecodable bytes in LMDB: the same

@@ -160,8 +160,12 @@ def sample(opp: dict, outcome: dict) -> dict | None:
         profit = -gas
     else:
         profit = 0
+    m = opp.get("model")
+    w = m.get("explore_weight") if isinstance(m, dict) else None
+    weight = float(w) if isinstance(w, (int, float)) and 1.0 <= w <= 1000.0 else 1.0
     return {"features": features(f), "landed": state in WON, "profit": profit,
-            "state": state, "t": outcome.get("t_first") or outcome.get("t") or 0}
+            "state": state, "t": outcome.get("t_first") or outcome.get("t") or 0,
+            "weight": weight}
 
 
 def _int_or(x, default: int) -> int:
@@ -282,29 +286,36 @@ def split(outcomes: list[dict], held_back: float = 0.3) -> tuple[list[dict], lis
 
 @dataclass(frozen=True)
 class Score:
+    """What a rule sent of some outcomes: `sent` counts them; `landed` and `profit` are sums
+    weighted by each outcome's `weight` (1, or 1/explore for one a model refused and let
+    through), and so are precision and profit per transaction: the estimate for every
+    approved decision, not only for those the model in use let through."""
     sent: int
-    landed: int
-    profit: int
+    landed: float
+    profit: float
+    weight: float = 0.0            # the sum of the weights sent (== sent when all are 1)
 
     @property
     def precision(self) -> float:
-        return self.landed / self.sent if self.sent else 0.0
+        return self.landed / self.weight if self.weight else 0.0
 
     @property
     def profit_per_tx(self) -> float:
-        return self.profit / self.sent if self.sent else 0.0
+        return self.profit / self.weight if self.weight else 0.0
 
 
 def score(outcomes: list[dict], send) -> Score:
     chosen = [o for o in outcomes if send(o["features"])]
-    return Score(len(chosen), sum(1 for o in chosen if o["landed"]),
-                 sum(int(o["profit"]) for o in chosen))
+    w = [float(o.get("weight", 1.0)) for o in chosen]
+    return Score(len(chosen), sum(wi for wi, o in zip(w, chosen) if o["landed"]),
+                 sum(wi * int(o["profit"]) for wi, o in zip(w, chosen)), sum(w))
 
 
 def evaluate(model: Model, test: list[dict]) -> dict:
     """The model beside the fixed rule (send all) on held-back outcomes."""
     fixed, learned = score(test, lambda x: True), score(test, model.send)
     return {"held_back": len(test),
+            "explored": sum(1 for o in test if float(o.get("weight", 1.0)) != 1.0),
             "fixed": {"sent": fixed.sent, "precision": round(fixed.precision, 4),
                       "profit_per_tx": fixed.profit_per_tx},
             "model": {"sent": learned.sent, "precision": round(learned.precision, 4),

@@ -323,6 +323,9 @@ def measure(args, progress) -> tuple[list[Comparison], dict, dict]:
              "late_saves": {r["name"]: r["late_saves"] for r in roles},
              "events_lost": {r["name"]: r["events_lost"] for r in roles},
              "background_efficiency": eff,
+             # the guide's switch success and state saves over this run (engine/core/status)
+             "guide": {k: ours["status"].get("guide", {}).get(k) for k in (
+                 "switch_success", "state_save_success", "switches_broken", "late_saves")},
              "boost": all(r["boost"] for r in roles),
              "research": _research_runs(roles) if getattr(args, "manifest", None) else None,
              # the role's own histograms, phase by phase (SIGNAL, PAUSE, SAVE, ...): ±10 %

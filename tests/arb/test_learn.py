@@ -116,3 +116,23 @@ def test_score_counts_what_was_sent():
     s = score(outs, lambda x: x["contested"] == 0.0)
     assert s.sent == sum(1 for o in outs if o["features"]["contested"] == 0.0)
     assert s.landed <= s.sent and (s.precision == 0.0 or 0 < s.precision <= 1)
+
+
+def test_explored_outcomes_weigh_one_over_the_share_in_the_scores():
+    """The fixed rule judged on outcomes a model in use filtered: its refusals are missing but
+    for the explored share, each of which stands for 1/explore of them."""
+    kept = [{"features": features({"contested": 0.0}), "landed": True, "profit": 10}] * 6
+    explored = [{"features": features({"contested": 1.0}), "landed": False, "profit": -2,
+                 "weight": 4.0}] * 2
+    s = score(kept + explored, lambda x: True)
+    assert s.sent == 8 and s.weight == 14.0 and s.landed == 6.0
+    assert s.precision == 6 / 14 and s.profit_per_tx == (60 - 16) / 14
+    only = score(kept + explored, lambda x: x["contested"] == 0.0)
+    assert only.precision == 1.0 and only.profit_per_tx == 10.0
+    m = Model()
+    assert evaluate(m, kept + explored)["explored"] == 2
+    from engine.arb.learn import sample
+    opp = {"features": {"contested": 1.0}, "gas_cost_token": "2",
+           "model": {"version": 3, "p": 0.2, "explore_weight": 4.0}}
+    assert sample(opp, {"state": "reverted", "t": 5.0})["weight"] == 4.0
+    assert sample({**opp, "model": {"explore_weight": "x"}}, {"state": "reverted"})["weight"] == 1.0

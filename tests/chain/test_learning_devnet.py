@@ -65,7 +65,10 @@ def test_the_learned_model_beats_the_fixed_rule_on_held_back_devnet_outcomes(
         "arbitrum-spotter": {"kind": "roles.agents:Spotter", "chains": [CHAIN], "tasks": fast,
                              # freshness as the unit tests' (a loaded machine delivers late);
                              # the fixed rule without the contested score: a feature only
-                             "options": {"max_age_s": 60.0, "contest_weight": 0.0}},
+                             "options": {"max_age_s": 60.0, "contest_weight": 0.0,
+                                         # a quarter of the learned refusals still sent: later
+                                         # versions are judged on them (weight 4)
+                                         "explore": 0.25}},
         "flash-loan-executor": {"kind": "roles.executor:Executor", "chains": [CHAIN],
                                 "subscribe": "quiet", "inbox": "interrupt",
                                 "options": {"stale_factor": 400.0, "receipt_timeout": 20.0},
@@ -107,9 +110,15 @@ def run(e, devnet, tmp_path):
     ops = info(e, "arbitrum-spotter").get("opportunities") or {}
     report = {"swaps": SWAPS, "traffic_s": round(traffic_s, 1), "load": os.getloadavg(),
               "decisions": ops, "rival": rival.statistics(),
-              "versions": len(ms), "last": {k: last[k] for k in (
-                  "version", "train_size", "held_back", "fixed", "model", "beats_fixed",
-                  "active", "reason", "weights")}}
+              "versions": len(ms), "last": {k: last.get(k) for k in (
+                  "version", "train_size", "held_back", "explored", "fixed", "model",
+                  "beats_fixed", "active", "reason", "weights")},
+              # every version trained on >= 40: (version, train, fixed precision, model
+              # precision, fixed profit/tx, model profit/tx, beats)
+              "eligible": [(x["version"], x["train_size"], x["fixed"]["precision"],
+                            x["model"]["precision"], x["fixed"]["profit_per_tx"],
+                            x["model"]["profit_per_tx"], x["beats_fixed"])
+                           for x in ms if x["train_size"] >= 40]}
     print(json.dumps(report, indent=1, default=str))
     if os.environ.get("SYNDICATE_LEARN_REPORT"):     # the joined outcomes, for a look offline
         from roles.learning import Outcomes
@@ -147,6 +156,7 @@ def run(e, devnet, tmp_path):
                       "active_versions": [(x["version"], x["train_size"], x["fixed"]["precision"],
                                            x["model"]["precision"]) for x in used]}, default=str))
     assert m["judged"] > 0 and (m["refused"] == 0 or refused.get("learned") == m["refused"]), m
+    assert m["explored"] <= m["judged"] and m["explore"] == 0.25, m
     # the coordinator's tasks and their findings: `status --tasks`, and the discoveries in LMDB
     tasks = json.loads(e.cli("status", "-c", str(e.path), "--tasks", "--json").stdout)
     co = tasks["alphago-coordinator"]["tasks"]
