@@ -13,13 +13,17 @@ a sender process (at the same FIFO priority as our sources) puts events; the age
 decision on the executor's queue.  "sent → handling" is put → get returned.
 
     syndicate bench switch [--events 10000] [--rate 200] [--repeat N] [--json] [--no-baseline]
-                           [--boost off] [--research]
+                           [--boost off] [--research] [--checksum off]
 
 --research: the agents are the guide's kinds (Spotter, Analyst, Specialist) running their
 research plan (roles/research PLAN) every second instead of every 1-15 minutes, over JSON-RPC
 to a three-chain anvil devnet this starts and stops, beside the checksum.  The events stay
 synthetic (the sources write no pool-graph snapshots, so the graph tasks have no graph and
 make no runs; the RPC ones — gas trend, block timing, MEV watch — do their real work).
+
+--checksum off: no role runs the checksum (with --research: the real tasks are the only
+background work; without: the roles sleep between events).  Each run prints the CPU the
+roles used while it measured (user + system seconds ÷ wall seconds, in cores).
 """
 from __future__ import annotations
 
@@ -56,27 +60,31 @@ RESEARCH_OPTIONS = {"sequencer-timing": {"blocks": 6}, "op-stack-metrics": {"blo
                     "block-times": {"blocks": 6}, "mev-watch": {"blocks": 50}}
 
 
-def _agent(chain: str, manifest: str | None) -> dict:
+IDLE = {"checksum": {"enabled": False}}
+
+
+def _agent(chain: str, manifest: str | None, busy: dict = BUSY) -> dict:
     if manifest is None:
-        return {"kind": "roles.agents:Agent", "chains": [chain], "tasks": BUSY}
+        return {"kind": "roles.agents:Agent", "chains": [chain], "tasks": busy}
     kind, names = RESEARCH[chain]
-    tasks = {**BUSY, "share-research": {"interval": 1.0},
+    tasks = {**busy, "share-research": {"interval": 1.0},
              **{n: {"interval": 1.0, **({"options": RESEARCH_OPTIONS[n]}
                                         if n in RESEARCH_OPTIONS else {})} for n in names}}
     return {"kind": kind, "chains": [chain], "tasks": tasks}
 
 
 def _toml(name: str, state: Path, rate_per_chain: float, counts: list[int], slots: int,
-          boost: str = "fifo", manifest: str | None = None) -> str:
+          boost: str = "fifo", manifest: str | None = None, checksum: bool = True) -> str:
     roles = {}
+    busy = BUSY if checksum else IDLE
     for c, count in zip(CHAINS, counts):
         roles[f"monitor-{c}"] = {"kind": "roles.monitor:SyntheticSource", "chains": [c],
                                  "options": {"rate": rate_per_chain, "count": count}}
-        roles[AGENTS[c]] = _agent(c, manifest)
+        roles[AGENTS[c]] = _agent(c, manifest, busy)
     roles["flash-loan-executor"] = {"kind": "roles.agents:Executor", "chains": list(CHAINS),
-                                    "subscribe": False, "inbox": "interrupt", "tasks": BUSY}
+                                    "subscribe": False, "inbox": "interrupt", "tasks": busy}
     roles["alphago-coordinator"] = {"kind": "roles.agents:Coordinator", "chains": ["arbitrum"],
-                                    "subscribe": False, "tasks": BUSY}
+                                    "subscribe": False, "tasks": busy}
     doc = {"engine": {"name": name, "state_dir": str(state), "log_level": "warning"},
            "rings": {"event_slots": slots, "inbox_slots": slots},
            "supervisor": {"max_restarts": 0}, "switch": {"boost": boost}, "roles": roles}
@@ -85,8 +93,21 @@ def _toml(name: str, state: Path, rate_per_chain: float, counts: list[int], slot
     return render(doc)
 
 
+def _cpu_s(pids) -> float:
+    """User + system CPU seconds of the live processes among `pids` (/proc/PID/stat)."""
+    tick, total = os.sysconf("SC_CLK_TCK"), 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / tick
+
+
 def run_ours(events: int, rate: float, progress, boost: str = "fifo",
-             manifest: str | None = None) -> dict:
+             manifest: str | None = None, checksum: bool = True) -> dict:
     from engine.core.control import ControlBlock
     from engine.core.ring import Ring
     from engine.core.status import report
@@ -98,7 +119,8 @@ def run_ours(events: int, rate: float, progress, boost: str = "fifo",
     per_chain = max(counts)
     slots = 1 << max(12, (per_chain * 2).bit_length())
     cfg = tmp / "engine.toml"
-    cfg.write_text(_toml(name, tmp / "state", rate / len(CHAINS), counts, slots, boost, manifest))
+    cfg.write_text(_toml(name, tmp / "state", rate / len(CHAINS), counts, slots, boost, manifest,
+                         checksum))
     proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", "-c", str(cfg)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
@@ -113,6 +135,8 @@ def run_ours(events: int, rate: float, progress, boost: str = "fifo",
                 rs = report(cb, name)["roles"]
                 if len(rs) == 8 and all(r["alive"] and r["state"] not in ("starting",) for r in rs):
                     t_ready = time.monotonic_ns()
+                    pids = [r["pid"] for r in rs if r["pid"]]
+                    cpu0 = _cpu_s(pids)
                     break
                 cb.close()
                 cb = None
@@ -143,6 +167,7 @@ def run_ours(events: int, rate: float, progress, boost: str = "fifo",
                     got[kind] += 1
             progress(got["agent"], want)
             time.sleep(0.05)
+        cpu = (_cpu_s(pids) - cpu0) / max(1e-9, (time.monotonic_ns() - t_ready) / 1e9)
         doc = report(cb, name, tmp / "state" / "run" / name)   # with each role's status info
         cb.close()
         # Events the sources wrote before every role had started measure the start-up (a
@@ -151,7 +176,7 @@ def run_ours(events: int, rate: float, progress, boost: str = "fifo",
                 for k, v in samples.items()}
         excluded = {k: len(samples[k]) - len(warm[k]) for k in samples}
         return {"samples": warm, "lost": lost, "status": doc, "want": want,
-                "warmup_excluded": excluded}
+                "warmup_excluded": excluded, "cpu_cores": round(cpu, 3)}
     finally:
         for rd in readers.values():
             pass
@@ -286,7 +311,7 @@ def measure(args, progress) -> tuple[list[Comparison], dict, dict]:
     """One run: ours, then the baseline.  Returns the comparisons, the extra facts, and the
     three headline figures {"agent"|"executor"|"two switches": (ours, baseline)}."""
     ours = run_ours(args.events, args.rate, progress("syndicate"), args.boost,
-                    getattr(args, "manifest", None))
+                    getattr(args, "manifest", None), getattr(args, "checksum", "on") == "on")
     base = None if args.no_baseline else run_baseline(args.events, args.rate,
                                                       progress("baseline"))
     res, heads = [], {}
@@ -323,6 +348,7 @@ def measure(args, progress) -> tuple[list[Comparison], dict, dict]:
              "late_saves": {r["name"]: r["late_saves"] for r in roles},
              "events_lost": {r["name"]: r["events_lost"] for r in roles},
              "background_efficiency": eff,
+             "roles_cpu_cores": ours["cpu_cores"],   # the 8 roles' CPU while measuring
              # the guide's switch success and state saves over this run (engine/core/status)
              "guide": {k: ours["status"].get("guide", {}).get(k) for k in (
                  "switch_success", "state_save_success", "switches_broken", "late_saves")},
@@ -358,6 +384,11 @@ def repeat_table(runs: list[dict]) -> str:
     for i, r in enumerate(runs, 1):
         for fig, (o, b) in r["heads"].items():
             out.append(f"{i:>4} {r['load']:>5.2f}  {fig:<14}{_pct3(o)}   {_pct3(b)}")
+        extra = r.get("extra") or {}
+        if extra:
+            eff = extra.get("background_efficiency") or {}
+            out.append(f"{'':>4} {'':>5}  roles' CPU {extra.get('roles_cpu_cores')} cores, "
+                       f"background efficiency min {min(eff.values()) if eff else '-'}")
     out.append("")
     verdict = []
     for fig in runs[0]["heads"]:
@@ -389,6 +420,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--no-baseline", action="store_true")
     p.add_argument("--boost", choices=("fifo", "off"), default="fifo",
                    help="off: measure the same engine without the SCHED_FIFO boost")
+    p.add_argument("--checksum", choices=("on", "off"), default="on",
+                   help="off: no role runs the checksum task (the research alone, or idle)")
     p.add_argument("--research", action="store_true",
                    help="the agents are the guide's Spotter/Analyst/Specialist running their "
                         "research plan every second against a devnet this starts (anvil)")
