@@ -49,7 +49,7 @@ import time
 
 import orjson
 
-from engine.bench import payloads
+from engine.bench import payloads as payload_module
 from engine.bench.payloads import (CHUNK, POOLS, RECORD, block_work, codec_costs, payloads,
                                    reader_work)
 from engine.bench.report import Comparison, Summary, emit
@@ -380,7 +380,7 @@ def run(n: int, m: int, reader_counts: list[int], progress) -> tuple[list[Compar
                     lost_total[f"{transport} {kind} k={k}"] = lost
             label = {"raw": f"{RECORD} B bytes", "orjson": "pool update, orjson (~490 B)",
                      "binary": f"pool update, binary ({RECORD} B, own pool: "
-                               f"{payloads.BINARY_DECODE})"}[kind]
+                               f"{payload_module.BINARY_DECODE})"}[kind]
             ring_s = Summary.single("ring publish_many/poll_block", figures["ring"])
             for baseline in ("mp.Queue", "faster-fifo"):
                 how = "put per record" if baseline == "mp.Queue" else "put_many/get_many"
@@ -453,7 +453,7 @@ def main(argv: list[str]) -> int:
     progress = (lambda msg: print(f"  … {msg}", file=sys.stderr, flush=True)) \
         if sys.stderr.isatty() else (lambda msg: None)
     _sweep_stale()
-    payloads.BINARY_DECODE = args.binary_decode   # read by the forked readers
+    payload_module.BINARY_DECODE = args.binary_decode   # read by the forked readers
     try:
         results, extra = run(args.records, args.samples, counts, progress)
     except KeyboardInterrupt:

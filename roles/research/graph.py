@@ -22,7 +22,7 @@ import orjson
 
 from engine.arb.graph import PoolGraph
 from engine.arb.profit import _depth, convert   # _depth: the search's own measure of a pool
-from engine.core.tasks import Failed, NotReady, Priority, Task, TaskContext
+from engine.core.tasks import NotReady, Priority, Task, TaskContext
 
 PER_STEP = 4         # pools whose cycles one step builds (a 300-pool hub: ~100 µs each)
 
