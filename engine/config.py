@@ -70,6 +70,7 @@ class RoleConfig:
     reads: tuple[str, ...] = ()
     options: dict = field(default_factory=dict, hash=False, compare=True)
     tasks: dict = field(default_factory=dict, hash=False, compare=True)
+    checksum: bool = False            # [tasks] checksum: run the optional checksum task
 
 
 @dataclass(frozen=True)
@@ -313,7 +314,8 @@ def from_dict(raw: dict, *, path: Path = Path("engine.toml"), text: str = "",
             memory_hard=parse_size(t["memory_hard"]),
             max_concurrent=t["max_concurrent"] or sections["tasks"]["max_concurrent"],
             slice_budget_us=t["slice_budget_us"] or sections["tasks"]["slice_budget_us"],
-            subscribe=t["subscribe"], inbox=t["inbox"], options=t["options"], tasks=tasks)
+            subscribe=t["subscribe"], inbox=t["inbox"], options=t["options"], tasks=tasks,
+            checksum=sections["tasks"]["checksum"])
     moralis = _moralis(ck, raw, roles, check_env) if "moralis" in raw else None
     if check_env:
         base_dir = path.parent if path.name else Path.cwd()

@@ -111,6 +111,9 @@ SCHEMA: dict[str, dict[str, tuple[Any, Any, Any]]] = {
     "tasks": {
         "max_concurrent": (int, 5, _pos),
         "slice_budget_us": (int, 200, _pos),
+        # every role that declares it also runs the checksum task, continuously (README,
+        # "Background work"); off: only the roles whose [roles.<name>.tasks.checksum] asks
+        "checksum": (bool, False, None),
     },
     "chains": {
         # the JSON manifest `syndicate devnet up --manifest PATH` writes (chains, RPC and

@@ -17,7 +17,8 @@ snapshot that covers it is there (the monitor rewrites it within a second of any
 same after the role fell a lap behind.  Records are whole states, so the overlap between a
 snapshot and the ring is harmless.
 
-Background tasks (roles/tasks.py): `checksum` (CPU-bound, verifiable) always; `gas-sampler`
+Background tasks (roles/tasks.py): `checksum` (CPU-bound, verifiable) where engine.toml asks
+(`[tasks] checksum`, or the role's own table); `gas-sampler`
 (I/O) when the role has an RPC endpoint: `options.rpc = "http://…"`, or its first chain's
 `rpc_url` in the devnet manifest named by `[chains] manifest`.  The guide's roles are the
 kinds `Spotter`, `Analyst` and `Specialist`: an Agent that also runs its research plan

@@ -3,7 +3,9 @@
     checksum     CPU-bound.  Extends a BLAKE2b hash chain a few links per step.  Its state (the
                  link count and the digest) can be recomputed by anyone, so it proves that a task
                  resumes with its state intact after every switch, pause and restart; it is also
-                 the CPU load of `syndicate bench switch`.
+                 the CPU load of `syndicate bench switch`.  Optional: it runs only where
+                 engine.toml asks (`[tasks] checksum = true`, or a role's own
+                 `[roles.<name>.tasks.checksum]` table), since it keeps every core busy.
     gas-sampler  Waits on I/O.  Polls an EVM JSON-RPC endpoint (eth_blockNumber, eth_gasPrice)
                  over a non-blocking HTTP/1.1 connection, yielding while the socket is not ready,
                  and keeps an EWMA of the gas price; a move of more than `alert_pct` from the
@@ -29,6 +31,7 @@ class ChecksumTask(Task):
     name = "checksum"
     priority = Priority.LOW
     interval = 0.0  # continuous: a new run as soon as one ends
+    optional = True  # only where engine.toml asks ([tasks] checksum, or the role's own table)
     OPTIONS = {"links_per_run": (int, 20_000, "hash links in one run (a run ends at a multiple)"),
                "links_per_step": (int, 16, "hash links between two safe points (yields)")}
 

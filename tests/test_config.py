@@ -106,3 +106,43 @@ def test_manifest_is_checked(tmp_path):
     p.write_text(f'[chains]\nmanifest = "{good.name}"\n' + GOOD_ROLE)
     cfg = config.load(p)
     assert cfg.manifest["chains"]["arbitrum"]["rpc_url"] == "http://127.0.0.1:1"
+
+
+class _Log:
+    def __init__(self):
+        self.lines = []
+
+    def warning(self, msg, **kw):
+        self.lines.append((msg, kw))
+
+
+def _running(tmp_path, text: str, role: str = "a") -> dict:
+    """The tasks role `role` would run (name -> interval), from engine.toml `text`."""
+    from engine.core.kind import configure_tasks
+    from roles.tasks import ChecksumTask, GasSampler
+    p = tmp_path / "engine.toml"
+    p.write_text(text)
+    rc = config.load(p).roles[role]
+    ts = configure_tasks([ChecksumTask(), GasSampler()], rc.tasks, _Log(),
+                         {"checksum"} if rc.checksum else set())
+    return {t.name: t.interval for t in ts}
+
+
+def test_the_checksum_runs_only_where_engine_toml_asks_for_it(tmp_path):
+    # the shipped file: no role burns a core on the hash chain
+    shipped = config.load(ROOT / "engine.toml")
+    assert not any(r.checksum for r in shipped.roles.values())
+    assert _running(tmp_path, GOOD_ROLE) == {"gas-sampler": 60.0}
+    # engine-wide: every role that declares it, continuously
+    assert _running(tmp_path, "[tasks]\nchecksum = true\n" + GOOD_ROLE) == {
+        "checksum": 0.0, "gas-sampler": 60.0}
+    # one role's own table turns it on for that role, with its settings
+    own = GOOD_ROLE + "[roles.a.tasks.checksum]\ninterval = 1.0\n[roles.b]\n" \
+        'kind = "roles.agents:Agent"\nchains = ["base"]\n'
+    assert _running(tmp_path, own) == {"checksum": 1.0, "gas-sampler": 60.0}
+    assert _running(tmp_path, own, "b") == {"gas-sampler": 60.0}
+    # and a role may still refuse the engine-wide one
+    assert _running(tmp_path, "[tasks]\nchecksum = true\n" + GOOD_ROLE +
+                    "[roles.a.tasks.checksum]\nenabled = false\n") == {"gas-sampler": 60.0}
+    with pytest.raises(config.ConfigError, match=r"tasks\.checksum"):
+        _running(tmp_path, '[tasks]\nchecksum = "yes"\n' + GOOD_ROLE)

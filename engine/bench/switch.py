@@ -469,7 +469,7 @@ def _runs(args, progress) -> int:
         res, extra, _ = measure(args, progress)
         emit("switch", res, args.json, extra)
         if args.manifest and not args.json:
-            print(_research_line(extra["research"]))
+            print(_research_line(extra["research"], args.checksum == "on"))
         return 0
     runs = []
     for i in range(args.repeat):
@@ -486,13 +486,14 @@ def _runs(args, progress) -> int:
     else:
         print(repeat_table(runs))
         if args.manifest:
-            print(_research_line(runs[-1]["extra"]["research"]))
+            print(_research_line(runs[-1]["extra"]["research"], args.checksum == "on"))
     return 0
 
 
-def _research_line(research: dict) -> str:
+def _research_line(research: dict, checksum: bool = True) -> str:
     """One line per agent: how many runs each research task made in the last run, and errors."""
-    out = ["background: checksum + the research plan every 1 s on a devnet (runs/errors, last run):"]
+    out = [f"background: {'checksum + ' if checksum else ''}the research plan every 1 s on a "
+           "devnet (runs/errors, last run):"]
     for role, tasks in (research or {}).items():
         out.append(f"  {role}: " + (", ".join(f"{n} {t.get('runs')}/{t.get('errors')}"
                                               for n, t in sorted((tasks or {}).items())) or "-"))

@@ -160,6 +160,11 @@ class Checkpointer:
             commit_p50_us=_pct(commit, 50), commit_p99_us=_pct(commit, 99), **self._n)
 
 
+def _kept(states, tm) -> int:
+    """How many of a checkpoint's task states belong to tasks the role runs now."""
+    return sum(1 for n in states if n in tm.entries) if isinstance(states, dict) else 0
+
+
 def restore(store, staged, tm, name: str, log) -> tuple[int, int]:
     """A role resumes from its newest saved state: the last LMDB checkpoint, or `staged` (the
     staging page's (time_ns, payload)), the state of a switch whose LMDB commit the previous
@@ -167,13 +172,14 @@ def restore(store, staged, tm, name: str, log) -> tuple[int, int]:
     (they died with it): resuming from it would skip work whose findings are lost, so the
     LMDB checkpoint wins then.
 
-    Returns (task states saved, restored): the guide's knowledge retention (a state of a task
-    the role no longer has, or one that is not an object, is not restored)."""
+    Returns (task states saved, restored): the guide's knowledge retention.  Only states of
+    tasks the role still runs count as saved (engine.toml may have turned one off: that loses
+    no knowledge); one that is not an object counts as saved and not restored."""
     rec = store.load_checkpoint(name) if store is not None else None
     saved = done = 0
     if rec:
         states = rec.get("states", {})
-        saved = len(states) if isinstance(states, dict) else 0
+        saved = _kept(states, tm)
         done = len(tm.restore(states))    # state and history
     if staged and (rec is None or staged[0] > int(rec.get("time_ns", 0))):
         try:
@@ -187,7 +193,7 @@ def restore(store, staged, tm, name: str, log) -> tuple[int, int]:
                 store.save_checkpoint(name, tm.states())
             log.info("resumed from the state staged by the last switch (newer than the last "
                      "LMDB checkpoint; now committed)", tasks=",".join(restored) or "-")
-            return max(saved, len(doc["states"])), max(done, len(restored))
+            return max(saved, _kept(doc["states"], tm)), max(done, len(restored))
     if rec:
         log.info("resumed from checkpoint", seq=rec.get("seq"),
                  tasks=",".join(rec.get("states", {})) or "-")

@@ -135,9 +135,12 @@ def describe_kind(path: str) -> KindSpec:
     return resolve_kind(path).spec()
 
 
-def configure_tasks(tasks: list[Task], configured: dict, log) -> list[Task]:
+def configure_tasks(tasks: list[Task], configured: dict, log,
+                    switched_on: frozenset[str] | set[str] = frozenset()) -> list[Task]:
     """A kind's tasks with engine.toml's `roles.<name>.tasks.<task>` applied (enabled,
-    interval, priority, options); a configured task the role does not run is logged."""
+    interval, priority, options); a configured task the role does not run is logged.  An
+    `optional` task runs only if configured for the role or named in `switched_on` (the
+    engine-wide switches, `[tasks] checksum`)."""
     out = []
     known = {t.name for t in tasks}
     for name in configured:
@@ -146,6 +149,8 @@ def configure_tasks(tasks: list[Task], configured: dict, log) -> list[Task]:
                         task=name, running=",".join(sorted(known)))
     for t in tasks:
         tc = configured.get(t.name)
+        if t.optional and not tc and t.name not in switched_on:
+            continue
         if tc:
             if not tc["enabled"]:
                 continue

@@ -88,6 +88,9 @@ class Task:
     name: str = "task"
     priority: Priority = Priority.MEDIUM
     interval: float = 60.0
+    #: an optional task runs only where engine.toml asks for it (a `roles.<name>.tasks.<task>`
+    #: table, or an engine-wide switch such as `[tasks] checksum`): engine.core.kind
+    optional: bool = False
     #: its `options` (engine.toml: roles.<name>.tasks.<task>.options): name -> (type, default,
     #: doc), as RoleKind.OPTIONS; `self.options` starts from these defaults
     OPTIONS: dict[str, tuple] = {}

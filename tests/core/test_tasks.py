@@ -260,3 +260,30 @@ def test_gas_sampler_dead_endpoint_is_an_error_not_a_hang():
             time.sleep(0.001)
     assert t.state["errors"] >= 1 and "Connection refused" in t.state["last_error"] or \
         "connect" in t.state["last_error"]
+
+
+def test_retention_counts_only_the_states_of_tasks_the_role_still_runs(tmp_path):
+    """A checkpoint from a run with the checksum on, restored by a role that no longer runs it
+    (engine.toml turned it off): nothing the role runs lost its state, so retention is whole;
+    a state that is not an object counts as saved and lost."""
+    from engine.core.checkpoint import restore
+    from engine.core.store import Store
+
+    class Log:
+        def info(self, *a, **k):
+            pass
+    t = ChecksumTask(options={"links_per_run": 1000, "links_per_step": 10})
+    other = ChecksumTask(name="other")
+    m = mgr([t, other], slice_budget_us=1)
+    for _ in range(5):
+        m.run_slice([False])
+    with Store.open(tmp_path / "s") as store:
+        store.save_checkpoint("r", m.states())
+        assert restore(store, None, mgr([ChecksumTask(name="other")]), "r", Log()) == (1, 1)
+        assert restore(store, None, mgr([ChecksumTask(), ChecksumTask(name="other")]), "r",
+                       Log()) == (2, 2)
+        states = m.states()
+        states["other"] = "not an object"
+        store.save_checkpoint("r", states)
+        assert restore(store, None, mgr([ChecksumTask(), ChecksumTask(name="other")]), "r",
+                       Log()) == (2, 1)
