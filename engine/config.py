@@ -26,6 +26,7 @@ from .config_schema import (  # noqa: F401  (the schema, re-exported)
     _size, _rt_prio, NUM, SCHEMA, _addresses, _urls,
     CHAIN_SCHEMA, ROLE_SCHEMA, _listen, _ENV, _URL, MORALIS_ROLE,
     MORALIS_SCHEMA, TASK_SCHEMA, BLOCK_TIMES, SUBMIT_SCHEMA, ENDPOINT_SCHEMA, EXECUTOR_KINDS, check_live_key,
+    AGENT_KINDS, COORDINATOR_KIND,
 )
 from .config_schema import expand_env
 
@@ -316,6 +317,7 @@ def from_dict(raw: dict, *, path: Path = Path("engine.toml"), text: str = "",
             slice_budget_us=t["slice_budget_us"] or sections["tasks"]["slice_budget_us"],
             subscribe=t["subscribe"], inbox=t["inbox"], options=t["options"], tasks=tasks,
             checksum=sections["tasks"]["checksum"])
+    _hear_the_coordinator(roles)
     moralis = _moralis(ck, raw, roles, check_env) if "moralis" in raw else None
     if check_env:
         base_dir = path.parent if path.name else Path.cwd()
@@ -330,6 +332,17 @@ def from_dict(raw: dict, *, path: Path = Path("engine.toml"), text: str = "",
     return EngineConfig(path=path, base_dir=base, roles=roles, manifest=manifest,
                         moralis=moralis, networks=_networks(ck, raw_networks, manifest),
                         **sections)
+
+
+def _hear_the_coordinator(roles: dict) -> None:
+    """Every agent reads the enabled coordinators' outboxes directly (interrupted by them):
+    a coordinator announces each model version there (roles/learning.py), and its outbox then
+    goes to the agents only, not to the executor's inbox."""
+    coords = [n for n, r in roles.items() if r.enabled and r.kind == COORDINATOR_KIND]
+    for name, r in roles.items():
+        add = tuple(c for c in coords if c not in r.reads and c != name)
+        if r.kind in AGENT_KINDS and add:
+            roles[name] = replace(r, reads=(*r.reads, *add))
 
 
 def _moralis(ck: _Checker, raw: dict, roles: dict, check_env: bool) -> dict:

@@ -213,6 +213,11 @@ ENDPOINT_SCHEMA: dict[str, tuple[Any, Any, Any]] = {
 }
 # Role kinds that sign: `mode = "live"` needs their key at load (exit 2 otherwise).
 EXECUTOR_KINDS = ("roles.executor:Executor", "roles.agents:Executor")
+# the agents that price events and filter with the coordinator's model: each reads the
+# coordinator's outbox, where it announces every new model version (DEVELOPING.md)
+AGENT_KINDS = ("roles.agents:Agent", "roles.agents:Spotter", "roles.agents:Analyst",
+               "roles.agents:Specialist")
+COORDINATOR_KIND = "roles.agents:Coordinator"
 ROLE_SCHEMA: dict[str, tuple[Any, Any, Any]] = {
     "kind": (str, None, lambda v: None if re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", v) else
              'must be a dotted path "package.module:Class"'),

@@ -149,6 +149,7 @@ class Agent(RoleKind):
         served = ((getattr(cfg, "manifest", None) or {}).get("chains") or {})
         self.research: dict = {}           # name -> research task (the kind's FAMILY plan)
         self._shared: dict[str, int] = {}  # research task -> runs already shared in the outbox
+        self.model_news = 0                # model versions the coordinator's outbox announced
         self.model_gate = learning.ModelGate(       # the learned filter, the fork's refusals
             getattr(rt, "log", None), fork_hold_s=float(self.options["fork_hold_s"]),
             explore=float(self.options["explore"]))
@@ -177,7 +178,8 @@ class Agent(RoleKind):
         ts = [ChecksumTask(),
               pricing.RecordOpportunities(self.book, getattr(self.rt, "store", None), self.name,
                                           self._write_info),
-              learning.LoadModel(self.model_gate, getattr(self.rt, "store", None))]
+              learning.LoadModel(self.model_gate, getattr(self.rt, "store", None),
+                                 on_load=self._write_info)]
         rpc = self.options["rpc"] or self._manifest_rpc()
         if rpc:
             self.gas_task = GasSampler(options={"rpc": rpc})
@@ -261,6 +263,14 @@ class Agent(RoleKind):
                 return chains[c].get("rpc_url")
         return None
 
+    def _model_news(self, ev: dict) -> None:
+        """The coordinator committed a model version: load-model runs at the next slice, not
+        here (reading the record, with its pool history, is work for between switches)."""
+        self.model_news += 1
+        tm = getattr(self.rt, "tm", None)
+        if tm is not None:
+            tm.run_soon("load-model")
+
     def handle(self, events):
         threshold = float(self.options["impact_threshold_bps"])
         out = []
@@ -273,6 +283,8 @@ class Agent(RoleKind):
                     p.head = b
         for ev in events:
             if not ev["ring"].startswith("events."):
+                if ev.get("kind") == "model":    # the coordinator announced a new version
+                    self._model_news(ev)
                 continue
             seen = True
             if ev.get("type") == "pool":
@@ -311,7 +323,7 @@ class Agent(RoleKind):
         doc["opportunities"] = ops
         doc["gas"] = {c: {"gwei": p.gas_gwei()[0], "source": p.gas_gwei()[1]}
                       for c, p in self.pricers.items()}
-        doc["model"] = self.model_gate.info()
+        doc["model"] = {**self.model_gate.info(), "announced": self.model_news}
         if self.research:
             doc["research"] = {n: {k: t.state.get(k) for k in ("runs", "errors", "last_error")}
                                for n, t in self.research.items()}
@@ -402,9 +414,17 @@ class Coordinator(Agent):
         self.outcomes = hub
         self._team = [learning.TeamPerformance(hub, store, on_done=self._write_info)]
         return super().tasks() + [
-            learning.CollectiveLearning(hub, store), *self._team,
+            learning.CollectiveLearning(hub, store, announce=self._announce), *self._team,
             learning.StrategyEffectiveness(hub, store),
             learning.NewPaths(self._snapshots, hub, store)]
+
+    def _announce(self, note: dict) -> None:
+        """A new model version, to the outbox: every agent reads it (engine/config.py gives
+        them this role's outbox) and loads the version at its next slice."""
+        outbox = getattr(self.rt, "outbox", None)
+        if outbox is not None:
+            outbox.publish_many([note])
+            self.announced = getattr(self, "announced", 0) + 1
 
     def info(self) -> dict:
         doc = super().info()

@@ -32,7 +32,7 @@ import time
 import orjson
 
 from engine.arb.learn import DEFAULT_FEATURES, Model, evaluate, sample, split, with_history
-from engine.core.tasks import Failed, NotReady, Priority, Task, TaskContext
+from engine.core.tasks import Failed, NotReady, Priority, Task, TaskContext, Wait
 
 from .modelgate import MODEL_KEY, LoadModel, ModelGate  # noqa: F401 (the agents' side, re-exported)
 from .success import guide_metrics
@@ -213,6 +213,13 @@ class CollectiveLearning(CoordinatorTask):
                "features": (list, list(DEFAULT_FEATURES), "the model's inputs, of "
                             "engine/arb/learn.FEATURES")}
 
+    def __init__(self, hub: Outcomes | None = None, store=None, on_done=None, announce=None,
+                 **kw):
+        """`announce(note)`: called with a small record once a new version is committed
+        (the Coordinator publishes it to its outbox, which every agent reads)."""
+        super().__init__(hub, store, on_done, **kw)
+        self.announce = announce
+
     def initial_state(self):
         return {"version": 0, "trained_on": 0, "summary": "no outcomes yet"}
 
@@ -258,7 +265,7 @@ class CollectiveLearning(CoordinatorTask):
                "beats_fixed": ev["beats_fixed"], "active": active, "reason": reason,
                "weights": dict(zip(m.features, (round(w, 4) for w in m.weights))),
                "params": m.to_dict(), "history": hist.to_dict()}
-        self.store.append_many("models", MODEL_KEY, [rec])
+        job = self.store.append_many("models", MODEL_KEY, [rec])
         st.update(version=version, trained_on=len(data), active=active,
                   summary=f"model v{version}: precision {ev['model']['precision']} vs fixed "
                           f"{ev['fixed']['precision']} on {len(test)} held back; "
@@ -266,6 +273,13 @@ class CollectiveLearning(CoordinatorTask):
         ctx.discover(self.name, {"kind": "model", "pools_known": len(hist.counts),
                                  **{k: rec[k] for k in rec if k not in ("params", "history")}})
         yield None
+        if self.announce is not None and job is not None:
+            # the agents read the record when they hear of it: only once it is committed
+            while not job.done():
+                yield Wait(until=time.monotonic() + 0.002)
+            if job.error is None:
+                self.announce({"kind": "model", "model": MODEL_KEY, "version": version,
+                               "active": active, "by": ctx.role})
 
 
 class TeamPerformance(CoordinatorTask):

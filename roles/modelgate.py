@@ -209,21 +209,31 @@ class LoadModel(Task):
     priority = Priority.MEDIUM
     interval = 5.0
 
-    def __init__(self, gate: ModelGate | None = None, store=None, **kw):
+    def __init__(self, gate: ModelGate | None = None, store=None, on_load=None, **kw):
+        """`on_load()`: after the first run and every run that loaded something (the agent
+        rewrites its status info, so `status` shows the model in use at once)."""
         super().__init__(**kw)
-        self.gate, self.store = gate or ModelGate(), store
+        self.gate, self.store, self.on_load = gate or ModelGate(), store, on_load
+        self._ran = False
 
     def initial_state(self):
         return {"loads": 0, "version": None, "in_use": False}
 
     def run(self, ctx: TaskContext):
+        news = not self._ran
+        self._ran = True
         if self.gate.load_gas(self.store):
             self.state["gas_shapes"] = len(self.gate.gas)
+            news = True
         if self.gate.load_fork(self.store):
             self.state["fork_shapes"] = len(self.gate.fork_gas)
+            news = True
         if self.gate.load(self.store):
             self.state.update(loads=self.state["loads"] + 1,
                               version=self.gate.record.get("version"),
                               in_use=self.gate.model is not None, summary=self.gate.why or
                               f"model v{self.gate.record.get('version')} in use")
+            news = True
+        if news and self.on_load is not None:
+            self.on_load()
         yield None

@@ -241,3 +241,45 @@ def test_measured_gas_per_route_shape_reaches_the_agents_simulator(tmp_path):
     assert action_shape(action_from_record(action_record(a))) == "v2-v3:balancer"
     gate.gas = {"v2-v3:balancer": 300_000}
     assert gate.gas_for(a) == 300_000
+
+
+def test_the_coordinator_announces_each_version_and_the_agents_load_it_at_once(
+        engine_factory):
+    """A real engine: the coordinator trains on the outcomes in its LMDB and announces the
+    version on its outbox; the agent, whose own poll of `models` is an hour away, is
+    interrupted by the announcement and loads the version between slices.  The executor no
+    longer reads the coordinator's outbox (the announcement is not an Action)."""
+    import signal as sig
+    coord = {"kind": "roles.agents:Coordinator", "chains": ["arbitrum"], "subscribe": False,
+             "tasks": {"collective-learning": {"enabled": False},
+                       "team-performance": {"enabled": False},
+                       "strategy-effectiveness": {"enabled": False},
+                       "path-discovery": {"enabled": False}}}
+    roles = {"alphago-coordinator": coord,
+             "arbitrum-spotter": {"kind": "roles.agents:Agent", "chains": ["arbitrum"],
+                                  "tasks": {"load-model": {"interval": 3600.0}}},
+             "flash-loan-executor": {"kind": "roles.agents:Executor", "chains": ["arbitrum"],
+                                     "subscribe": False, "inbox": "interrupt"}}
+    e = engine_factory(roles=roles)
+    e.store_dir.mkdir(parents=True)
+    with Store.open(e.store_dir) as store:
+        write_history(store, 200)
+    e.start()
+
+    def spot_model():
+        return (e.roles()["arbitrum-spotter"].get("info") or {}).get("model")
+    first = e.wait_for(spot_model, 20, "the spotter's first load-model run")
+    assert first["version"] is None and first["announced"] == 0, first   # nothing trained yet
+    # turn the training on (a reload restarts only the coordinator): it trains, commits v1
+    # and announces it; the spotter loads it long before its hourly poll
+    coord["tasks"]["collective-learning"] = {"interval": 3600.0, "options": {"min_train": 40}}
+    e.write()
+    e.signal(sig.SIGHUP)
+    got = e.wait_for(lambda: (m := spot_model()) and m.get("version") == 1 and m, 30,
+                     "the spotter using the announced v1")
+    assert got["in_use"] and got["announced"] == 1, got
+    rs = e.roles()
+    assert rs["arbitrum-spotter"]["restarts"] == 0
+    ex = rs["flash-loan-executor"]
+    assert ex["events_lost"] == 0 and not ((ex.get("info") or {}).get("taken") or 0), ex
+    assert e.stop() == 0

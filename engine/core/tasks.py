@@ -223,6 +223,16 @@ class TaskManager:
     def resume(self) -> None:
         self.paused = False
 
+    def run_soon(self, name: str) -> bool:
+        """Make task `name` due now (news it acts on arrived: a switch may call this; the run
+        itself is a later slice).  False if the role has no such task."""
+        e = self.entries.get(name)
+        if e is None:
+            return False
+        if e.gen is None:
+            e.next_due = min(e.next_due, self.clock())
+        return True
+
     def shed(self, on: bool = True) -> None:
         """Soft memory limit: stop LOW-priority work and drop caches; `shed(False)` undoes it."""
         if on and not self.shedding:

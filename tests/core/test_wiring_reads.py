@@ -89,3 +89,22 @@ def test_subscribe_takes_true_false_or_quiet(tmp_path):
         assert 'roles.x.subscribe: must be true, false or "quiet"' in str(e)
     else:
         raise AssertionError("subscribe = \"loud\" was accepted")
+
+
+def test_every_agent_reads_the_coordinators_announcements_and_the_executor_does_not():
+    cfg = config.load(Path(__file__).parents[2] / "engine.toml", check_env=False)
+    agents = ("arbitrum-spotter", "base-analyst", "polygon-specialist")
+    assert all(cfg.roles[a].reads == ("alphago-coordinator",) for a in agents)
+    assert cfg.roles["flash-loan-executor"].reads == ()
+    assert cfg.roles["alphago-coordinator"].reads == ()
+    p = plan_rings(cfg, {n for n in cfg.roles if n.startswith("monitor-")})
+    assert sorted(p["subscribers"]["out.alphago-coordinator"]) == sorted(agents)
+    assert "out.alphago-coordinator" not in p["inputs"]["flash-loan-executor"]
+    assert "out.arbitrum-spotter" in p["inputs"]["flash-loan-executor"]
+
+
+def test_a_disabled_coordinator_is_read_by_nobody(tmp_path: Path):
+    p = tmp_path / "engine.toml"
+    p.write_text('[roles.c]\nkind = "roles.agents:Coordinator"\nenabled = false\n'
+                 '[roles.s]\nkind = "roles.agents:Spotter"\nchains = ["arbitrum"]\n')
+    assert config.load(p, check_env=False).roles["s"].reads == ()
