@@ -71,10 +71,12 @@ def _run(cfg, kinds, args, *, patch=None, note="", devnet=None, tokens=None) -> 
 
     def at_stop(sup):
         summary.log = sup.log
-        onchain = None
+        # the ledger's last records first (final() reads them): a trade whose receipt the
+        # executor recorded while stopping is in the realised profit it is reconciled with
+        doc = summary.final(sup)
         if devnet is not None:
-            onchain = _reconcile(devnet, summary)
-        final.update(summary.final(sup, onchain))
+            doc["onchain"] = _reconcile(devnet, summary)
+        final.update(doc)
     try:
         code = core_run.start(cfg, kinds, patch=patch, ticker=_Bound(summary), quiet=live,
                               at_stop=at_stop)
