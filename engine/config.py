@@ -71,7 +71,8 @@ class RoleConfig:
     reads: tuple[str, ...] = ()
     options: dict = field(default_factory=dict, hash=False, compare=True)
     tasks: dict = field(default_factory=dict, hash=False, compare=True)
-    checksum: bool = False            # [tasks] checksum: run the optional checksum task
+    # optional tasks (Task.optional) an engine-wide switch turns on: [tasks] checksum
+    optional_tasks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -316,7 +317,7 @@ def from_dict(raw: dict, *, path: Path = Path("engine.toml"), text: str = "",
             max_concurrent=t["max_concurrent"] or sections["tasks"]["max_concurrent"],
             slice_budget_us=t["slice_budget_us"] or sections["tasks"]["slice_budget_us"],
             subscribe=t["subscribe"], inbox=t["inbox"], options=t["options"], tasks=tasks,
-            checksum=sections["tasks"]["checksum"])
+            optional_tasks=("checksum",) if sections["tasks"]["checksum"] else ())
     _hear_the_coordinator(roles)
     moralis = _moralis(ck, raw, roles, check_env) if "moralis" in raw else None
     if check_env:
@@ -334,15 +335,21 @@ def from_dict(raw: dict, *, path: Path = Path("engine.toml"), text: str = "",
                         **sections)
 
 
-def _hear_the_coordinator(roles: dict) -> None:
-    """Every agent reads the enabled coordinators' outboxes directly (interrupted by them):
-    a coordinator announces each model version there (roles/learning.py), and its outbox then
-    goes to the agents only, not to the executor's inbox."""
-    coords = [n for n, r in roles.items() if r.enabled and r.kind == COORDINATOR_KIND]
+def _read_directly(roles: dict, kinds, writers) -> None:
+    """Every role of one of `kinds` reads the outboxes of `writers` (role names) directly,
+    interrupted by them; such an outbox then goes to those readers only (wiring.plan_rings),
+    not to the inbox roles."""
     for name, r in roles.items():
-        add = tuple(c for c in coords if c not in r.reads and c != name)
-        if r.kind in AGENT_KINDS and add:
+        add = tuple(w for w in writers if w not in r.reads and w != name)
+        if r.kind in kinds and add:
             roles[name] = replace(r, reads=(*r.reads, *add))
+
+
+def _hear_the_coordinator(roles: dict) -> None:
+    """Every agent reads the enabled coordinators' outboxes: a coordinator announces each
+    model version there (roles/learning.py), so the executor no longer reads them."""
+    _read_directly(roles, AGENT_KINDS,
+                   [n for n, r in roles.items() if r.enabled and r.kind == COORDINATOR_KIND])
 
 
 def _moralis(ck: _Checker, raw: dict, roles: dict, check_env: bool) -> dict:
@@ -360,9 +367,7 @@ def _moralis(ck: _Checker, raw: dict, roles: dict, check_env: bool) -> dict:
         roles[MORALIS_ROLE] = RoleConfig(name=MORALIS_ROLE, kind="roles.webhook:MoralisReceiver",
                                          subscribe=False, options={"moralis": dict(m)})
     # The hand-off (DEVELOPING.md): every chain monitor reads the receiver's outbox directly.
-    for name, r in roles.items():
-        if r.kind == "roles.monitor:ChainMonitor" and MORALIS_ROLE not in r.reads:
-            roles[name] = replace(r, reads=(*r.reads, MORALIS_ROLE))
+    _read_directly(roles, ("roles.monitor:ChainMonitor",), [MORALIS_ROLE])
     return m
 
 

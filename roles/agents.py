@@ -424,7 +424,6 @@ class Coordinator(Agent):
         outbox = getattr(self.rt, "outbox", None)
         if outbox is not None:
             outbox.publish_many([note])
-            self.announced = getattr(self, "announced", 0) + 1
 
     def info(self) -> dict:
         doc = super().info()

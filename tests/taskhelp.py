@@ -8,6 +8,24 @@ import time
 from engine.core.tasks import TaskContext, Wait
 
 
+class ListLog:
+    """A role's log for a test: every line as (level, message, fields)."""
+
+    def __init__(self):
+        self.lines = []
+
+    def _add(self, level, msg, **kw):
+        self.lines.append((level, msg, kw))
+
+    def info(self, msg, **kw):
+        self._add("info", msg, **kw)
+
+    def warning(self, msg, **kw):
+        self._add("warning", msg, **kw)
+
+    error = warning
+
+
 def drive(task, gen=None, *, role: str = "test", timeout: float = 30.0, on_step=None) -> list[dict]:
     """Run `task` (or its generator `gen`) once; its discoveries.  `on_step(task, gen)` is
     called after every step and may return True to close the run there."""

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine import config
+from taskhelp import ListLog
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -108,14 +109,6 @@ def test_manifest_is_checked(tmp_path):
     assert cfg.manifest["chains"]["arbitrum"]["rpc_url"] == "http://127.0.0.1:1"
 
 
-class _Log:
-    def __init__(self):
-        self.lines = []
-
-    def warning(self, msg, **kw):
-        self.lines.append((msg, kw))
-
-
 def _running(tmp_path, text: str, role: str = "a") -> dict:
     """The tasks role `role` would run (name -> interval), from engine.toml `text`."""
     from engine.core.kind import configure_tasks
@@ -123,15 +116,15 @@ def _running(tmp_path, text: str, role: str = "a") -> dict:
     p = tmp_path / "engine.toml"
     p.write_text(text)
     rc = config.load(p).roles[role]
-    ts = configure_tasks([ChecksumTask(), GasSampler()], rc.tasks, _Log(),
-                         {"checksum"} if rc.checksum else set())
+    ts = configure_tasks([ChecksumTask(), GasSampler()], rc.tasks, ListLog(),
+                         set(rc.optional_tasks))
     return {t.name: t.interval for t in ts}
 
 
 def test_the_checksum_runs_only_where_engine_toml_asks_for_it(tmp_path):
     # the shipped file: no role burns a core on the hash chain
     shipped = config.load(ROOT / "engine.toml")
-    assert not any(r.checksum for r in shipped.roles.values())
+    assert not any(r.optional_tasks for r in shipped.roles.values())
     assert _running(tmp_path, GOOD_ROLE) == {"gas-sampler": 60.0}
     # engine-wide: every role that declares it, continuously
     assert _running(tmp_path, "[tasks]\nchecksum = true\n" + GOOD_ROLE) == {

@@ -13,17 +13,7 @@ from engine.core.store import Store
 from engine.core.store.keys import prefix_bytes, seq_bytes
 from engine.core.tasks import TaskContext
 from roles import learning
-
-
-class Log:
-    def __init__(self):
-        self.lines = []
-
-    def info(self, msg, **kw):
-        self.lines.append(("info", msg, kw))
-
-    def warning(self, msg, **kw):
-        self.lines.append(("warning", msg, kw))
+from taskhelp import ListLog
 
 
 def drive(gen) -> int:
@@ -91,7 +81,7 @@ def test_decisions_and_outcomes_train_a_model_the_agents_use(tmp_path):
         with store.read() as r:
             assert r.last_seq("models", learning.MODEL_KEY) == 1
 
-        log = Log()
+        log = ListLog()
         gate = learning.ModelGate(log)
         assert gate.load(store) and gate.model is not None and not gate.load(store)
         ok = decision_features(chain="arbitrum", amount_in=10**18, net=5 * 10**14,
@@ -172,7 +162,7 @@ def test_a_corrupt_model_record_falls_back_to_the_fixed_rule_with_a_log_line(tmp
     with Store.open(tmp_path / "s") as store:
         write_history(store, 200)
         drive(learning.CollectiveLearning(learning.Outcomes(), store).run(TaskContext("c")))
-        log = Log()
+        log = ListLog()
         gate = learning.ModelGate(log)
         gate.load(store)
         assert gate.model is not None
@@ -219,7 +209,7 @@ def test_measured_gas_per_route_shape_reaches_the_agents_simulator(tmp_path):
     from roles.research.contract import GAS_KEY, action_shape, gas_shape
     assert gas_shape(["v2", "v3"], "balancer") == "v2-v3:balancer"
     with Store.open(tmp_path / "s") as store:
-        log = Log()
+        log = ListLog()
         gate = learning.ModelGate(log)
         assert not gate.load_gas(store) and gate.gas_for(None) is None
         store.append("models", GAS_KEY, {"version": 1, "shapes": {"v2-v2:uniswap-v2": {

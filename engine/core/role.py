@@ -121,7 +121,7 @@ class RoleRuntime(OperatorHandlers):
         kind_cls = resolve_kind(self.config.kind)
         self.kind = kind_cls(self)
         tasks = configure_tasks(self.kind.tasks(), self.config.tasks, self.log,
-                                {"checksum"} if self.config.checksum else set())
+                                set(self.config.optional_tasks))
         ctx = TaskContext(self.name, discover=self._discover, log=self.log.info,
                           options=self.config.options)
         self.tm = TaskManager(tasks, ctx, max_concurrent=self.config.max_concurrent,

@@ -10,23 +10,10 @@ import pytest
 from engine import config
 from engine.chain.follow import Follower, Prober
 
+from taskhelp import ListLog
 from ingresshelp import Driver, GarbageServer, Proxy, StandInBook, chain_logs, own_devnet
 
 
-class ListLog:
-    def __init__(self):
-        self.lines = []
-
-    def _add(self, level, msg, **kw):
-        self.lines.append((level, msg, kw))
-
-    def info(self, msg, **kw):
-        self._add("info", msg, **kw)
-
-    def warning(self, msg, **kw):
-        self._add("warning", msg, **kw)
-
-    error = warning
 
 
 def settings(net, chain: str, ws: list[str], **over) -> dict:

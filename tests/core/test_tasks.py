@@ -11,6 +11,7 @@ import pytest
 from engine.core.tasks import NotReady, Priority, Task, TaskContext, TaskManager, Wait
 from roles.tasks import ChecksumTask, GasSampler
 from fakes import Clock
+from taskhelp import ListLog
 
 
 class Counter(Task):
@@ -268,10 +269,6 @@ def test_retention_counts_only_the_states_of_tasks_the_role_still_runs(tmp_path)
     a state that is not an object counts as saved and lost."""
     from engine.core.checkpoint import restore
     from engine.core.store import Store
-
-    class Log:
-        def info(self, *a, **k):
-            pass
     t = ChecksumTask(options={"links_per_run": 1000, "links_per_step": 10})
     other = ChecksumTask(name="other")
     m = mgr([t, other], slice_budget_us=1)
@@ -279,11 +276,11 @@ def test_retention_counts_only_the_states_of_tasks_the_role_still_runs(tmp_path)
         m.run_slice([False])
     with Store.open(tmp_path / "s") as store:
         store.save_checkpoint("r", m.states())
-        assert restore(store, None, mgr([ChecksumTask(name="other")]), "r", Log()) == (1, 1)
+        assert restore(store, None, mgr([ChecksumTask(name="other")]), "r", ListLog()) == (1, 1)
         assert restore(store, None, mgr([ChecksumTask(), ChecksumTask(name="other")]), "r",
-                       Log()) == (2, 2)
+                       ListLog()) == (2, 2)
         states = m.states()
         states["other"] = "not an object"
         store.save_checkpoint("r", states)
         assert restore(store, None, mgr([ChecksumTask(), ChecksumTask(name="other")]), "r",
-                       Log()) == (2, 1)
+                       ListLog()) == (2, 1)
