@@ -135,7 +135,7 @@ class Agent(RoleKind):
                **pricing.OPTIONS}
     TASKS = {"checksum": ChecksumTask, "gas-sampler": GasSampler,
              "record-opportunities": pricing.RecordOpportunities,
-             "load-model": learning.LoadModel}
+             "load-model": learning.LoadModel, "search-index": pricing.SearchIndex}
     decoders = records.DECODERS   # pool updates in their binary layout, beside JSON events
     METRICS = metrics.AGENT       # what /metrics reads from info["opportunities"]
 
@@ -180,6 +180,8 @@ class Agent(RoleKind):
                                           self._write_info),
               learning.LoadModel(self.model_gate, getattr(self.rt, "store", None),
                                  on_load=self._write_info)]
+        if self.pricers:
+            ts.append(pricing.SearchIndex(self.pricers, self.replicas.ready))
         rpc = self.options["rpc"] or self._manifest_rpc()
         if rpc:
             self.gas_task = GasSampler(options={"rpc": rpc})

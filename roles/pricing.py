@@ -4,7 +4,8 @@
         │                                             refused before any search)
         ▼
     OpportunitySearch.on_event([pool])   the cycles through the moved pool on the replica graph,
-        │                                screened in floats, the best few sized exactly
+        │                                screened in floats, the best few sized exactly (their
+        │                                index built between switches: the `search-index` task)
         │  loan fee: the chain's lenders (the devnet manifest's Balancer Vault, fee 0, and Aave
         │            pool, 5 bps; a V2 flash swap on the route's first pair)
         │  gas:      the gas-sampler's live figure (the larger of its EWMA and last sample),
@@ -47,7 +48,7 @@ from engine.arb.search import OpportunitySearch, SearchConfig
 from engine.arb.validate import requote
 from engine.arb.wire import action_record
 from engine.chain.venue import CHAIN_GAS, gas_model, loan_book  # noqa: F401 (loan_book: also ours)
-from engine.core.tasks import Priority, Task
+from engine.core.tasks import NotReady, Priority, Task
 
 # preferred profit tokens, best first (the graph starts each cycle at the first it holds)
 BASE_SYMBOLS = ("WETH", "WMATIC", "USDC", "USDC.e", "USDbC", "USDT", "DAI", "WBTC")
@@ -347,6 +348,49 @@ class RecordOpportunities(Task):
             for step in self.book.background_steps(self.store, self.prefix, self.set_info):
                 self.state["written"] = self.book.written
                 yield step
+        yield None
+
+
+class SearchIndex(Task):
+    """Between switches: the cycles through every pool of the role's replicas and the search's
+    screen entries for them (OpportunitySearch.prepare), so an interrupt finds them built.
+    Cold, one pool of a 1 000-pool graph costs 200-600 µs; in the switch, on a pool's first
+    event, that was the two-pool search's p99 (`bench decide`).  A run after the first only
+    checks (a dict lookup a pool) unless the topology changed (a pool added or removed) or a
+    replica was reloaded.  Steps of at most ~STEP_S, then a safe point for the switch."""
+    name = "search-index"
+    priority = Priority.LOW
+    interval = 5.0
+    OPTIONS = {}
+    STEP_S = 0.0002
+
+    def __init__(self, pricers: dict | None = None, graphs=None, **kw):
+        super().__init__(**kw)
+        self.pricers = pricers or {}
+        self.graphs = graphs or (lambda: {})
+
+    def initial_state(self):
+        return {"runs": 0, "pools": {}, "cycles": {}}
+
+    def run(self, ctx):
+        graphs = {c: g for c, g in (self.graphs() or {}).items()
+                  if c in self.pricers and g is not None and len(g)}
+        if not graphs:
+            raise NotReady("no replica loaded yet (waiting for the monitors' snapshots)")
+        st = self.state
+        for chain, g in graphs.items():
+            pricer = self.pricers[chain]
+            pricer._bind(g)
+            search = pricer.search
+            cycles = 0
+            t = time.perf_counter()
+            for addr in list(g.pools):
+                cycles += search.prepare(addr)
+                if time.perf_counter() - t > self.STEP_S:
+                    yield None
+                    t = time.perf_counter()
+            st["pools"][chain], st["cycles"][chain] = len(g), cycles
+        st["runs"] += 1
         yield None
 
 

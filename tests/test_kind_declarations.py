@@ -30,7 +30,7 @@ def check(tmp_path, text: str) -> subprocess.CompletedProcess:
     (AGENT + SOURCE + "options = { rat = 1.0 }\n",
      "engine.toml:7: roles.m.options.rat: unknown key (known: burst, count, impact_bps, rate)"),
     (SOURCE + AGENT + "[roles.a.tasks.chekcsum]\ninterval = 1.0\n",
-     "engine.toml:7: roles.a.tasks.chekcsum: unknown task (known: checksum, gas-sampler, load-model, record-opportunities)"),
+     "engine.toml:7: roles.a.tasks.chekcsum: unknown task (known: checksum, gas-sampler, load-model, record-opportunities, search-index)"),
     # a wrong type for a declared option, a task's own options, a subclass's, a fault kind's
     (SOURCE + 'options = { rate = "fast" }\n', "engine.toml:4: roles.m.options.rate: must be"),
     (AGENT + "[roles.a.tasks.checksum]\noptions = { links_per_rnu = 5 }\n",

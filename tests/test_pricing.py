@@ -187,3 +187,35 @@ def test_lenders_come_from_the_manifest():
         ("balancer", VAULT, 0), ("aave", AAVE, 500)}
     assert len(book.offers) == 6 and book.v2_flash_swap
     assert loan_book(None).offers == []
+
+
+def test_the_search_index_is_built_between_switches_and_used_by_the_next_interrupt():
+    """search-index builds every pool's cycles and screen entries on the replica in the
+    background; the interrupt then finds them built (nothing rebuilt in the switch), and a
+    pool added later (a new topology) is indexed by the next run."""
+    from roles.pricing import SearchIndex
+    a = agent()
+    (task,) = [t for t in a.tasks() if t.name == "search-index"]
+    assert isinstance(task, SearchIndex)
+    list(task.run(None))
+    search = a.pricers["arbitrum"].search
+    g = a.replicas.graphs["arbitrum"]
+    assert set(search._ids) == set(g.pools)
+    assert task.state["pools"]["arbitrum"] == 4 and task.state["cycles"]["arbitrum"] > 0
+    built = {addr: search._ids[addr] for addr in g.pools}
+    (rec,) = a.handle([record(P2)])
+    assert rec["approved"], rec["reason"]
+    assert a.pricers["arbitrum"].search is search          # the same search, bound once
+    assert all(search._ids[addr] is built[addr] for addr in g.pools)
+    g.add(V2Pool("0x" + "a5" * 20, U, W, 2_000_000 * 10**6, 1_010 * 10**18))
+    list(task.run(None))
+    assert len(search._ids) == 5 and search._ids[P1] is not built[P1]
+
+
+def test_the_search_index_waits_for_a_replica():
+    from engine.core.tasks import NotReady
+    a = Agent(rt())
+    (task,) = [t for t in a.tasks() if t.name == "search-index"]
+    import pytest
+    with pytest.raises(NotReady):
+        list(task.run(None))

@@ -39,7 +39,8 @@ class PoolGraph:
         # figures (the search's float legs, profit.convert's rates) catch up from it
         self.changes: list[str] = []
         self.changes_base = 0    # the version of changes[0]
-        self.rates: dict = {}   # profit.convert's mid-price cache, valid for one version
+        self.rates: dict = {}   # profit.convert's mid-price cache (see _cached_rate)
+        self.topology = 0       # bumped when a pool is added or removed (caches of routes)
         for p in pools:
             self.add(p)
 
@@ -80,6 +81,7 @@ class PoolGraph:
             for t in pool.tokens:
                 self.by_token.setdefault(t, set()).add(pool.address)
             self._cycles.clear()
+            self.topology += 1
 
     def update(self, pool: Pool) -> Pool | None:
         """Replace a known pool's state; returns the previous state (None if it was unknown)."""
@@ -102,6 +104,7 @@ class PoolGraph:
                     if not held:
                         del self.by_token[t]
             self._cycles.clear()
+            self.topology += 1
         return pool
 
     def pools_between(self, a: str, b: str) -> list[str]:

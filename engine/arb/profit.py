@@ -222,30 +222,60 @@ def convert(graph: PoolGraph, amount: int, token_from: str, token_to: str,
     one intermediate token; None when no path exists.  Rounds up by default (gas is a cost)."""
     if token_from == token_to or amount == 0:
         return amount
-    # the rate of one graph state, cached: a decision converts gas several times
-    cache = graph.rates
-    if cache.get("version") != graph.version:
-        cache.clear()
-        cache["version"] = graph.version
-    key = (token_from, token_to)
-    best = cache.get(key, False)
-    if best is False:
-        best = _best_rate(graph, token_from, token_to)
-        if best is None:
-            best = _two_hop_rate(graph, token_from, token_to)
-        cache[key] = best
+    # the rate, cached per token pair with the pools it was read from: it stays valid until
+    # one of those pools changes (a decision converts gas several times, and every event
+    # changes the graph: re-reading the 30-odd WETH/USDC pools each time cost ~70 µs)
+    best = _cached_rate(graph, token_from, token_to)
     if best is None:
         return None
     num, den = best
     return -(-amount * num // den) if round_up else amount * num // den
 
 
+def _cached_rate(graph: PoolGraph, a: str, b: str) -> tuple[int, int] | None:
+    """_best_rate (else _two_hop_rate) of the graph's current state, cached per pair: a direct
+    pair keeps every pool's depth, so a change to one of its pools re-reads that pool only
+    (re-reading the 30-odd WETH/USDC pools on each of their events cost ~70 µs); a topology
+    change, a change log that no longer reaches back, or a two-hop rate reads everything."""
+    cache = graph.rates
+    key = (a, b)
+    hit = cache.get(key)
+    version, topology = graph.version, graph.topology
+    if hit is not None and hit[3] == topology:
+        rate, depths, at, _ = hit
+        if at == version:
+            return rate
+        changed = graph.changed_since(at)
+        if changed is not None and depths is not None:
+            pools = graph.pools
+            moved = [x for x in set(changed) if x in depths] if changed else ()
+            for x in moved:
+                depths[x] = _depth(pools[x], a)
+            if moved:
+                top = max(depths.values())
+                rate = _pool_rate(pools[min(x for x, d in depths.items() if d == top)], a)
+            cache[key] = (rate, depths, version, topology)
+            return rate
+    addrs = graph.by_token.get(a, set()) & graph.by_token.get(b, set())
+    if addrs:
+        depths = {x: _depth(graph.pools[x], a) for x in addrs}
+        top = max(depths.values())
+        rate = _pool_rate(graph.pools[min(x for x, d in depths.items() if d == top)], a)
+    else:
+        depths, rate = None, _two_hop_rate(graph, a, b)   # valid for this state only
+    cache[key] = (rate, depths, version, topology)
+    return rate
+
+
 def _best_rate(graph: PoolGraph, a: str, b: str) -> tuple[int, int] | None:
-    addrs = graph.pools_between(a, b)
-    if not addrs:
-        return None
-    pool = max((graph.pools[x] for x in addrs), key=lambda p: _depth(p, a))
-    return _pool_rate(pool, a)
+    """The rate of the deepest (a, b) pool; ties to the lowest address (one pass, no sort)."""
+    best, best_depth, best_addr = None, -1, None
+    pools = graph.pools
+    for addr in graph.by_token.get(a, set()) & graph.by_token.get(b, set()):
+        d = _depth(pools[addr], a)
+        if d > best_depth or (d == best_depth and addr < best_addr):
+            best, best_depth, best_addr = pools[addr], d, addr
+    return None if best is None else _pool_rate(best, a)
 
 
 def _two_hop_rate(graph: PoolGraph, a: str, b: str) -> tuple[int, int] | None:

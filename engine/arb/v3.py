@@ -252,6 +252,7 @@ def compute_swap_step(sqrt_current: int, sqrt_target: int, liquidity: int, amoun
 
 # ------------------------------------------------------------------------------------------ V3Pool
 TICK_SPACING_BY_FEE = {100: 1, 500: 10, 3000: 60, 10000: 200}
+STEP_CACHE = 8      # swap-loop steps kept per pool state and direction (V3Pool._step)
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +278,8 @@ class V3Pool(TokenPair):
     ticks: Mapping[int, int] = field(default_factory=dict)
     dex: str = ""
     _sorted: tuple[int, ...] = field(default=(), compare=False, repr=False)
+    # per direction, the swap loop's steps as far as they depend on the state alone (`_step`)
+    _steps: tuple = field(default=None, init=False, compare=False, repr=False)
 
     kind = PoolKind.V3
 
@@ -323,6 +326,90 @@ class V3Pool(TokenPair):
         if i < len(s) and s[i] <= word_end:
             return s[i] * spacing, True
         return word_end * spacing, False
+
+    def _step(self, zero_for_one: bool, k: int):
+        """Step k of the swap loop at the default limit, as far as it depends on the state
+        alone: (start price, liquidity, target, input net of fee that reaches the target,
+        gross input and output of the whole step), or None past the cache or at the limit.
+        A step that reaches its target takes amounts that do not depend on the swap's size
+        (compute_swap_step: amount_in to the target, its fee rounded up, amount_out), so
+        they are computed once per pool state; the same integers as `_swap`."""
+        cache = self._steps
+        if cache is None:
+            cache = ([], [])
+            object.__setattr__(self, "_steps", cache)
+        steps = cache[zero_for_one]
+        while len(steps) <= k:
+            if len(steps) >= STEP_CACHE:
+                return None
+            if steps:
+                prev = steps[-1]
+                if prev is None:
+                    return None
+                price, liquidity, tick = prev[6], prev[7], prev[8]
+            else:
+                price, liquidity, tick = self.sqrt_price_x96, self.liquidity, self.tick
+            steps.append(self._next_step(zero_for_one, price, liquidity, tick))
+        return steps[k]
+
+    def _next_step(self, zero_for_one: bool, price: int, liquidity: int, tick: int):
+        limit = MIN_SQRT_RATIO + 1 if zero_for_one else MAX_SQRT_RATIO - 1
+        if not (MIN_SQRT_RATIO + 1 < price < MAX_SQRT_RATIO - 1):
+            return None
+        tick_next, initialized = self._next_initialized_tick_within_one_word(tick, zero_for_one)
+        tick_next = min(max(tick_next, MIN_TICK), MAX_TICK)
+        price_next = get_sqrt_ratio_at_tick(tick_next)
+        if zero_for_one:
+            target = limit if price_next < limit else price_next
+            reach = get_amount0_delta(target, price, liquidity, True)
+            out = get_amount1_delta(target, price, liquidity, False)
+        else:
+            target = limit if price_next > limit else price_next
+            reach = get_amount1_delta(price, target, liquidity, True)
+            out = get_amount0_delta(price, target, liquidity, False)
+        if target == limit:
+            return None               # the swap would stop at the limit: the loop's business
+        gross = reach + mul_div_rounding_up(reach, self.fee, 1_000_000 - self.fee)
+        after = liquidity
+        if initialized:
+            net = self.ticks[tick_next]
+            after += -net if zero_for_one else net
+            if after < 0 or after > MAX_UINT128:
+                return None           # the loop raises LS / LA
+        return (price, liquidity, target, reach, gross, out,
+                target, after, tick_next - 1 if zero_for_one else tick_next)
+
+    def _quote_in(self, zero_for_one: bool, amount_in: int) -> int | None:
+        """The output of an exact-input swap at the default limit from the cached steps:
+        whole steps by addition, the last one through compute_swap_step's own integers.
+        None when the cache cannot say (the limit reached, a step ending exactly on its
+        target, more than STEP_CACHE steps): the caller runs the loop.  An arbitrage's
+        sizing quotes a pool a dozen times in one state; this is that case."""
+        if amount_in <= 0:
+            return None
+        remaining, out, k = amount_in, 0, 0
+        keep = 1_000_000 - self.fee
+        while True:
+            step = self._step(zero_for_one, k)
+            if step is None:
+                return None
+            price, liquidity, target, reach, gross, step_out = step[:6]
+            less_fee = remaining * keep // 1_000_000
+            if less_fee > MAX_UINT256:
+                return None           # mulDiv overflows: the loop raises it
+            if less_fee < reach:
+                nxt = get_next_sqrt_price_from_input(price, liquidity, less_fee, zero_for_one)
+                if nxt == target:
+                    return None
+                # the step ends before its target: its fee is the rest, the loop stops here
+                if zero_for_one:
+                    return out + get_amount1_delta(nxt, price, liquidity, False)
+                return out + get_amount0_delta(price, nxt, liquidity, False)
+            remaining -= gross
+            out += step_out
+            if remaining == 0:
+                return out
+            k += 1
 
     def swap(self, zero_for_one: bool, amount_specified: int,
              sqrt_price_limit_x96: int | None = None) -> V3SwapResult:
@@ -399,6 +486,9 @@ class V3Pool(TokenPair):
     def quote_exact_in(self, token_in: str, amount_in: int) -> int:
         """Output of an exact-input swap of `amount_in` of `token_in` (what QuoterV1 returns)."""
         zero_for_one = self._direction(token_in)
+        out = self._quote_in(zero_for_one, amount_in)
+        if out is not None:
+            return out
         r = self._swap(zero_for_one, amount_in, None, False)
         return -(r.amount1 if zero_for_one else r.amount0)
 
@@ -408,6 +498,9 @@ class V3Pool(TokenPair):
         reverts on a partial fill, so such an amount must never look feasible (quote_exact_in,
         like QuoterV1, reports the partial output instead)."""
         zero_for_one = self._direction(token_in)
+        out = self._quote_in(zero_for_one, amount_in)
+        if out is not None:
+            return out
         r = self._swap(zero_for_one, amount_in, None, False)
         taken = r.amount0 if zero_for_one else r.amount1
         if taken < amount_in:

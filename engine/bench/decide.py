@@ -166,8 +166,11 @@ def bench_size(n_pools: int, max_hops: int, events: int, seed: int,
     decider = Decider(gas, DecisionConfig(), simulator, clock=lambda: now[0])
     baseline = FloatGridSearch(graph, max_hops)
     addrs = sorted(graph.pools)
-    for a in addrs:          # build the cycle index up front (a pool's first event pays it once)
+    # the cycle index built up front, as the agents' search-index task builds it in the
+    # background (roles/pricing.py): the baseline's cycles and our screen's entries alike
+    for a in addrs:
         graph.cycles_through(a)
+        search.prepare(a)
     # As in a role's switch (engine/core/role.py): the start-up heap frozen out of the
     # collector's generations and no collection inside a timed section, for both sides alike.
     gc.collect()

@@ -146,3 +146,64 @@ def test_estimate_gas_grows_with_hops_and_ticks():
     r = g.route(g.cycles_through("0xA")[0])
     assert estimate_gas(r, LoanSource.AAVE) > estimate_gas(r, LoanSource.UNISWAP_V2)
     assert estimate_gas(r, LoanSource.AAVE, 3) > estimate_gas(r, LoanSource.AAVE)
+
+
+def test_the_gas_rate_follows_every_change_and_rereads_only_the_changed_pool():
+    """convert caches a pair's rate with each of its pools' depth: an event on one of them
+    re-reads that pool alone, an event elsewhere none, a pool added or removed all of them;
+    after every change the answer is the one a fresh graph gives."""
+    import random
+    import engine.arb.profit as profit
+    from engine.arb.graph import PoolGraph
+    from engine.arb.v3 import V3Pool, get_sqrt_ratio_at_tick
+    D = "0x" + "0d" * 20
+    rng = random.Random(4)
+
+    def v2(addr):
+        r = rng.randrange(10**11, 10**13)
+        return V2Pool(addr, U, W, r, r * 10**9 // 2000 * rng.randrange(90, 110) // 100)
+
+    def v3(addr):
+        return V3Pool.from_liquidity_ranges(addr, U, W, 500, get_sqrt_ratio_at_tick(
+            rng.randrange(195_000, 205_000)), [(180_000, 220_000, rng.randrange(10**15, 10**18))])
+    g = PoolGraph([v2("0xA"), v2("0xB"), v3("0xC"), V2Pool("0xZ", D, U, 10**24, 10**12)])
+    reads = []
+    real = profit._depth
+
+    def counting(pool, token):
+        reads.append(pool.address)
+        return real(pool, token)
+    profit._depth = counting
+    try:
+        def check():
+            want = convert(PoolGraph(list(g.pools.values())), 10**15, W, U)
+            del reads[:]
+            got = convert(g, 10**15, W, U)
+            assert got == want
+            return list(reads)
+        assert sorted(check()) == ["0xA", "0xB", "0xC"]
+        g.update(V2Pool("0xZ", D, U, 10**24, 2 * 10**12))          # another pair's pool
+        assert check() == []
+        for step in range(60):
+            addr = rng.choice(["0xA", "0xB", "0xC"])
+            g.update(v3(addr) if addr == "0xC" else v2(addr))
+            assert check() == [addr]
+        g.add(V2Pool("0xE", U, W, 9 * 10**13, 4000 * 10**18))        # a deeper one appears
+        assert sorted(check()) == ["0xA", "0xB", "0xC", "0xE"]
+        g.remove("0xE")
+        assert sorted(check()) == ["0xA", "0xB", "0xC"]
+    finally:
+        profit._depth = real
+
+
+def test_gas_is_converted_through_one_intermediate_token_when_no_pool_pairs_them():
+    """No WETH/DAI pool: gas in WETH is valued in DAI through the deepest WETH pool's other
+    token (USDC), and a later event on either pool is seen (the two-hop rate is per state)."""
+    from engine.arb.graph import PoolGraph
+    D = "0x" + "0d" * 20
+    g = PoolGraph([V2Pool("0xA", U, W, 2_000_000 * 10**6, 1000 * 10**18),
+                   V2Pool("0xZ", D, U, 10**24, 10**12)])           # 1 USDC = 1 DAI
+    assert convert(g, 10**18, W, D) == 2_000 * 10**18
+    g.update(V2Pool("0xZ", D, U, 2 * 10**24, 10**12))               # 1 USDC = 2 DAI
+    assert convert(g, 10**18, W, D) == 4_000 * 10**18
+    assert convert(g, 10**18, W, "0x" + "99" * 20) is None

@@ -143,3 +143,31 @@ def test_search_is_bounded_to_max_exact(free_gas):
     found = s.on_event(["0x00"])
     assert len(found) <= 4
     assert s.stats.cycles_optimised <= 4
+
+
+def test_only_contenders_are_sized_and_the_best_is_the_same(free_gas):
+    """After the best estimate is sized, a cycle is sized only if its float estimate (before
+    gas) reaches within refine_within of the best net so far: the others cannot overtake it.
+    The best opportunity is the one sizing every cycle finds; what is reported is a subset."""
+    rng = random.Random(5)
+    pruned = 0
+    for trial in range(20):
+        pools = [v3_pool("0xA", rng.randrange(-500, 500), rng.randrange(10**7, 10**8))]
+        price = 1.0001 ** rng.randrange(-500, 500)
+        for i in range(6):
+            r_u = rng.randrange(10**9, 10**11)
+            pools.append(V2Pool(f"0xB{i}", U, W, r_u, int(r_u * price * (1 + rng.uniform(-.03, .03)))))
+        every = make_search(pools, free_gas, max_hops=2, max_exact=4)
+        every.config.refine_within = None
+        some = make_search(pools, free_gas, max_hops=2, max_exact=4)
+        a, b = every.on_event(["0xA"]), some.on_event(["0xA"])
+        assert bool(a) == bool(b)
+        if a:
+            assert (a[0].route, a[0].amount_in, a[0].net) == (b[0].route, b[0].amount_in, b[0].net)
+            assert {(o.route, o.net) for o in b} <= {(o.route, o.net) for o in a}
+            for o in a:
+                if (o.route, o.net) not in {(x.route, x.net) for x in b}:
+                    assert o.net < b[0].net * (1 - some.config.refine_within)
+        pruned += some.stats.cycles_pruned
+        assert some.stats.cycles_optimised <= every.stats.cycles_optimised
+    assert pruned >= 5     # the shortcut was taken, not just allowed

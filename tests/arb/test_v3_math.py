@@ -241,3 +241,61 @@ def test_compute_swap_step_exact_out_caps_output():
     p = get_sqrt_ratio_at_tick(0)
     nxt, a_in, a_out, fee = compute_swap_step(p, get_sqrt_ratio_at_tick(-10), 10**18, -10**9, 3000)
     assert a_out == 10**9 and a_in > 0 and fee > 0 and nxt < p
+
+
+def _loop_out(pool: V3Pool, zero_for_one: bool, amount: int) -> int:
+    r = pool._swap(zero_for_one, amount, None, False)
+    return -(r.amount1 if zero_for_one else r.amount0)
+
+
+def _edges(pool: V3Pool, zero_for_one: bool) -> list[int]:
+    """The gross inputs that take the cached steps exactly to their targets."""
+    out, total, k = [], 0, 0
+    while (step := pool._step(zero_for_one, k)) is not None:
+        total += step[4]
+        out.append(total)
+        k += 1
+    return out
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.integers(0, 2**32), st.booleans(), st.sampled_from([500, 3000, 10000, 100]),
+       st.integers(0, 9), st.floats(0.0, 1.0), st.integers(-3, 3), st.integers(2, 40))
+def test_the_cached_step_quote_is_the_loop_to_the_wei(seed, zero_for_one, fee, k, share,
+                                                      nudge, n_positions):
+    """quote/amount_out add up the loop's whole steps from a cache and compute only the last
+    one; the output must be the loop's at every amount: inside a step, at a step's edge (+-3
+    wei) and past the cached steps (where the loop runs)."""
+    pool = random_pool(random.Random(seed), fee, n_positions)
+    edges = _edges(pool, zero_for_one)
+    lo = edges[k - 1] if 0 < k <= len(edges) else 0
+    hi = edges[k] if k < len(edges) else (edges[-1] * 2 if edges else 10**24)
+    amount = max(1, lo + int((hi - lo) * share) + nudge)
+    fast = pool._quote_in(zero_for_one, amount)
+    loop = _loop_out(pool, zero_for_one, amount)
+    if fast is not None:
+        assert fast == loop, (amount, edges)
+    token = pool.token0 if zero_for_one else pool.token1
+    assert pool.quote_exact_in(token, amount) == loop
+
+
+def test_the_cached_steps_are_taken_across_ticks_and_words_and_reset_with_the_state():
+    rng = random.Random(7)
+    taken = multi = 0
+    for _ in range(300):
+        pool = random_pool(rng, rng.choice([500, 3000]), rng.randrange(3, 40))
+        zfo = rng.random() < 0.5
+        edges = _edges(pool, zfo)
+        if len(edges) < 2:
+            continue
+        amount = (edges[0] + edges[1]) // 2           # a step taken whole, then part of one
+        got = pool._quote_in(zfo, amount)
+        assert got == _loop_out(pool, zfo, amount)
+        taken += got is not None
+        multi += got is not None and pool._swap(zfo, amount, None, False).ticks_crossed > 0
+    assert taken > 100 and multi > 10
+    # a new state (a Swap log) has its own steps, not the old one's
+    p = random_pool(random.Random(3))
+    p._step(True, 0)
+    q = p.with_state(p.sqrt_price_x96 - p.sqrt_price_x96 // 1000, p.liquidity, p.tick)
+    assert q._steps is None and p._steps is not None
