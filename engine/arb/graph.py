@@ -153,13 +153,13 @@ class PoolGraph:
                     return legs[i:] + legs[:i]
         return legs
 
+    def hop(self, addr: str, token_in: str) -> Hop:
+        p = self.pools[addr]
+        return Hop(pool=addr, kind=p.kind, token_in=token_in, token_out=p.other(token_in),
+                   fee=p.fee, dex=p.dex)
+
     def route(self, cycle: Cycle) -> Route:
-        hops = []
-        for addr, token_in in cycle:
-            p = self.pools[addr]
-            hops.append(Hop(pool=addr, kind=p.kind, token_in=token_in, token_out=p.other(token_in),
-                            fee=p.fee, dex=p.dex))
-        return Route(tuple(hops))
+        return Route(tuple(self.hop(addr, token_in) for addr, token_in in cycle))
 
     def statistics(self) -> dict:
         return {"pools": len(self.pools), "tokens": len(self.by_token),

@@ -252,30 +252,31 @@ def _cached_rate(graph: PoolGraph, a: str, b: str) -> tuple[int, int] | None:
             for x in moved:
                 depths[x] = _depth(pools[x], a)
             if moved:
-                top = max(depths.values())
-                rate = _pool_rate(pools[min(x for x, d in depths.items() if d == top)], a)
+                rate = _pool_rate(pools[_deepest(depths)], a)
             cache[key] = (rate, depths, version, topology)
             return rate
     addrs = graph.by_token.get(a, set()) & graph.by_token.get(b, set())
     if addrs:
         depths = {x: _depth(graph.pools[x], a) for x in addrs}
-        top = max(depths.values())
-        rate = _pool_rate(graph.pools[min(x for x, d in depths.items() if d == top)], a)
+        rate = _pool_rate(graph.pools[_deepest(depths)], a)
     else:
         depths, rate = None, _two_hop_rate(graph, a, b)   # valid for this state only
     cache[key] = (rate, depths, version, topology)
     return rate
 
 
+def _deepest(depths: dict) -> str:
+    """The address of the deepest pool; ties to the lowest address."""
+    top = max(depths.values())
+    return min(x for x, d in depths.items() if d == top)
+
+
 def _best_rate(graph: PoolGraph, a: str, b: str) -> tuple[int, int] | None:
-    """The rate of the deepest (a, b) pool; ties to the lowest address (one pass, no sort)."""
-    best, best_depth, best_addr = None, -1, None
-    pools = graph.pools
-    for addr in graph.by_token.get(a, set()) & graph.by_token.get(b, set()):
-        d = _depth(pools[addr], a)
-        if d > best_depth or (d == best_depth and addr < best_addr):
-            best, best_depth, best_addr = pools[addr], d, addr
-    return None if best is None else _pool_rate(best, a)
+    """The rate of the deepest (a, b) pool (_deepest)."""
+    addrs = graph.by_token.get(a, set()) & graph.by_token.get(b, set())
+    if not addrs:
+        return None
+    return _pool_rate(graph.pools[_deepest({x: _depth(graph.pools[x], a) for x in addrs})], a)
 
 
 def _two_hop_rate(graph: PoolGraph, a: str, b: str) -> tuple[int, int] | None:

@@ -31,7 +31,7 @@ from typing import Iterable
 from engine.arb.graph import Cycle, PoolGraph
 from engine.arb.profit import (GasModel, LoanBook, LoanOffer, Profit, evaluate, is_flash_swap,
                                loan_fee)
-from engine.arb.types import Hop, Route
+from engine.arb.types import Hop, Route  # noqa: F401 (Hop: the cache's type)
 from engine.arb.v2 import InsufficientLiquidity, V2Pool
 from engine.arb.v3 import Q96, V3MathError
 
@@ -201,9 +201,7 @@ class OpportunitySearch:
             self._rate.append(0.0)
             self._legs_f.append(None)
             self._pool_legs.setdefault(addr, []).append((i, token_in))
-            p = self.graph.pools[addr]
-            self._hops[key] = Hop(pool=addr, kind=p.kind, token_in=token_in,
-                                  token_out=p.other(token_in), fee=p.fee, dex=p.dex)
+            self._hops[key] = self.graph.hop(addr, token_in)
             self._refresh(addr)
         return i
 
