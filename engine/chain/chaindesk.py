@@ -90,12 +90,42 @@ class ChainDesk:
         self.head = Head(number, base, time.monotonic())
         return self.head
 
-    def simulate(self, action) -> Simulation:
-        """eth_call of the exact calldata on "pending" from our sender: the contract's profit,
-        or its decoded revert."""
-        tx = {"from": self.contract.caller, "to": self.contract.address,
-              "data": "0x" + encode_execute(action).hex()}
-        doc = self.call("eth_call", [tx, "pending"])
+    def simulate(self, action, data: bytes | None = None) -> Simulation:
+        """eth_call of the exact calldata (`data`, else encoded here) on "pending" from our
+        sender: the contract's profit, or its decoded revert."""
+        return self._simulation(self.call("eth_call", [self._call_tx(action, data), "pending"]))
+
+    def simulate_and_count(self, action, data: bytes | None = None) -> tuple[Simulation, int | None]:
+        """simulate() and our pending transaction count in one JSON-RPC batch (one round trip
+        instead of two on the sending path); the count is None if the node failed that part.
+        A node that does not batch (an answer that is not a list of both) costs a second call."""
+        body = [{"jsonrpc": "2.0", "id": 1, "method": "eth_call",
+                 "params": [self._call_tx(action, data), "pending"]},
+                {"jsonrpc": "2.0", "id": 2, "method": "eth_getTransactionCount",
+                 "params": [self.signer.address, "pending"]}]
+        r = self.http.post(self.setup.rpc, json=body, timeout=self.timeout)
+        try:
+            docs = r.json() if r.status_code < 400 else None
+        except ValueError:
+            docs = None
+        by_id = {d.get("id"): d for d in docs if isinstance(d, dict)} if isinstance(docs, list) else {}
+        if 1 not in by_id:
+            return self.simulate(action, data), None
+        count = by_id.get(2, {}).get("result")
+        try:
+            count = int(count, 16)
+        except (TypeError, ValueError):
+            count = None
+        return self._simulation(by_id[1]), count
+
+    def _call_tx(self, action, data: bytes | None) -> dict:
+        return {"from": self.contract.caller, "to": self.contract.address,
+                "data": "0x" + (data if data is not None else encode_execute(action)).hex()}
+
+    @staticmethod
+    def _simulation(doc: dict) -> Simulation:
+        if not isinstance(doc, dict):
+            return Simulation(False, 0, f"eth_call: not a JSON-RPC answer: {str(doc)[:80]!r}")
         err = doc.get("error")
         if err:
             data = err.get("data") if isinstance(err, dict) else None

@@ -13,7 +13,8 @@ the ledger (engine/chain/outcomes.py) before the next one happens.
     carry() ─ in the sending thread ───────────────────────────────────────────────────────
       │ the head (number, base fee) ─► deadline block = head + the blocks left of the action's
       │ staleness limit; EIP-1559 fees from the live base fee and the gas tasks' priority
-      │ eth_call on "pending" with the exact calldata ───────────────► refused "simulation: …"
+      │ eth_call on "pending" with the exact calldata (live: one JSON-RPC batch with our
+      │   pending transaction count, the nonce) ─────────────────────► refused "simulation: …"
       │ simulated profit − gas at those fees (valued on the replica) ≤ 0 ─► refused "gas: …"
       │ paper mode ───────────────────────────────────────────────► paper (never signed)
       ▼ live
@@ -34,7 +35,7 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from engine.arb.wire import action_from_record
 from engine.chain.chaindesk import (BLOCK_TIME, GWEI, PRIORITY_FLOOR, ChainDesk, ChainSetup,  # noqa: F401
@@ -55,6 +56,15 @@ class Job:
     rate: int | None = None     # route-token units per 10**18 wei (the replica's price), or None
     queued: object = None       # the store's job committing "queued"
     t_queued: int = 0           # monotonic ns when accept() returned it
+    phases: dict = field(default_factory=dict)   # step -> monotonic ns when it ended (carry)
+
+    def phase_ms(self, t0: int) -> dict:
+        """Each step's own ms, in the order they ended, from t0 (the first step's start)."""
+        out, prev = {}, t0
+        for name, t in self.phases.items():
+            out[name] = round((t - prev) / 1e6, 3)
+            prev = t
+        return out
 
 
 class Desk(Tracking):
@@ -117,13 +127,15 @@ class Desk(Tracking):
             for name, cd in self.chains.items():
                 self._sync_nonce(name)
 
-    def _sync_nonce(self, chain: str) -> None:
-        """The next nonce: the node's pending count, reconciled with what the ledger says we
-        handed to private endpoints (the node cannot count those).  Asked again before every
-        send: a transaction dropped from the mempool leaves no gap behind it."""
+    def _sync_nonce(self, chain: str, node: int | None = None) -> None:
+        """The next nonce: the node's pending count (`node` if the caller just read it, as
+        carry() does beside its eth_call), reconciled with what the ledger says we handed to
+        private endpoints (the node cannot count those).  Asked again before every send: a
+        transaction dropped from the mempool leaves no gap behind it."""
         cd = self.chains[chain]
         try:
-            node = cd.pending_count()
+            if node is None:
+                node = cd.pending_count()
         except Exception as e:
             self._note("eth_getTransactionCount failed", chain=chain, error=str(e)[:120])
             if cd.nonce is None:
@@ -246,6 +258,7 @@ class Desk(Tracking):
     def carry(self, job: Job) -> dict:
         """Price, simulate and (live) sign and send one accepted Action: its record."""
         t0 = self.mono_ns()
+        job.phases["wait"] = t0
         key, base, action = job.key, dict(job.base), job.action
         base["ms_wait"] = round((t0 - job.t_accept) / 1e6, 3)
         setup, cd = self.setups[action.chain], self.chains[action.chain]
@@ -257,6 +270,7 @@ class Desk(Tracking):
         except Exception as e:
             return self._refuse(key, base, f"node: cannot read the head: {type(e).__name__}: "
                                            f"{str(e)[:160]}")
+        job.phases["head"] = self.mono_ns()
         # the deadline block: as many blocks as the staleness limit has left (at least the
         # pending one); an agent's own, earlier deadline block stands
         left = setup.block_time * self.stale_factor
@@ -271,8 +285,13 @@ class Desk(Tracking):
                          max_priority_fee_per_gas=prio)
         base.update(deadline_block=deadline, head_block=head.number, base_fee=str(head.base_fee),
                     max_fee_per_gas=str(max_fee), max_priority_fee_per_gas=str(prio))
+        data = encode_execute(action)
         try:
-            sim = cd.simulate(action)
+            if self.paper:
+                sim, count = cd.simulate(action, data), None
+            else:     # the nonce comes back with the simulation: one round trip, not two
+                sim, count = cd.simulate_and_count(action, data)
+            job.phases["simulate"] = self.mono_ns()
         except Exception as e:   # the node failed the call itself
             return self._refuse(key, base, f"simulation: {type(e).__name__}: {str(e)[:160]}")
         if not sim.ok:
@@ -293,22 +312,26 @@ class Desk(Tracking):
             rec = self._led(key, "paper", base)
             self._tally(rec)
             return rec
-        return self._send(key, base, action, cd, head, job)
+        return self._send(key, base, action, cd, head, job, data, count)
 
-    def _send(self, key: str, base: dict, action, cd: ChainDesk, head, job: Job) -> dict:
+    def _send(self, key: str, base: dict, action, cd: ChainDesk, head, job: Job, data: bytes,
+              count: int | None) -> dict:
         chain = action.chain
-        self._sync_nonce(chain)
+        self._sync_nonce(chain, count)
         if cd.nonce is None:
             return self._refuse(key, base, f"{chain}: no nonce ({self.down.get(chain)})")
         nonce = cd.nonce
+        job.phases["nonce"] = self.mono_ns()
         tx = {"type": 2, "chainId": cd.setup.chain_id, "nonce": nonce, "to": cd.contract.address,
-              "value": 0, "data": "0x" + encode_execute(action).hex(), "gas": action.gas_limit,
+              "value": 0, "data": "0x" + data.hex(), "gas": action.gas_limit,
               "maxFeePerGas": action.max_fee_per_gas,
               "maxPriorityFeePerGas": action.max_priority_fee_per_gas}
         raw, tx_hash = self.signer.sign(tx)
         self._signing[key] = tx_hash
+        job.phases["sign"] = self.mono_ns()
         if job.queued is not None:          # "queued" before "signed" on the ledger
             job.queued.wait(self.request_timeout)
+        job.phases["queued"] = self.mono_ns()
         signed = self._led(key, "signed", {**base, "tx": tx_hash, "nonce": nonce,
                                             "from": self.signer.address})
         self._count("signed")
@@ -331,7 +354,9 @@ class Desk(Tracking):
                     sent_block=head.number, max_fee=action.max_fee_per_gas,
                     prio=action.max_priority_fee_per_gas)
         self.pending[tx_hash] = p
+        job.phases["commit"], job.phases["submit"] = t_signed, t_sent
         ms = {"ms_accept": round((job.t_queued - job.t_accept) / 1e6, 3),
+              "ms_phases": job.phase_ms(t0=job.t_accept),
               "ms_signed": round((t_signed - job.t_accept) / 1e6, 3),
               "ms_submit": round((t_sent - t_signed) / 1e6, 3),
               "ms_sent": round((t_sent - job.t_accept) / 1e6, 3)}

@@ -15,8 +15,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import coincurve
+import rlp
 from eth_account import Account
 from eth_account.messages import encode_defunct
+from eth_hash.auto import keccak
+from eth_utils import is_checksum_address
 
 KEY_ENV = "SYNDICATE_EXECUTOR_KEY"
 
@@ -44,6 +48,7 @@ class LocalSigner:
         except Exception:   # the library's message may quote the input: never pass it on
             raise KeyError_("the key is not a valid secp256k1 private key") from None
         self.address = self._account.address
+        self._ecdsa = coincurve.PrivateKey(bytes(self._account._private_key))
 
     def __repr__(self) -> str:
         return f"LocalSigner({self.address})"
@@ -51,9 +56,19 @@ class LocalSigner:
     __str__ = __repr__
 
     def sign(self, tx: dict) -> tuple[bytes, str]:
-        """(raw signed transaction, its hash 0x…)."""
-        signed = self._account.sign_transaction(tx)
-        return bytes(signed.raw_transaction), "0x" + bytes(signed.hash).hex()
+        """(raw signed transaction, its hash 0x…).  The executor's own shape (an EIP-1559
+        transaction with the fields below and no access list) is serialised here, ~0.15 ms
+        against eth-account's ~0.8-2 ms of validation and formatting on the sending path; byte
+        for byte the same (tests/chain/test_keys.py checks it against eth-account).  Any other
+        shape goes to eth-account."""
+        fields = _eip1559_fields(tx)
+        if fields is None:
+            signed = self._account.sign_transaction(tx)
+            return bytes(signed.raw_transaction), "0x" + bytes(signed.hash).hex()
+        sig = self._ecdsa.sign_recoverable(keccak(b"\x02" + rlp.encode(fields)), hasher=None)
+        raw = b"\x02" + rlp.encode(fields + [sig[64], int.from_bytes(sig[:32], "big"),
+                                              int.from_bytes(sig[32:64], "big")])
+        return raw, "0x" + keccak(raw).hex()
 
     def sign_message(self, payload: bytes) -> str:
         """EIP-191 personal signature of `payload`, 0x-hex."""
@@ -66,6 +81,30 @@ class LocalSigner:
         tx.setdefault("chainId", w3.eth.chain_id)
         raw, _ = self.sign(tx)
         return bytes(w3.eth.send_raw_transaction(raw))
+
+
+_EIP1559_KEYS = frozenset(("type", "chainId", "nonce", "to", "value", "data", "gas", "maxFeePerGas",
+                           "maxPriorityFeePerGas"))
+
+
+def _eip1559_fields(tx: dict) -> list | None:
+    """The unsigned fields of an EIP-1559 transaction in the executor's shape (type 2, every
+    field an int or 0x-hex, `to` a checksummed address as eth-account demands, no access list),
+    else None (eth-account's job: it signs the rest, or refuses what it refuses)."""
+    if tx.get("type") != 2 or not _EIP1559_KEYS.issuperset(tx):
+        return None
+    try:
+        ints = [tx["chainId"], tx["nonce"], tx["maxPriorityFeePerGas"], tx["maxFeePerGas"],
+                tx["gas"], tx.get("value", 0)]
+        to, data = tx["to"], tx.get("data", "0x")
+        if not all(type(i) is int and 0 <= i < 2**256 for i in ints) or \
+                not isinstance(to, str) or not is_checksum_address(to) or \
+                not isinstance(data, str) or not data.startswith("0x"):
+            return None
+        to_b, data_b = bytes.fromhex(to[2:]), bytes.fromhex(data[2:])
+    except (KeyError, ValueError):
+        return None
+    return [*ints[:5], to_b, ints[5], data_b, []]
 
 
 def load_signer(*, keystore: str = "", password_env: str = "", key_env: str = KEY_ENV,

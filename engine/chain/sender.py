@@ -12,7 +12,7 @@
 Why a thread and not a background task: a task's slice cannot be cut short inside a blocking
 JSON-RPC call, so every interrupt that came during one (up to `request_timeout`) waited for it;
 a thread blocked on a socket holds no GIL and the switch runs at once.  Its Python work
-(encoding, signing: a few ms) can hold the GIL against the switch for one switch interval, so
+(encoding, signing: ~0.5 ms) can hold the GIL against the switch for one switch interval, so
 the executor lowers that interval to SWITCH_INTERVAL_S.  One thread only: nonces are handed
 out in order without a lock, and sends never overtake each other.
 
@@ -106,8 +106,11 @@ class Sender:
                 if not self.jobs.empty():
                     continue          # sends first; receipts when the queue is empty
             if time.monotonic() >= next_poll:
-                self._safe(self.desk.poll_receipts)
+                self._safe(self.desk.poll_receipts, self._send_waiting)
                 next_poll = time.monotonic() + self.poll_s
+
+    def _send_waiting(self) -> bool:
+        return not self.jobs.empty()
 
     def _boost(self, on: bool) -> None:
         """This thread's policy (sched_setscheduler(0) is per thread on Linux)."""

@@ -53,11 +53,18 @@ class Pending:
 class Tracking:
     """The Desk's receipt side (a mixin: the Desk holds chains, ledger, pending, signer)."""
 
-    def poll_receipts(self) -> list[dict]:
-        """Look up every followed transaction once; the outcomes that became final."""
+    def poll_receipts(self, yield_to=None) -> list[dict]:
+        """Look up every followed transaction once; the outcomes that became final.  With
+        `yield_to` (the sending thread's "is a send waiting?"), stop between two lookups when
+        it says so: a send does not wait behind the receipts (the rest are looked up at the
+        next poll, first)."""
         done = []
         heads: dict[str, int | None] = {}
         for h, p in list(self.pending.items()):
+            if yield_to is not None and yield_to():
+                break
+            self.pending.pop(h, None)
+            self.pending[h] = p     # to the back: the ones not looked up yet come first next time
             cd = self.chains.get(p.chain)
             if cd is None:
                 continue

@@ -18,6 +18,7 @@ anvil so the transaction really lands.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 
 import aiohttp
@@ -83,6 +84,12 @@ class StandIn:
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.json()
+        if isinstance(body, list):        # a JSON-RPC batch: each call as if alone, in order
+            answers = [await self._one(request, b) for b in body]
+            return web.json_response([json.loads(a.text) for a in answers])
+        return await self._one(request, body)
+
+    async def _one(self, request: web.Request, body: dict) -> web.Response:
         method, params, rid = body.get("method"), body.get("params"), body.get("id")
 
         def answer(result=None, error=None):

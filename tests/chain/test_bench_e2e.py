@@ -24,12 +24,12 @@ def test_json_has_every_stage_of_every_sent_trade_and_the_baseline():
     why = toolchain_missing()
     if why:
         pytest.skip(why)
-    r = bench("--trades", "5", "--interval", "0.3", "--json")
+    r = bench("--trades", "6", "--baseline-trades", "5", "--interval", "0.3", "--json")
     assert r.returncode == 0, r.stderr[-3000:]
     doc = json.loads(r.stdout)
     assert doc["bench"] == "e2e"
     ours, base = doc["ours"], doc["baseline"]
-    assert ours["swaps"] == base["swaps"] == 5
+    assert ours["swaps"] == 6 and base["swaps"] == 5      # the baseline's share: the first 5
     assert ours["sent"] >= 1 and ours["landed"] + ours["reverted"] == ours["sent"]
     assert base["sent"] >= 1 and base["landed"] + base["reverted"] == base["sent"]
     by = {c["name"]: c for c in doc["results"]}
@@ -37,9 +37,19 @@ def test_json_has_every_stage_of_every_sent_trade_and_the_baseline():
     assert e2e["ours"]["n"] == ours["sent"] and e2e["baseline"]["n"] == base["sent"]
     for stage in ("detect", "decide", "accept", "sign", "send", "mined"):
         assert by[f"stage {stage}"]["ours"]["n"] == ours["sent"], stage
+    # the sending thread's steps (record accepted → sent), each measured for every trade sent
+    steps = ("wait", "head", "simulate", "nonce", "sign", "queued", "commit", "submit")
+    for step in steps:
+        assert by[f"executor step {step}"]["ours"]["n"] == ours["sent"], step
+    assert "first 5 of 6 swaps" in e2e["notes"]
+    firsts = by["e2e, the first Action sent of each swap log"]
+    assert 1 <= firsts["ours"]["n"] <= ours["sent"]
+    assert firsts["ours"]["p50"] <= e2e["ours"]["max"]
     assert "DEVNET" not in r.stdout and "59c6995e998f97a5" not in r.stdout + r.stderr
 
 
 def test_bad_arguments_exit_2():
     r = bench("--trades", "0")
     assert r.returncode == 2 and "--trades" in r.stderr
+    r = bench("--trades", "3", "--baseline-trades", "4")
+    assert r.returncode == 2 and "--baseline-trades" in r.stderr

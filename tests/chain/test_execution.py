@@ -85,6 +85,25 @@ def test_landed_trade_pays_the_predicted_profit_to_the_wei(arb, store):
     assert d.counts["duplicates"] == 1
 
 
+def test_receipts_give_way_to_a_waiting_send_and_the_steps_are_timed(arb, store):
+    """poll_receipts stops before a lookup when the sending thread has a send waiting (the
+    transaction is looked up at the next poll); the "sent" record times every step of the
+    sending thread, and they add up to record accepted → sent."""
+    c = arb
+    d = desk(c, store)
+    sent = d.take(approved(c, gap(c)))
+    assert sent["state"] == "sent", sent
+    steps = sent["ms_phases"]
+    assert list(steps) == ["wait", "head", "simulate", "nonce", "sign", "queued", "commit", "submit"]
+    assert all(ms >= 0 for ms in steps.values())
+    assert sum(steps.values()) == pytest.approx(sent["ms_sent"], abs=0.05)
+    asked = []
+    assert d.poll_receipts(yield_to=lambda: asked.append(1) or True) == [] and len(d.pending) == 1
+    assert asked == [1]                 # asked once, before the first lookup
+    (done,) = wait_final(d)
+    assert done["state"] == "landed", done
+
+
 def test_front_run_trade_reverts_on_chain_and_costs_only_gas(arb, store):
     """The executor sends while the gap is open; a trader's swap that closes it is mined ahead
     of ours (higher priority fee, same block): ours reverts, and only gas is spent."""
