@@ -441,3 +441,44 @@ def test_append_job_is_committed_in_one_transaction_with_its_neighbours_and_call
         jobs[0].add_done_callback(late.append)              # already finished: at once
         assert late == [jobs[0]]
         assert len(seen) == 20                              # and nobody was told twice
+
+
+@pytest.mark.parametrize("inline", [False, True])
+def test_discoveries_keep_their_order_when_a_checkpoint_carries_earlier_ones(tmp_path, inline):
+    """A checkpoint takes the discoveries buffered when it is encoded; ones buffered after it
+    and committed in the same transaction must get later seqs (seen: a live writer's record
+    i=5 at seq 7, the checkpoint's discoveries committed after a newer flush)."""
+    store = Store.open(tmp_path / "s", discovery_flush_s=60.0)
+    for i in (1, 2, 3):
+        store.append_discovery(ROLE, {"i": i})
+    op = store.checkpoint_op(ROLE, {"t": {"upto": 3}})        # carries 1, 2, 3
+    for i in (4, 5):
+        store.append_discovery(ROLE, {"i": i})                # buffered after it
+    assert store.write([op], inline=inline).wait(10)
+    store.flush()
+    with store.read() as r:
+        assert [(s, rec["i"]) for s, rec in r.records("discoveries", ROLE)] == \
+            [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5)]
+    assert store.load_checkpoint(ROLE)["states"] == {"t": {"upto": 3}}
+    store.close()
+
+
+def test_an_inline_commit_handed_back_on_a_full_map_keeps_order_and_its_result(tmp_path):
+    """The inline commit of a checkpoint hits the map's end (the discoveries buffered since
+    outgrow it): the writer thread grows the map and commits it; the discoveries stay in
+    the order appended and the job's result is still the checkpoint's seq."""
+    store = Store.open(tmp_path / "s", map_size=1 << 16, discovery_flush_s=60.0)
+    pad = "p" * 1000
+    for i in (1, 2, 3):
+        store.append_discovery(ROLE, {"i": i, "pad": pad})
+    op = store.checkpoint_op(ROLE, {"t": {"upto": 3}})
+    for i in range(4, 121):                                   # ~120 KB: over the 64 KiB map
+        store.append_discovery(ROLE, {"i": i, "pad": pad})
+    job = store.write([op], inline=True)
+    assert job.wait(30) and job.error is None and not job.inline   # handed to the writer
+    assert job.results[-1] == 1                                     # the checkpoint's seq
+    store.flush()
+    assert store.statistics().grows >= 1
+    with store.read() as r:
+        assert [rec["i"] for _, rec in r.records("discoveries", ROLE)] == list(range(1, 121))
+    store.close()

@@ -326,17 +326,22 @@ class WritableStore(Store):
     def _commit_inline(self, ops: list) -> WriteJob:
         with self._cv:
             pending = None if self.discoveries_with_checkpoints else self._take_pending()
-        all_ops = ([pending] if pending else []) + ops
+        # the buffered discoveries last: an op in ops may carry earlier ones (checkpoint_op),
+        # and seqs must follow the order they were appended in
+        all_ops = ops + ([pending] if pending else [])
         job = WriteJob(all_ops)
         job.started = True
         try:
             with self._gate.shared():
                 results = self._transact(all_ops)
         except (lmdb.MapFullError, lmdb.MapResizedError):
-            # Growing the map waits for the whole process: leave it to the writer.
+            # Growing the map waits for the whole process: leave it to the writer, first in
+            # its queue, the discoveries as a job of their own right after (job.results are
+            # ops' own, as a queued job's are)
             job.started = False
+            job.ops = ops
             with self._cv:
-                self._jobs.insert(0, job)
+                self._jobs[0:0] = [job] + ([WriteJob([pending])] if pending else [])
                 self._cv.notify()
             return job
         except BaseException as e:
@@ -345,7 +350,7 @@ class WritableStore(Store):
             return job
         self._stats["inline_commits"] += 1
         job.inline = True
-        job.finish(results[1:] if pending else results, None)
+        job.finish(results[:-1] if pending else results, None)
         return job
 
     def _submit(self, ops: list, durable: bool = False) -> WriteJob:
@@ -438,11 +443,14 @@ class WritableStore(Store):
                 last_sync = time.monotonic()
 
     def _commit_jobs(self, jobs: list[WriteJob], pending) -> None:
-        ops = [pending] if pending else []
-        spans = []
+        # the discoveries buffered now go after every job: a job may carry earlier ones (a
+        # checkpoint's, or an inline commit handed back on a full map)
+        ops, spans = [], []
         for job in jobs:
             spans.append((len(ops), len(ops) + len(job.ops)))
             ops.extend(job.ops)
+        if pending:
+            ops.append(pending)
         try:
             results = self._commit_blocking(ops)
         except BaseException as e:  # every job of the batch fails with it; the writer goes on
