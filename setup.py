@@ -22,6 +22,7 @@ setup(
         "eth-account>=0.11,<0.15",
         # libsecp256k1 for eth-keys: signing 48 ms -> 7 ms here (pure-Python ECDSA otherwise)
         "coincurve>=20,<22",
+        "rlp>=4,<6",              # engine/chain/keys.py serialises our EIP-1559 transactions
         "requests>=2.31,<3",
         "aiohttp>=3.9,<4",
         "prometheus_client>=0.20,<1",

@@ -48,7 +48,7 @@ class LocalSigner:
         except Exception:   # the library's message may quote the input: never pass it on
             raise KeyError_("the key is not a valid secp256k1 private key") from None
         self.address = self._account.address
-        self._ecdsa = coincurve.PrivateKey(bytes(self._account._private_key))
+        self._ecdsa = coincurve.PrivateKey(bytes(self._account.key))
 
     def __repr__(self) -> str:
         return f"LocalSigner({self.address})"
