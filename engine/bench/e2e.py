@@ -162,7 +162,7 @@ def stages_of(records: list[dict]) -> dict:
                 out["profitable"] += 1
         elif final == "reverted":
             out["reverted"] += 1
-    out["first_of_swap"] = [ms for _, ms in firsts.values()]
+    out["first_of_log"] = [ms for _, ms in firsts.values()]
     return out
 
 
@@ -273,7 +273,7 @@ def run(trades: int = 100, interval: float = 0.4, seed: int = 3, *, baseline: bo
             if base and baseline_trades and baseline_trades < trades else ""))]
     results.append(Comparison(
         "e2e, the first Action sent of each swap log", "ms",
-        Summary.of("syndicate (log bytes on the socket →)", ours["first_of_swap"]),
+        Summary.of("syndicate (log bytes on the socket →)", ours["first_of_log"]),
         Summary.of("web3.py loop (log returned by its filter →)", base["log_to_sent"])
         if base else None,
         notes="a later Action of the same log waits for the earlier one to be sent (its "

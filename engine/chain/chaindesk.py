@@ -69,6 +69,22 @@ class ChainDesk:
             raise RuntimeError(f"{method}: not a JSON-RPC answer")
         return doc
 
+    def batch(self, calls: list[tuple[str, list]]) -> list[dict | None] | None:
+        """Several JSON-RPC calls in one request: each one's whole answer, in order (None for
+        one the node left out); None when the node does not batch (an HTTP error, or an answer
+        that is not a list)."""
+        r = self.http.post(self.setup.rpc, json=[
+            {"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in enumerate(calls)],
+            timeout=self.timeout)
+        try:
+            docs = r.json() if r.status_code < 400 else None
+        except ValueError:
+            return None
+        if not isinstance(docs, list):
+            return None
+        by_id = {d.get("id"): d for d in docs if isinstance(d, dict)}
+        return [by_id.get(i) for i in range(len(calls))]
+
     def rpc(self, method: str, params: list):
         doc = self.call(method, params)
         if doc.get("error"):
@@ -99,24 +115,15 @@ class ChainDesk:
         """simulate() and our pending transaction count in one JSON-RPC batch (one round trip
         instead of two on the sending path); the count is None if the node failed that part.
         A node that does not batch (an answer that is not a list of both) costs a second call."""
-        body = [{"jsonrpc": "2.0", "id": 1, "method": "eth_call",
-                 "params": [self._call_tx(action, data), "pending"]},
-                {"jsonrpc": "2.0", "id": 2, "method": "eth_getTransactionCount",
-                 "params": [self.signer.address, "pending"]}]
-        r = self.http.post(self.setup.rpc, json=body, timeout=self.timeout)
-        try:
-            docs = r.json() if r.status_code < 400 else None
-        except ValueError:
-            docs = None
-        by_id = {d.get("id"): d for d in docs if isinstance(d, dict)} if isinstance(docs, list) else {}
-        if 1 not in by_id:
+        answers = self.batch([("eth_call", [self._call_tx(action, data), "pending"]),
+                              ("eth_getTransactionCount", [self.signer.address, "pending"])])
+        if answers is None or answers[0] is None:
             return self.simulate(action, data), None
-        count = by_id.get(2, {}).get("result")
         try:
-            count = int(count, 16)
-        except (TypeError, ValueError):
+            count = int(answers[1]["result"], 16)
+        except (TypeError, KeyError, ValueError):
             count = None
-        return self._simulation(by_id[1]), count
+        return self._simulation(answers[0]), count
 
     def _call_tx(self, action, data: bytes | None) -> dict:
         return {"from": self.contract.caller, "to": self.contract.address,

@@ -35,8 +35,10 @@ SEL_RESOLVED = "0x" + keccak(text="resolvedRounds()")[:4].hex()
 class StandIn:
     def __init__(self, upstream: str, *, auth: str | None = None, client_version: str | None = None,
                  auction: str | None = None, controller: str | None = None, round: int = 7,
-                 chain_id: int = 42161, slow: dict[str, float] | None = None):
+                 chain_id: int = 42161, slow: dict[str, float] | None = None,
+                 batches: bool = True):
         self.upstream, self.auth, self.client_version = upstream, auth, client_version
+        self.batches = batches          # False: a batch gets HTTP 400, as some providers answer
         self.slow, self.in_flight = dict(slow or {}), 0
         self.auction = auction.lower() if auction else None
         self.controller, self.round, self.chain_id = controller, round, chain_id
@@ -84,6 +86,9 @@ class StandIn:
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.json()
+        if isinstance(body, list) and not self.batches:
+            return web.json_response({"jsonrpc": "2.0", "id": None, "error": {
+                "code": -32600, "message": "batch requests are not supported"}}, status=400)
         if isinstance(body, list):        # a JSON-RPC batch: each call as if alone, in order
             answers = [await self._one(request, b) for b in body]
             return web.json_response([json.loads(a.text) for a in answers])

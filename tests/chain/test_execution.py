@@ -352,6 +352,27 @@ def test_an_agents_deadline_block_already_passed_is_refused_by_the_simulation(ar
     assert out["state"] == "refused" and out["reason"] == f"simulation: Expired({head + 1}, {head})", out
 
 
+@pytest.mark.parametrize("batches", [True, False])
+def test_the_nonce_comes_with_the_simulation_or_after_it_from_a_node_that_does_not_batch(
+        arb, store, batches):
+    """One request carries the eth_call and the pending count; a node that refuses batches
+    (HTTP 400) gets the two calls one after the other, and the trade lands either way."""
+    from standins import StandIn
+    c = arb
+    rec = approved(c, gap(c))
+    with StandIn(c.m["rpc_url"], batches=batches) as node:
+        s = setup_of(c)
+        s.rpc = node.url
+        d = desk(c, store, setups={c.name: s})
+        node.received.clear()
+        sent = d.take(rec)
+        assert sent["state"] == "sent", sent
+        methods = [m for m, _ in node.received]
+        assert methods.count("eth_call") == 1 and methods.count("eth_getTransactionCount") == 1
+        (done,) = wait_final(d)
+        assert done["state"] == "landed", done
+
+
 def test_a_slow_node_holds_the_sending_thread_never_the_switch(arb, store):
     """The node takes 1.5 s to answer eth_call: while it holds the first Action's simulation in
     the sending thread, accept() (the switch's part) takes the next Action at once."""
