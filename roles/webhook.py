@@ -8,8 +8,8 @@ role `moralis-receiver`).
     │               x-signature? ─ no ─► 401        │  the wake-up pipe:                           │
     │               Streams shape? ─ no ─► 400      │   inbox records after its cursor             │
     │               inbox += record (LMDB, fsync;   │   ─► logs (engine/chain/moralis.py)          │
-    │                 the store's writer thread:    │   ─► SeenLogs drops copies already handed on │
-    │                 group commit, awaited)        │                                              │
+    │                 one transaction per loop turn,│   ─► SeenLogs drops copies already handed on │
+    │                 one fsync per batch: awaited) │                                              │
     │                 failed? ─► 503, nothing kept  │   ─► out.<receiver> ring ─► signal readers   │
     │               200 ───── wake-up pipe ────────►│   cursor in the task state (checkpointed)    │
     │  other method ─► 405;  GET /health            │  heartbeat, signals, checkpoints as usual    │
@@ -52,6 +52,7 @@ from engine.core.switch import EventPublisher, Interrupter
 from engine.core.tasks import Priority, Task, Wait
 
 from . import metrics
+from .groupcommit import GroupCommit
 
 BATCH = 32              # inbox records read per read transaction
 CURSOR_COMMIT_S = 0.05  # the cursor reaches LMDB this soon after it moves
@@ -91,7 +92,7 @@ class WebhookServer:
         self.store, self.settings, self.secret = store, settings, secret.encode()
         self.stats, self.log, self.on_accept = stats, log, on_accept
         self.max_body = int(settings["max_body"])
-        self.in_flight: set = set()     # inbox commits not yet finished (stop() waits for them)
+        self.inbox: GroupCommit | None = None   # made in the HTTP thread's loop
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -114,8 +115,8 @@ class WebhookServer:
             self._loop.call_soon_threadsafe(self._stop.set)
         if self._thread is not None:
             self._thread.join(timeout)
-        for job in list(self.in_flight):   # every commit in flight ends before the store closes
-            job.wait(timeout)
+        if self.inbox is not None:         # every commit in flight ends before the store closes
+            self.inbox.close(timeout)
 
     def _run(self) -> None:
         loop = self._loop = asyncio.new_event_loop()
@@ -129,6 +130,8 @@ class WebhookServer:
 
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
+        if self.store is not None:
+            self.inbox = GroupCommit(self.store, INBOX_PREFIX, asyncio.get_running_loop())
         app = web.Application(client_max_size=self.max_body)
         app.router.add_route("*", self.settings["path"], self.webhook)
         app.router.add_route("*", "/health", self.health)
@@ -209,25 +212,9 @@ class WebhookServer:
         return _ok(seq, d.test)
 
     async def _commit(self, rec: dict) -> int:
-        """The delivery committed and fsynced by the store's writer thread, awaited here: the
-        loop goes on serving while the disk works, and the writer commits every delivery
-        queued meanwhile in one transaction with one fsync (a thread pool blocked in
-        append() cost ~0.7 ms of CPU per delivery in GIL hand-offs: bench webhook)."""
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        job = self.store.append_job("inbox", INBOX_PREFIX, rec, durable=True)
-        self.in_flight.add(job)
-
-        def done(j) -> None:        # in the writer thread: only hand the news to the loop
-            try:
-                loop.call_soon_threadsafe(_settle, fut, j)
-            except RuntimeError:    # the loop has closed (stopping): stop() waits for j
-                pass
-        job.add_done_callback(done)
-        try:
-            return (await fut)[-1]
-        finally:
-            self.in_flight.discard(job)
+        """The delivery committed and fsynced with the others of its batch (roles/groupcommit.py):
+        the loop goes on serving while the disk works."""
+        return await self.inbox.add(rec)
 
     async def health(self, request: web.Request) -> web.StreamResponse:
         if request.method not in ("GET", "HEAD"):

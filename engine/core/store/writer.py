@@ -492,6 +492,16 @@ class WritableStore(Store):
                 self._env.set_mapsize(min(old * 2, self._max_map_size))
                 self._stats["grows"] += 1
 
+    def sync(self) -> None:
+        """Make every transaction committed so far (by any process) durable: one fsync of the
+        data file, in the calling thread, the GIL released while the disk works.  What a
+        group commit calls once for a batch of commits made with write(..., inline=True);
+        StoreError if the disk refuses."""
+        self._alive()
+        error = self._sync()
+        if error is not None:
+            raise StoreError(f"{self.path}: fsync failed ({error})") from error
+
     def _sync(self) -> BaseException | None:
         try:
             self._unsynced = False
