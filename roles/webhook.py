@@ -68,6 +68,7 @@ class Stats:
         self.last_seq = self.cursor = 0
         self.last_delivery = 0.0
         self.store_error: str | None = None
+        self.group = None       # the server's GroupCommit: the inbox's fsync figures
 
     def chain(self, name: str) -> dict[str, int]:
         return self.chains.setdefault(name, {"deliveries": 0, "logs": 0, "duplicates": 0})
@@ -80,6 +81,7 @@ class Stats:
                 "last_delivery_age_s": None if age is None else round(age, 3),
                 "accepted": self.accepted, "tests": self.tests, "ignored": self.ignored,
                 "refused": {str(k): v for k, v in sorted(self.refused.items())},
+                "inbox_fsync": self.group.fsync_stats() if self.group is not None else None,
                 "chains": self.chains}
 
 
@@ -131,7 +133,8 @@ class WebhookServer:
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
         if self.store is not None:
-            self.inbox = GroupCommit(self.store, INBOX_PREFIX, asyncio.get_running_loop())
+            self.inbox = self.stats.group = GroupCommit(self.store, INBOX_PREFIX,
+                                                        asyncio.get_running_loop())
         app = web.Application(client_max_size=self.max_body)
         app.router.add_route("*", self.settings["path"], self.webhook)
         app.router.add_route("*", "/health", self.health)

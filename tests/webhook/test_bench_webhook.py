@@ -19,6 +19,9 @@ def test_bench_webhook_smoke(shared_data):
                                                        "sent -> 200 latency, 1 sender"]
     assert len(doc["results"]) == 6
     assert all(doc[f"refused_{c}"] == 0 for c in (1, 8, 64))       # every delivery got its 200
+    for c in (1, 8, 64):        # the inbox's own fsyncs, from the server's /health
+        f = doc[f"inbox_fsync_{c}"]
+        assert f["fsyncs"] >= 1 and f["deliveries_per_fsync"] >= 1 and 0 < f["p50_s"] <= f["max_s"]
     lat = doc["results"][3]
     assert lat["ours"]["n"] == lat["baseline"]["n"] == 40         # 60 minus the 20 warm-up deliveries
     assert not list(Path("/tmp").glob("syndicate-bench-webhook-*"))  # temp dirs removed

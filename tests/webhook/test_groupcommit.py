@@ -48,6 +48,8 @@ def test_one_turn_is_one_transaction_with_consecutive_seqs(store):
     gc, seqs = run(store, body)
     assert seqs == list(range(1, 11))
     assert gc.commits == 1 and gc.syncs == 1
+    f = gc.fsync_stats()
+    assert f["fsyncs"] == 1 and f["deliveries_per_fsync"] == 10 and 0 < f["p50_s"] == f["max_s"]
     assert [(s, r["i"]) for s, r in inbox(store)] == [(i + 1, i) for i in range(10)]
 
 
@@ -62,6 +64,9 @@ def test_batches_that_commit_while_an_fsync_runs_share_the_next_one(store):
     gc, seqs = run(store, body)
     assert sorted(seqs) == list(range(1, 201))
     assert 1 <= gc.syncs <= gc.commits <= 200
+    f = gc.fsync_stats()
+    assert f["fsyncs"] == gc.syncs and f["deliveries_per_fsync"] == round(200 / gc.syncs, 2)
+    assert 0 < f["p50_s"] <= f["p99_s"] <= f["max_s"]
     assert sorted(r["i"] for _, r in inbox(store)) == list(range(200))
 
 

@@ -155,6 +155,7 @@ def test_health_reports_depth_age_and_chains(server):
     assert doc["inbox_depth"] == 1 and doc["accepted"] == 1
     assert doc["chains"]["polygon"]["deliveries"] == 1 and doc["refused"] == {"401": 1}
     assert 0 <= doc["last_delivery_age_s"] < 60
+    assert doc["inbox_fsync"]["fsyncs"] >= 1 and doc["inbox_fsync"]["p99_s"] > 0
 
 
 def test_commit_failure_is_503_nothing_half_written_and_health_503(tmp_path, shared_data):

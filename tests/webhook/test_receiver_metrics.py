@@ -109,6 +109,10 @@ def test_metrics_agree_with_status(engine_factory, monkeypatch, shared_data):
         assert value(fams, "syndicate_webhook_logs_total", role=MORALIS_ROLE,
                      chain=chain) == info["chains"][chain]["logs"]
     assert value(fams, "syndicate_webhook_inbox_depth", role=MORALIS_ROLE) == 0
+    assert value(fams, "syndicate_webhook_inbox_fsyncs_total", role=MORALIS_ROLE) \
+        == info["inbox_fsync"]["fsyncs"] >= 1
+    assert value(fams, "syndicate_webhook_inbox_fsync_p99_seconds", role=MORALIS_ROLE) \
+        == info["inbox_fsync"]["p99_s"] > 0
 
     # the listening socket is the supervisor's alone: no role (restarted or not) holds it
     listening = _listening_inode(port)
