@@ -232,15 +232,6 @@ def _ok(seq: int, test: bool) -> web.Response:
                         content_type="application/json")
 
 
-def _settle(fut: asyncio.Future, job) -> None:
-    if fut.done():              # the request was cancelled (client gone): nothing to tell
-        return
-    if job.error is not None:
-        fut.set_exception(job.error)
-    else:
-        fut.set_result(job.results)
-
-
 class ProcessInbox(Task):
     """Hands accepted deliveries on, in inbox order; its state is the processed cursor."""
 

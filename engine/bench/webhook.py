@@ -11,9 +11,10 @@ accepted deliveries per second and sender-side latency (request sent → 200 rea
 
 The disk's own fdatasync p50 / p99 is measured just before each concurrency level and shown
 beside its latencies, and so are the inbox's own fsyncs during the run (from the server's
-/health: p50 / p99 and deliveries made durable per fsync).  The server process sets the 0.5 ms GIL switch interval role_main sets
-for every role (with the default 5 ms, the HTTP thread could hold the GIL that long after the
-store's writer thread returned from its fsync).
+/health: p50 / p99 and deliveries made durable per fsync; measured here at 3-5 times the
+probe's, which overwrites a small file where the inbox's file grows).  The server process sets the 0.5 ms
+GIL switch interval role_main sets for every role (with the default 5 ms, the HTTP thread could
+hold the GIL that long after the fsync thread returned from its fsync).
 
 Baseline, same run, same bodies and senders: the same server answering 200 after the size,
 signature and shape checks without the durable inbox (store=None).  The figure includes the
