@@ -37,8 +37,9 @@ Durability (LMDB flags are per process; `syndicate bench store` measures each):
              committed is lost on power loss, if the disk honours flushes.  Cost: the fsyncs,
              215-316 / 360-610 µs per txn here, with stalls of tens of ms when several
              processes commit at once; a switch-path checkpoint then usually goes on late.
-Whatever the setting, `append(..., durable=True)` (webhook deliveries in `inbox`) fsyncs before
-it returns, so an acknowledged delivery survives a power loss.
+Whatever the setting, `sync()` (the webhook receiver's group commit, once per batch of
+`inbox` deliveries: roles/groupcommit.py) and `append(..., durable=True)` fsync before they
+return, so an acknowledged delivery survives a power loss.
 """
 from __future__ import annotations
 
