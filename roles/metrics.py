@@ -49,6 +49,8 @@ RECEIVER = (
     InfoMetric("webhook_test_deliveries", "counter", "Streams test deliveries", "tests"),
     InfoMetric("webhook_inbox_depth", "gauge", "Accepted deliveries not yet handed on",
                "inbox_depth"),
+    InfoMetric("webhook_inbox_trimmed", "counter", "Processed deliveries deleted from the inbox "
+               "after [moralis] keep", "trimmed"),
     InfoMetric("webhook_inbox_fsyncs", "counter", "fsyncs of the inbox (each makes a batch of "
                "deliveries durable before their 200s)", "inbox_fsync.fsyncs"),
     InfoMetric("webhook_inbox_fsync_p99_seconds", "gauge", "p99 of the inbox's last 512 fsyncs: "

@@ -66,6 +66,7 @@ class Stats:
         self.refused: dict[int, int] = {}
         self.chains: dict[str, dict[str, int]] = {}
         self.last_seq = self.cursor = 0
+        self.trimmed = 0        # processed deliveries deleted from the inbox (TrimInbox)
         self.last_delivery = 0.0
         self.store_error: str | None = None
         self.group = None       # the server's GroupCommit: the inbox's fsync figures
@@ -77,7 +78,7 @@ class Stats:
         age = time.monotonic() - self.last_delivery if self.last_delivery else None
         return {"status": "ok" if self.store_error is None else "store failing",
                 "store_error": self.store_error, "inbox_depth": max(0, self.last_seq - self.cursor),
-                "inbox_last": self.last_seq, "processed": self.cursor,
+                "inbox_last": self.last_seq, "processed": self.cursor, "trimmed": self.trimmed,
                 "last_delivery_age_s": None if age is None else round(age, 3),
                 "accepted": self.accepted, "tests": self.tests, "ignored": self.ignored,
                 "refused": {str(k): v for k, v in sorted(self.refused.items())},
@@ -266,6 +267,78 @@ class ProcessInbox(Task):
             rt.next_checkpoint = min(rt.next_checkpoint, time.monotonic() + CURSOR_COMMIT_S)
 
 
+class TrimInbox(Task):
+    """Deletes processed deliveries older than `[moralis] keep` from the inbox, the oldest
+    first, TRIM_BATCH per transaction, so the inbox holds about a day of deliveries instead
+    of growing until the map is full (then every delivery would be a 503 and Moralis would
+    end the stream); LMDB reuses the freed pages, so the file stops growing.  Never deleted: a delivery not yet processed; the
+    newest `floor` processed ones (the `rebuild` a restart re-reads to remember what it
+    handed on, and at least a ring's worth, which a lagging monitor may still read back);
+    the newest record (where the next seq continues)."""
+
+    name = "trim-inbox"
+    priority = Priority.LOW
+    interval = 1.0
+    TRIM_BATCH = 256
+
+    def __init__(self, rx: "MoralisReceiver", **kw):
+        super().__init__(**kw)
+        self.rx = rx
+
+    def initial_state(self):
+        return {"trimmed": 0, "through": 0}
+
+    def run(self, ctx):
+        rx, st = self.rx, self.state
+        store = rx.rt.store
+        rx.stats.trimmed = st["trimmed"]
+        upto = rx.stats.cursor - rx.trim_floor()   # the newest seq that may go, by count
+        if upto <= st["through"]:
+            return
+        cutoff = time.time_ns() - int(float(rx.settings.get("keep", 86400.0)) * 1e9)
+        through = _older_than(store, st["through"], upto, cutoff)
+        yield
+        while through > st["through"]:
+            job = store.delete_through("inbox", INBOX_PREFIX, through, limit=self.TRIM_BATCH,
+                                       queue=False)
+            if job is None:             # another writer holds the lock: next turn
+                yield
+                continue
+            while not job.done():       # the map was full: the writer thread grows it first
+                yield Wait(until=time.monotonic() + 0.01)
+            n = job.results[0] if job.error is None else 0
+            if job.error is not None:
+                rx.log.warning("cannot trim the inbox", error=str(job.error)[:200])
+                return
+            st["trimmed"] += n
+            rx.stats.trimmed = st["trimmed"]
+            if n < self.TRIM_BATCH:
+                st["through"] = through
+            yield
+
+
+def _older_than(store, lo: int, hi: int, cutoff_ns: int) -> int:
+    """The newest seq in (lo, hi] whose delivery arrived before cutoff_ns, or lo: a bisection
+    over the seqs (deliveries are stored in arrival order; a gap left by a trim is skipped by
+    reading the first record at or after a seq)."""
+    def arrived(seq: int) -> tuple[int, int] | None:     # (its seq, received_ns)
+        with store.read() as r:
+            for s, rec in r.records("inbox", INBOX_PREFIX, after_seq=seq - 1):
+                return s, int(rec.get("received_ns", 0)) if isinstance(rec, dict) else 0
+        return None
+
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        found = arrived(mid)
+        if found is None or found[0] > hi:
+            hi = mid - 1
+        elif found[1] < cutoff_ns:
+            lo = found[0]
+        else:
+            hi = mid - 1
+    return lo
+
+
 class MoralisReceiver(RoleKind):
     """Options: `dedup_window` (log keys remembered, 200 000), `rebuild` (deliveries re-read at
     start to remember what was handed on, 20 000)."""
@@ -274,7 +347,7 @@ class MoralisReceiver(RoleKind):
                                        "in, so a reload that changes the section restarts the role)"),
                "dedup_window": (int, 200_000, "log keys remembered to drop repeated deliveries"),
                "rebuild": (int, 20_000, "deliveries re-read at start to remember what was handed on")}
-    TASKS = {"process-inbox": ProcessInbox}
+    TASKS = {"process-inbox": ProcessInbox, "trim-inbox": TrimInbox}
     METRICS = metrics.RECEIVER      # what /metrics reads from the info `report` writes
 
     def __init__(self, rt):
@@ -292,7 +365,12 @@ class MoralisReceiver(RoleKind):
         self.ring = None
 
     def tasks(self):
-        return [ProcessInbox(self)]
+        return [ProcessInbox(self), TrimInbox(self)]
+
+    def trim_floor(self) -> int:
+        """Processed deliveries the inbox always keeps (TrimInbox)."""
+        cap = self.ring.capacity if self.ring is not None else 0
+        return max(1, int(self.options.get("rebuild", 20_000)), cap)
 
     def on_start(self) -> None:
         w, rt = self.rt.wiring, self.rt

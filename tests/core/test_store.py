@@ -482,3 +482,25 @@ def test_an_inline_commit_handed_back_on_a_full_map_keeps_order_and_its_result(t
     with store.read() as r:
         assert [rec["i"] for _, rec in r.records("discoveries", ROLE)] == list(range(1, 121))
     store.close()
+
+
+def test_delete_through_goes_oldest_first_in_batches_and_never_takes_the_newest(tmp_path):
+    """Retention (the webhook inbox): records up to a seq go, `limit` per transaction; the
+    newest under the prefix stays whatever seq is asked, so appends continue after it."""
+    with Store.open(str(tmp_path / "s")) as store:
+        store.append_many("inbox", "moralis", [{"i": i} for i in range(1, 11)]).wait(10)
+        store.append_many("inbox", "other", [{"i": 1}]).wait(10)
+        job = store.delete_through("inbox", "moralis", 6, limit=4)
+        assert job.wait(10) and job.results == [4]
+        job = store.delete_through("inbox", "moralis", 6, limit=4)
+        assert job.wait(10) and job.results == [2]
+        with store.read() as r:
+            assert [s for s, _ in r.records("inbox", "moralis")] == [7, 8, 9, 10]
+        job = store.delete_through("inbox", "moralis", 10**9, limit=100)
+        assert job.wait(10) and job.results == [3]
+        assert store.append("inbox", "moralis", {"i": 11}) == 11     # not 1 again
+        with store.read() as r:
+            assert [s for s, _ in r.records("inbox", "moralis")] == [10, 11]
+            assert [s for s, _ in r.records("inbox", "other")] == [1]
+        with pytest.raises(StoreError, match="unknown database 'events'"):
+            store.delete_through("events", "moralis", 1)

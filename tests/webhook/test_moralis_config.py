@@ -62,6 +62,8 @@ def test_missing_default_secret_names_it_and_the_section_line(tmp_path):
     ('secret_env = "hunter2 is my secret"', "moralis.secret_env: must be the NAME"),
     ('max_body = "lots"', "moralis.max_body: not a size"),
     ('webhook_url = "ftp://x"', "moralis.webhook_url: must be an http(s) URL"),
+    ('keep = 0', "moralis.keep: must be > 0"),
+    ('keep = "1d"', "moralis.keep"),
     ('colour = "red"', "moralis.colour: unknown key"),
 ])
 def test_bad_values_are_exit_2_with_key_and_line(tmp_path, line, needle):

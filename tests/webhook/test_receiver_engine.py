@@ -260,3 +260,57 @@ def test_sigkill_during_a_burst_loses_nothing_acknowledged_repeats_nothing(recei
     assert h["inbox_depth"] == 0
     log = receiver.stderr()
     print("\n".join(line for line in log.splitlines() if "resumed" in line or "remembered" in line))
+
+
+def test_processed_deliveries_are_trimmed_after_keep_and_nothing_else(engine_factory, monkeypatch,
+                                                                      shared_data):
+    """[moralis] keep = 0.3 s, rebuild 16, a 64-slot outbox: of 200 processed deliveries the
+    newest 64 stay (a ring's worth), the rest go; seqs continue after the trim, and after a
+    SIGKILL the restarted receiver still recognises a retry of a kept delivery."""
+    monkeypatch.setenv("MORALIS_STREAMS_SECRET", SECRET)
+    port = free_port()
+    eng = engine_factory(roles={"polygon-specialist": agent(["polygon"]),
+                                MORALIS_ROLE: {"kind": "roles.webhook:MoralisReceiver",
+                                               "subscribe": False, "options": {"rebuild": 16}}},
+                         moralis={"listen": [f"127.0.0.1:{port}"], "path": PATH, "keep": 0.3},
+                         rings={"inbox_slots": 64})
+    eng.start()
+    eng.url = f"http://127.0.0.1:{port}"
+    eng.wait_for(lambda: health(eng) is not None, 30, "the receiver's /health")
+    bodies = [numbered_body(i, confirmed=False, chain_id="0x89", logs=1) for i in range(210)]
+
+    async def deliver(batch):
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(10)) as s:
+            return [await send(s, eng.url + PATH, b, sign(b, SECRET)) for b in batch]
+    try:
+        assert asyncio.run(deliver(bodies[:200])) == [200] * 200
+        drained(eng, 200)
+        h = eng.wait_for(lambda: (lambda h: h if h and h["trimmed"] >= 136 else None)(health(eng)),
+                         60, "the old deliveries trimmed")
+        assert h["trimmed"] == 136
+        kept = [s for s, _ in _inbox_records(eng)]
+        assert kept == list(range(137, 201))
+        assert asyncio.run(deliver(bodies[200:])) == [200] * 10
+        drained(eng, 210)
+        assert [s for s, _ in _inbox_records(eng)][-10:] == list(range(201, 211))
+        pid = receiver_pid(eng)
+        os.kill(pid, signal.SIGKILL)
+        eng.wait_for(lambda: receiver_pid(eng) not in (0, pid) and health(eng), 60,
+                     "the receiver restarted")
+        dup_before = health(eng)["chains"].get("polygon", {}).get("duplicates", 0)
+        assert asyncio.run(deliver([bodies[205]])) == [200]
+        h = drained(eng, 211)
+        assert h["chains"]["polygon"]["duplicates"] == dup_before + 1
+        seqs = [s for s, _ in _inbox_records(eng)]
+        assert seqs[0] >= 137 and seqs[-1] == 211       # the floor holds across the restart
+    finally:
+        eng.stop()
+
+
+def _inbox_records(eng) -> list:
+    store = Store.open(eng.store_dir, readonly=True)
+    try:
+        with store.read() as r:
+            return list(r.records("inbox", INBOX_PREFIX))
+    finally:
+        store.close()

@@ -233,6 +233,30 @@ class WritableStore(Store):
             return seq
         return self.write([op], inline=inline, queue=queue)
 
+    def delete_through(self, db: str, prefix: str, seq: int, *, limit: int = 256,
+                       inline: bool = True, queue: bool = True) -> WriteJob | None:
+        """Delete the records under prefix whose seq is <= `seq`, the oldest first, at most
+        `limit` in one transaction (as append_many: inline, queued, or None).  job.results[0]
+        is how many went.  The newest record under prefix is never deleted, whatever `seq`:
+        the next append continues from its seq (keys.last_seq)."""
+        self._alive()
+        if db not in SEQ_DATABASES:
+            raise StoreError(f"delete_through: unknown database {db!r} "
+                             f"(one of {', '.join(SEQ_DATABASES)})")
+        key, dbh = prefix_bytes(prefix), self._dbs[db]
+
+        def op(txn):
+            cur = txn.cursor(dbh)
+            through = min(seq, last_seq(txn.cursor(dbh), key) - 1)
+            n = 0
+            if cur.set_range(key):
+                while n < limit and cur.key().startswith(key) and seq_of(cur.key()) <= through:
+                    if not cur.delete():
+                        break
+                    n += 1
+            return n
+        return self.write([op], inline=inline, queue=queue)
+
     def log_event(self, kind: str, /, **fields) -> None:
         """Record what the supervisor or watchdog did; committed by the writer thread shortly
         after (flush() waits for it).  Never blocks on the disk."""
