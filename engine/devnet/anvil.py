@@ -38,13 +38,20 @@ def _die_with_parent() -> None:
 # preexec_fn, so Popen can vfork.  A preexec_fn forces a real fork, which copies the page
 # tables of a big process: 10-12 ms in a role of 300 MB (the fork-testing task spawns anvil
 # between switches), 0.4 ms with setpriv.  Without setpriv: the preexec_fn.
+# setpriv does not look whether the parent died before its prctl (a role SIGTERMed within a
+# few ms of starting its fork anvil left that anvil running, seen under CI load), so a shell
+# between setpriv and anvil does, as _die_with_parent does: its $PPID is read after the prctl.
 SETPRIV = shutil.which("setpriv")
+SH = shutil.which("sh")
+_ORPHAN_CHECK = 'test "$PPID" = "$1" || exit 1; shift; exec "$@"'
 
 
-def spawn_args() -> tuple[list[str], dict]:
-    """(argv prefix, Popen keywords) that start a child which dies with this thread."""
-    if SETPRIV:
-        return [SETPRIV, "--pdeathsig", "KILL", "--"], {}
+def spawn_args(parent: int | None = None) -> tuple[list[str], dict]:
+    """(argv prefix, Popen keywords) that start a child which dies with this thread, or does
+    not start at all if this process (`parent`, default os.getpid()) is already gone."""
+    if SETPRIV and SH:
+        return [SETPRIV, "--pdeathsig", "KILL", "--", SH, "-c", _ORPHAN_CHECK, "anvil",
+                str(os.getpid() if parent is None else parent)], {}
     return [], {"preexec_fn": _die_with_parent}
 
 
