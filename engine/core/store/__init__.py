@@ -16,7 +16,8 @@ The package, one job per module (each imports only modules above it at module le
     jobs.py    WriteJob (a transaction to wait for) and Gate (shared txns, exclusive resize)
     fork.py    the set of open stores and the os.register_at_fork hooks around every fork
     reader.py  Store (open, read, close, fork), ReadOnlyStore, Reader (queries in a read txn)
-    writer.py  WritableStore: the write API, inline commits, the writer thread, map growth
+    records.py the write API of records (checkpoints, discoveries, append, delete_through, events)
+    writer.py  WritableStore: that API, inline commits, the writer thread, map growth, sync
 
 Store.open(path) returns a WritableStore (engine processes); Store.open(path, readonly=True)
 or ReadOnlyStore.open(path) a ReadOnlyStore, which has no write method and never writes the
