@@ -84,7 +84,11 @@ def test_good_and_bad_endpoints(devnet, tmp_path, server, monkeypatch):
     m = devnet.manifest["chains"]
     arb_rpc, arb_ws, base_rpc, base_ws = (m["arbitrum"]["rpc_url"], m["arbitrum"]["ws_url"],
                                           m["base"]["rpc_url"], m["base"]["ws_url"])
-    closed, garbage, stale = free_port(), server(_Garbage), server(_Stale)
+    # a port bound and not listening refuses every connection, and nobody else can take it
+    # while it is held (a port found free and released was once taken by a parallel test's node)
+    closed_sock = socket.socket()
+    closed_sock.bind(("127.0.0.1", 0))
+    closed, garbage, stale = closed_sock.getsockname()[1], server(_Garbage), server(_Stale)
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
     busy.listen(1)
@@ -101,6 +105,7 @@ def test_good_and_bad_endpoints(devnet, tmp_path, server, monkeypatch):
         t = _check(path, "--max-age", "1e9")             # the table
     finally:
         busy.close()
+        closed_sock.close()
     assert r.returncode == 1, r.stderr
     doc = json.loads(r.stdout)
     assert doc["valid"] and not doc["ok"]
