@@ -106,20 +106,16 @@ def _prefill(store, body: bytes, keep: int) -> None:
 
 
 def _trim(store, stop: threading.Event, keep: int) -> None:
-    """Once a second, everything but the newest `keep`, TRIM_BATCH per transaction, as
-    roles/webhook.py TrimInbox does in the receiver's main thread."""
-    from roles.webhook import TrimInbox
+    """Once a second, everything but the newest `keep`, with the receiver's own trim
+    (roles/webhook.py trim_through: TRIM_BATCH per transaction)."""
+    from roles.webhook import trim_through
     while not stop.wait(1.0):
         with store.read() as r:
             upto = r.last_seq("inbox", "moralis") - keep
-        while not stop.is_set():
-            job = store.delete_through("inbox", "moralis", upto, limit=TrimInbox.TRIM_BATCH,
-                                       queue=False)
-            if job is None:
-                time.sleep(0.001)
-                continue
-            if job.result(10)[0] < TrimInbox.TRIM_BATCH:
+        for _ in trim_through(store, upto):
+            if stop.is_set():
                 break
+            time.sleep(0.001)
 
 
 def _start(mode: str | None, tmp: str, old: bytes = b"", keep: int = 0) -> tuple[int, int]:
