@@ -257,7 +257,7 @@ MORALIS_SCHEMA: dict[str, tuple[Any, Any, Any]] = {
     "secret_env": (str, "MORALIS_STREAMS_SECRET", _ENV), "max_body": ((str, int), "4MiB", _size),
     "api_key_env": (str, "MORALIS_API_KEY", _ENV), "webhook_url": (str, "", _URL),
     "api_url": (str, "https://api.moralis-streams.com", _URL),
-    # seconds a processed delivery stays in the inbox (roles/webhook.py TrimInbox)
+    # seconds a processed delivery stays in the inbox (roles/inbox_trim.py TrimInbox)
     "keep": (NUM, 86400.0, _pos),
 }
 TASK_SCHEMA: dict[str, tuple[Any, Any, Any]] = {

@@ -37,6 +37,8 @@ RULES: dict[str, tuple[str, tuple[str, ...]]] = {
                                             "engine.bench", "roles", "scripts") + _IO),
     "the config schema is pure": ("engine/config_schema.py", ("engine.core", "engine.chain",
                                   "engine.arb", "engine.bench", "roles", "scripts") + _IO),
+    "the config's chains are pure": ("engine/config_chains.py", ("engine.core", "engine.chain",
+                                     "engine.arb", "engine.bench", "roles", "scripts") + _IO),
     "chain builds on arb and core only": ("engine/chain", ("roles", "scripts", "engine.cli",
                                                            "engine.bench", "engine.devnet")),
     "devnet builds on chain and arb only": ("engine/devnet", ("engine.core", "roles", "scripts",

@@ -107,8 +107,8 @@ def _prefill(store, body: bytes, keep: int) -> None:
 
 def _trim(store, stop: threading.Event, keep: int) -> None:
     """Once a second, everything but the newest `keep`, with the receiver's own trim
-    (roles/webhook.py trim_through: TRIM_BATCH per transaction)."""
-    from roles.webhook import trim_through
+    (roles/inbox_trim.py trim_through: TRIM_BATCH per transaction)."""
+    from roles.inbox_trim import trim_through
     while not stop.wait(1.0):
         with store.read() as r:
             upto = r.last_seq("inbox", "moralis") - keep

@@ -11,10 +11,9 @@
                            watchdog: memory, CPU, heartbeat (engine/core/watchdog.py)
                  ─► stop: TERM every role, grace, KILL; unlink shared memory; remove run dir
 
-Mechanism after gunicorn's arbiter (STYLE.md): a handler only queues the signal number and
-writes a byte to a pipe; the loop sleeps in select() on that pipe and dispatches by name.
-Reaping tolerates unknown pids.  Roles are forked from here (they inherit the shared memory
-mappings) and open the LMDB store themselves.
+After gunicorn's arbiter (STYLE.md): a handler only queues the signal and writes a byte to a
+pipe; the loop sleeps in select() on it, dispatches by name, and reaps unknown pids too.  Roles
+are forked from here (they inherit the shared memory) and open the LMDB store themselves.
 
 Rings, derived from engine.toml (`Wiring`, engine/core/wiring.py):
     events.<chain>   written by the source role of that chain (a monitor), read by the roles
