@@ -4,11 +4,15 @@
       .call(method, params)              -> result            raises RpcError
       .batch([(method, params), ...])    -> [result | RpcError, ...]   (in the order asked)
       .eth_call(to, data_hex, block)     -> bytes             raises RpcError (a revert too)
+      .post(payload, label, headers)     -> the decoded answer, whatever its shape (the
+                                            executor's desk and submission endpoints)
       .close()
 
 Why not web3.py here: pool loading issues thousands of `eth_call`s in JSON-RPC batches, and
 web3's per-call middleware and formatting cost more than the node's work; `http.client` with
-one persistent connection and orjson is all a batch needs.  Every failure is an `RpcError`
+one persistent connection and orjson is all a batch needs.  The trading path posts through it
+too: requests costs ~0.8 ms more than this per call on loopback (p50 1.09 against 0.31 ms
+for an eth_call on anvil; p99 1.7-2.0 against 0.43), and the executor makes two per trade.  Every failure is an `RpcError`
 naming the endpoint, the method, the JSON-RPC code (None when the transport failed) and a
 message: connection refused, timeout, HTTP status, a body that is not JSON, a reply with the
 wrong id or shape.  A dropped keep-alive connection is re-opened once per request (a node or a
@@ -32,8 +36,10 @@ _MAX_BODY_IN_MESSAGE = 120
 class RpcError(Exception):
     """A JSON-RPC call failed: the node answered an error, or the transport/answer was bad."""
 
-    def __init__(self, url: str, method: str, code: int | None, message: str, data: Any = None):
+    def __init__(self, url: str, method: str, code: int | None, message: str, data: Any = None,
+                 status: int | None = None):
         self.url, self.method, self.code, self.message, self.data = url, method, code, message, data
+        self.status = status        # the HTTP status when the node answered one other than 200
         where = f"{method} at {url}"
         super().__init__(f"{where}: {message}" + (f" (code {code})" if code is not None else ""))
 
@@ -44,7 +50,8 @@ class RpcError(Exception):
 
 
 class RpcClient:
-    def __init__(self, url: str, timeout: float = 5.0, batch_size: int = DEFAULT_BATCH_SIZE):
+    def __init__(self, url: str, timeout: float = 5.0, batch_size: int = DEFAULT_BATCH_SIZE,
+                 headers: dict[str, str] | None = None):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"RPC endpoint {url!r}: expected http://host[:port][/path]")
@@ -56,6 +63,7 @@ class RpcClient:
         self._https = parts.scheme == "https"
         self._host, self._port = parts.hostname, parts.port
         self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._headers = {"Content-Type": "application/json", **(headers or {})}
         self._conn: http.client.HTTPConnection | None = None
         self._ids = itertools.count(1)
         self.requests = 0      # HTTP requests sent (statistics)
@@ -68,13 +76,14 @@ class RpcClient:
             self._conn = cls(self._host, self._port, timeout=self.timeout)
         return self._conn
 
-    def _post(self, body: bytes, method: str) -> Any:
+    def _post(self, body: bytes, method: str, headers: dict[str, str] | None = None) -> Any:
         """POST one JSON body, return the decoded JSON answer (RpcError on any failure)."""
         self.requests += 1
+        hdrs = {**self._headers, **headers} if headers else self._headers
         for attempt in (0, 1):
             conn = self._connection()
             try:
-                conn.request("POST", self._path, body, {"Content-Type": "application/json"})
+                conn.request("POST", self._path, body, hdrs)
                 resp = conn.getresponse()
                 raw = resp.read()
                 break
@@ -90,16 +99,18 @@ class RpcClient:
                 raise self._fail(method, f"transport error: {e!r}") from e
         if resp.status != 200:
             self.close()
-            raise self._fail(method, f"HTTP {resp.status} {resp.reason}: {_clip(raw)}")
+            raise self._fail(method, f"HTTP {resp.status} {resp.reason}: {_clip(raw)}",
+                             status=resp.status)
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as e:
             self.close()  # the stream may be desynchronised: start afresh
             raise self._fail(method, f"answer is not JSON: {_clip(raw)}") from e
 
-    def _fail(self, method: str, message: str, code: int | None = None, data: Any = None) -> RpcError:
+    def _fail(self, method: str, message: str, code: int | None = None, data: Any = None,
+              status: int | None = None) -> RpcError:
         self.errors += 1
-        return RpcError(self.url, method, code, message, data)
+        return RpcError(self.url, method, code, message, data, status)
 
     def _result(self, method: str, reply: Any, want_id: int) -> Any:
         """The result of one JSON-RPC response object, or the RpcError it stands for."""
@@ -119,6 +130,13 @@ class RpcClient:
         return reply["result"]
 
     # ---- calls
+    def post(self, payload: Any, label: str, headers: dict[str, str] | None = None) -> Any:
+        """POST `payload` as JSON and return the decoded answer as it is (a JSON-RPC object, a
+        batch's list, or anything else a node sent): for callers that read whole answers.
+        RpcError (named `label`) when the transport failed, the status was not 200 (`.status`)
+        or the body was not JSON."""
+        return self._post(orjson.dumps(payload), label, headers)
+
     def call(self, method: str, params: list | None = None) -> Any:
         rid = next(self._ids)
         body = orjson.dumps({"jsonrpc": "2.0", "id": rid, "method": method, "params": params or []})

@@ -27,11 +27,13 @@ A failure is never a crash: each endpoint's error is kept, and the next endpoint
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, field
 
-import requests
 from eth_abi import decode as abi_decode
 from eth_utils import keccak
+
+from engine.chain.rpc import RpcClient, RpcError
 
 KINDS = ("sequencer", "public", "private", "timeboost")
 # Each chain's endpoint when [chains.<name>.submit] names none: its first rpc URL.
@@ -128,26 +130,28 @@ class SubmitPolicy:
     # -- the wire ------------------------------------------------------------------------------
     def _call(self, ep: Endpoint, method: str, params, url: str | None = None):
         url = url or ep.url
-        s = self._sessions.get(url)
-        if s is None:
-            s = self._sessions[url] = requests.Session()
-        headers = {"Content-Type": "application/json"}
+        key = (threading.get_ident(), url, ep.timeout)    # one keep-alive connection each
+        client = self._sessions.get(key)
+        if client is None:
+            try:
+                client = self._sessions[key] = RpcClient(url, timeout=ep.timeout)
+            except ValueError as e:
+                raise RpcFailure(str(e)) from None
+        headers = None
         if ep.auth_env:
             auth = os.environ.get(ep.auth_env)
             if not auth:
                 raise RpcFailure(f"environment variable {ep.auth_env} (its Authorization) is not set")
-            headers["Authorization"] = auth
+            headers = {"Authorization": auth}
         try:
-            r = s.post(url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params},
-                       headers=headers, timeout=ep.timeout)
-        except requests.RequestException as e:
-            raise RpcFailure(f"unreachable: {type(e).__name__}") from None
-        if r.status_code != 200:
-            raise RpcFailure(f"HTTP {r.status_code}: {r.text[:120]}")
-        try:
-            doc = r.json()
-        except ValueError:
-            raise RpcFailure(f"not JSON: {r.text[:80]!r}") from None
+            doc = client.post({"jsonrpc": "2.0", "id": 1, "method": method, "params": params},
+                              method, headers)
+        except RpcError as e:
+            if e.status is not None:
+                raise RpcFailure(f"HTTP {e.status}: {e.message.split(': ', 1)[-1]}"[:200]) from None
+            if e.message.startswith("answer is not JSON"):
+                raise RpcFailure(f"not JSON: {e.message.split(': ', 1)[-1]}"[:200]) from None
+            raise RpcFailure(f"unreachable: {e.message}"[:200]) from None
         if not isinstance(doc, dict):
             raise RpcFailure(f"not a JSON-RPC answer: {str(doc)[:80]}")
         if doc.get("error"):
