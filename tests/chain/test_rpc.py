@@ -91,6 +91,9 @@ class _Garbage(BaseHTTPRequestHandler):
             self.close_connection = True
             self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"js")
             return
+        if mode == "echoauth":
+            return self._send(orjson.dumps({"jsonrpc": "2.0", "id": first["id"],
+                                            "result": self.headers.get("Authorization")}))
         if mode == "batchrefused":
             return self._send(orjson.dumps({"jsonrpc": "2.0", "id": None,
                                             "error": {"code": -32600, "message": "batch too large"}}))
@@ -151,3 +154,17 @@ def test_batch_refused_as_a_whole(garbage):
     assert all(x.code == -32600 for x in out)
     notjson = garbage.batch([("notjson", []), ("x", [])])
     assert all(isinstance(x, RpcError) and "not json" in x.message.lower() for x in notjson)
+
+
+def test_post_gives_whole_answers_and_names_the_http_status(garbage):
+    """`post` (the executor's desk and endpoints): the answer as the node sent it, an error
+    object included; a status other than 200 is an RpcError carrying it; per-call headers reach
+    the server and do not stick to the connection."""
+    assert garbage.post({"jsonrpc": "2.0", "id": 7, "method": "scalar"}, "scalar") == 42
+    assert garbage.post([{"jsonrpc": "2.0", "id": 1, "method": "batchrefused"}], "b")["error"]["code"] == -32600
+    with pytest.raises(RpcError) as e:
+        garbage.post({"jsonrpc": "2.0", "id": 1, "method": "http500"}, "send")
+    assert e.value.status == 500 and e.value.method == "send"
+    echo = {"jsonrpc": "2.0", "id": 3, "method": "echoauth"}
+    assert garbage.post(echo, "e", {"Authorization": "tok"})["result"] == "tok"
+    assert garbage.post(echo, "e")["result"] is None
