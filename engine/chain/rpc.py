@@ -12,12 +12,13 @@ Why not web3.py here: pool loading issues thousands of `eth_call`s in JSON-RPC b
 web3's per-call middleware and formatting cost more than the node's work; `http.client` with
 one persistent connection and orjson is all a batch needs.  The trading path posts through it
 too: requests costs ~0.8 ms more than this per call on loopback (p50 1.09 against 0.31 ms
-for an eth_call on anvil; p99 1.7-2.0 against 0.43), and the executor makes two per trade.  Every failure is an `RpcError`
-naming the endpoint, the method, the JSON-RPC code (None when the transport failed) and a
-message: connection refused, timeout, HTTP status, a body that is not JSON, a reply with the
-wrong id or shape.  A dropped keep-alive connection is re-opened once per request (a node or a
-proxy closes idle connections); any other transport error is reported, not retried: failover
-belongs to the caller (the ingress ranks endpoints).
+for an eth_call on anvil; p99 1.7-2.0 against 0.43), and the executor makes two per trade.
+Every failure is an `RpcError` naming the endpoint, the method, the JSON-RPC code (None when
+the transport failed) and a message: connection refused, timeout, HTTP status (also in
+`.status`), a body that is not JSON, a reply with the wrong id or shape.  A dropped keep-alive
+connection is re-opened once per request (a node or a proxy closes idle connections); any
+other transport error is reported, not retried: failover belongs to the caller (the ingress
+ranks endpoints).
 """
 from __future__ import annotations
 
