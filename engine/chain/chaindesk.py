@@ -85,7 +85,7 @@ class ChainDesk:
             docs = self._client().post([{"jsonrpc": "2.0", "id": i, "method": m, "params": p}
                                         for i, (m, p) in enumerate(calls)], "batch")
         except RpcError as e:
-            if e.status is None and "not JSON" not in e.message:
+            if not e.answered:
                 raise                       # the node is unreachable: the caller says so
             return None
         if not isinstance(docs, list):

@@ -15,10 +15,10 @@ too: requests costs ~0.8 ms more than this per call on loopback (p50 1.09 agains
 for an eth_call on anvil; p99 1.7-2.0 against 0.43), and the executor makes two per trade.
 Every failure is an `RpcError` naming the endpoint, the method, the JSON-RPC code (None when
 the transport failed) and a message: connection refused, timeout, HTTP status (also in
-`.status`), a body that is not JSON, a reply with the wrong id or shape.  A dropped keep-alive
-connection is re-opened once per request (a node or a proxy closes idle connections); any
-other transport error is reported, not retried: failover belongs to the caller (the ingress
-ranks endpoints).
+`.status`), a body that is not JSON (either: `.answered`), a reply with the wrong id or shape.
+A dropped keep-alive connection is re-opened once per request (a node or a proxy closes idle
+connections); any other transport error is reported, not retried: failover belongs to the
+caller (the ingress ranks endpoints).
 """
 from __future__ import annotations
 
@@ -38,9 +38,12 @@ class RpcError(Exception):
     """A JSON-RPC call failed: the node answered an error, or the transport/answer was bad."""
 
     def __init__(self, url: str, method: str, code: int | None, message: str, data: Any = None,
-                 status: int | None = None):
+                 status: int | None = None, answered: bool = False):
         self.url, self.method, self.code, self.message, self.data = url, method, code, message, data
         self.status = status        # the HTTP status when the node answered one other than 200
+        # the endpoint sent an HTTP answer it could not use (that status, or a body that is not
+        # JSON); False when the transport failed (refused, timed out, connection lost)
+        self.answered = answered
         where = f"{method} at {url}"
         super().__init__(f"{where}: {message}" + (f" (code {code})" if code is not None else ""))
 
@@ -101,17 +104,17 @@ class RpcClient:
         if resp.status != 200:
             self.close()
             raise self._fail(method, f"HTTP {resp.status} {resp.reason}: {_clip(raw)}",
-                             status=resp.status)
+                             status=resp.status, answered=True)
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as e:
             self.close()  # the stream may be desynchronised: start afresh
-            raise self._fail(method, f"answer is not JSON: {_clip(raw)}") from e
+            raise self._fail(method, f"answer is not JSON: {_clip(raw)}", answered=True) from e
 
     def _fail(self, method: str, message: str, code: int | None = None, data: Any = None,
-              status: int | None = None) -> RpcError:
+              status: int | None = None, answered: bool = False) -> RpcError:
         self.errors += 1
-        return RpcError(self.url, method, code, message, data, status)
+        return RpcError(self.url, method, code, message, data, status, answered)
 
     def _result(self, method: str, reply: Any, want_id: int) -> Any:
         """The result of one JSON-RPC response object, or the RpcError it stands for."""
@@ -134,8 +137,8 @@ class RpcClient:
     def post(self, payload: Any, label: str, headers: dict[str, str] | None = None) -> Any:
         """POST `payload` as JSON and return the decoded answer as it is (a JSON-RPC object, a
         batch's list, or anything else a node sent): for callers that read whole answers.
-        RpcError (named `label`) when the transport failed, the status was not 200 (`.status`)
-        or the body was not JSON."""
+        RpcError (named `label`) when the transport failed, or the status was not 200 or the
+        body not JSON (`.answered`)."""
         return self._post(orjson.dumps(payload), label, headers)
 
     def call(self, method: str, params: list | None = None) -> Any:

@@ -146,12 +146,8 @@ class SubmitPolicy:
         try:
             doc = client.post({"jsonrpc": "2.0", "id": 1, "method": method, "params": params},
                               method, headers)
-        except RpcError as e:
-            if e.status is not None:
-                raise RpcFailure(f"HTTP {e.status}: {e.message.split(': ', 1)[-1]}"[:200]) from None
-            if e.message.startswith("answer is not JSON"):
-                raise RpcFailure(f"not JSON: {e.message.split(': ', 1)[-1]}"[:200]) from None
-            raise RpcFailure(f"unreachable: {e.message}"[:200]) from None
+        except RpcError as e:     # "HTTP 429 Too Many Requests: …", "answer is not JSON: …"
+            raise RpcFailure((e.message if e.answered else f"unreachable: {e.message}")[:200]) from None
         if not isinstance(doc, dict):
             raise RpcFailure(f"not a JSON-RPC answer: {str(doc)[:80]}")
         if doc.get("error"):

@@ -164,7 +164,13 @@ def test_post_gives_whole_answers_and_names_the_http_status(garbage):
     assert garbage.post([{"jsonrpc": "2.0", "id": 1, "method": "batchrefused"}], "b")["error"]["code"] == -32600
     with pytest.raises(RpcError) as e:
         garbage.post({"jsonrpc": "2.0", "id": 1, "method": "http500"}, "send")
-    assert e.value.status == 500 and e.value.method == "send"
+    assert e.value.status == 500 and e.value.method == "send" and e.value.answered
+    with pytest.raises(RpcError) as e:
+        garbage.post({"jsonrpc": "2.0", "id": 1, "method": "notjson"}, "send")
+    assert e.value.answered and e.value.status is None
+    with pytest.raises(RpcError) as e:
+        garbage.post({"jsonrpc": "2.0", "id": 1, "method": "slow"}, "send")   # timed out
+    assert not e.value.answered
     echo = {"jsonrpc": "2.0", "id": 3, "method": "echoauth"}
     assert garbage.post(echo, "e", {"Authorization": "tok"})["result"] == "tok"
     assert garbage.post(echo, "e")["result"] is None
