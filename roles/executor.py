@@ -91,6 +91,10 @@ class Executor(Agent):
         "fresh_heads": (bool, True, "keep each chain's head (base fee, number) fresh while "
                                     "idle: a send saves a round trip; costs an "
                                     "eth_getBlockByNumber every quarter block per chain"),
+        "hold_switch": (float, 0.05, "seconds the main thread may wait after a switch, boosted "
+                                     "and off the GIL, for the sending thread to finish what "
+                                     "the switch handed it, before it lowers itself and runs "
+                                     "its tasks (0: lower at once; DEVELOPING.md)"),
         "sending_thread": (bool, True, "simulate, sign and send in a thread (false: in the "
                                        "switch, as before; for comparison only)"),
         "crash_at": (str, "", "fire drill: SIGKILL the role once at 'after-record' or 'after-send'"),
@@ -248,6 +252,14 @@ class Executor(Agent):
         if self.sender is not None:
             out += [self._outbox(r) for r in self.sender.drain()]
         return out                # the status info: the receipts task, within receipt_poll
+
+    def hold(self):
+        """RoleKind.hold: while the sending thread carries a job from this switch (or an
+        earlier one), the main thread waits for it rather than run its tasks at nice 10 with
+        the GIL the sender needs after every socket read."""
+        limit = float(self.options["hold_switch"])
+        fd = self.sender.hold_fd() if self.sender is not None and limit > 0 else None
+        return None if fd is None else (fd, limit)
 
     def research_from(self, ev: dict) -> None:
         """An agent measured its chain's block interval or gas trend (Agent.share_research):

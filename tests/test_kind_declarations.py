@@ -39,7 +39,7 @@ def check(tmp_path, text: str) -> subprocess.CompletedProcess:
      "roles.a.tasks.gas-sampler.options.timeout: must be"),
     ('[roles.x]\nkind = "roles.agents:Executor"\noptions = { dedup = 5 }\n',
      "roles.x.options.dedup: unknown key (known: contest_weight, crash_at, crash_flag, deadline_s, dedup_window, explore, "
-     "fork_hold_s, fresh_heads, gas_gwei, impact_threshold_bps, key_env, keystore, log_per_s, max_age_s, max_block_lag, "
+     "fork_hold_s, fresh_heads, gas_gwei, hold_switch, impact_threshold_bps, key_env, keystore, log_per_s, max_age_s, max_block_lag, "
      "max_exact, max_hops, min_profit, password_env, priority_gwei, receipt_poll, receipt_timeout, "
      "replace_after_blocks, request_timeout, rpc, sending_thread, stale_factor)"),
     ('[roles.f]\nkind = "roles.faults:FaultAgent"\noptions = { stall_after = 1 }\n',

@@ -123,7 +123,7 @@ def stages_of(records: list[dict]) -> dict:
         k.setdefault("_states", []).append(r["state"])
         k[r["state"]] = r
     out = {"stages": {s: [] for s in STAGES}, "log_to_sent": [], "record_to_sent": [],
-           "accept_ms": [], "sent": 0, "phases": {},
+           "accept_ms": [], "sent": 0, "phases": {}, "wait_behind": {},
            "landed": 0, "profitable": 0, "reverted": 0, "refused": {}, "states": {}}
     firsts: dict[int, tuple[int, float]] = {}     # a log (t_origin) -> the first Action sent of it
     for key, k in by.items():
@@ -149,6 +149,9 @@ def stages_of(records: list[dict]) -> dict:
             st["send"].append(sent["ms_submit"])
             for name, ms in (sent.get("ms_phases") or {}).items():
                 out["phases"].setdefault(name, []).append(ms)
+            wait = (sent.get("ms_phases") or {}).get("wait")
+            if wait is not None:
+                out["wait_behind"].setdefault(sent.get("behind") or "?", []).append(wait)
             out["log_to_sent"].append((t_acc - t_o) / 1e6 + sent["ms_sent"])
             first = firsts.get(t_o)
             if first is None or t_acc < first[0]:
@@ -298,6 +301,10 @@ def run(trades: int = 100, interval: float = 0.4, seed: int = 3, *, baseline: bo
     for name, ms in ours["phases"].items():
         results.append(Comparison(f"executor step {name}", "ms", Summary.of(f"syndicate {name}", ms),
                                   None))
+        if name == "wait":      # by what the sending thread was doing when the job came
+            for doing, w in sorted(ours["wait_behind"].items()):
+                results.append(Comparison(f"executor step wait, the thread {doing}", "ms",
+                                          Summary.of(f"syndicate wait ({doing})", w), None))
     for s in STAGES:
         b = base["stages"].get(s) if base else None
         results.append(Comparison(f"stage {s}", "ms", Summary.of(f"syndicate {s}", ours["stages"][s]),

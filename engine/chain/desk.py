@@ -57,6 +57,7 @@ class Job:
     queued: object = None       # the store's job committing "queued"
     t_queued: int = 0           # monotonic ns when accept() returned it
     phases: dict = field(default_factory=dict)   # step -> monotonic ns when it ended (carry)
+    behind: str = ""            # what the sending thread was doing when it was handed over
 
     def phase_ms(self, t0: int) -> dict:
         """Each step's own ms, in the order they ended, from t0 (the first step's start)."""
@@ -359,7 +360,8 @@ class Desk(Tracking):
               "ms_phases": job.phase_ms(t0=job.t_accept),
               "ms_signed": round((t_signed - job.t_accept) / 1e6, 3),
               "ms_submit": round((t_sent - t_signed) / 1e6, 3),
-              "ms_sent": round((t_sent - job.t_accept) / 1e6, 3)}
+              "ms_sent": round((t_sent - job.t_accept) / 1e6, 3),
+              **({"behind": job.behind} if job.behind else {})}
         out = self._led(key, "sent", {"tx": tx_hash, "endpoint": res.endpoint, "chain": chain, **ms,
                                       **({"skipped": list(res.errors)} if res.errors else {})})
         self._signing.pop(key, None)

@@ -50,14 +50,26 @@ class Sender:
         self.carried = self.failures = 0
         self.last_error = ""
         self.busy_since = 0.0           # monotonic s when the current job started (0: idle)
+        self.doing = "idle"             # what the thread is doing: idle, send, receipts, heads
+        self.put_n = self.done_n = 0    # jobs handed over (main thread) / finished (this thread)
+        self._done_r = self._done_w = -1    # a byte when the last job handed over is finished
 
     def start(self) -> None:
         if sys.getswitchinterval() > SWITCH_INTERVAL_S:
             sys.setswitchinterval(SWITCH_INTERVAL_S)
+        self._done_r, self._done_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self.thread.start()
 
     def put(self, job) -> None:
+        """Hand a job over (the switch): the thread is raised to the switch's priority first,
+        so it is woken as a real-time thread (on the other CPU at once, if that one runs only
+        SCHED_OTHER work) rather than waiting for a CPU at nice 10 behind the node and the
+        traffic; it is lowered again when its queue is empty."""
+        job.behind = self.doing
+        self.put_n += 1
+        if self.thread is not None and self.thread.native_id is not None:
+            self._boost(True, self.thread.native_id)
         self.jobs.put(job)
 
     def drain(self) -> list[dict]:
@@ -70,6 +82,18 @@ class Sender:
     def depth(self) -> int:
         return self.jobs.qsize()
 
+    def hold_fd(self) -> int | None:
+        """While a job handed over is not finished: the fd that becomes readable when it is
+        (the main thread waits on it after its switch: RoleKind.hold); None when idle."""
+        if self._done_r < 0:
+            return None
+        try:
+            while os.read(self._done_r, 64):
+                pass
+        except BlockingIOError:
+            pass
+        return self._done_r if self.put_n != self.done_n else None
+
     def stop(self, timeout: float = 5.0) -> None:
         """Finish the job in hand (never cut a send in half), then end; queued jobs stay
         "queued" on the ledger (a restart records them dropped)."""
@@ -77,7 +101,11 @@ class Sender:
             return
         self.jobs.put(_STOP)
         self.thread.join(timeout)
-        self.thread = None
+        alive, self.thread = self.thread.is_alive(), None
+        if not alive:          # a thread stuck in a call may still write its byte: keep them
+            for fd in (self._done_r, self._done_w):
+                os.close(fd)
+            self._done_r = self._done_w = -1
 
     def _run(self) -> None:
         next_poll = time.monotonic() + self.poll_s
@@ -87,7 +115,9 @@ class Sender:
             if not self.fresh_heads:
                 next_head = next_poll
             elif now >= next_head and self.jobs.empty():    # idle: keep the heads fresh
+                self.doing = "heads"
                 next_head = time.monotonic() + self.desk.refresh_heads()
+            self.doing = "idle"
             try:
                 job = self.jobs.get(timeout=max(0.0, min(next_poll, next_head) - time.monotonic()))
             except queue.Empty:
@@ -95,6 +125,7 @@ class Sender:
             if job is _STOP:
                 return
             if job is not None:
+                self.doing = "send"
                 self.busy_since = time.monotonic()
                 self._boost(True)
                 if not self._safe(self.desk.carry, job):
@@ -103,24 +134,32 @@ class Sender:
                     self._boost(False)
                 self.busy_since = 0.0
                 self.carried += 1
+                self.done_n += 1
+                if self.done_n == self.put_n:
+                    try:
+                        os.write(self._done_w, b"d")
+                    except (BlockingIOError, OSError):
+                        pass
                 if not self.jobs.empty():
                     continue          # sends first; receipts when the queue is empty
             if time.monotonic() >= next_poll:
+                self.doing = "receipts"
                 self._safe(self.desk.poll_receipts, self._send_waiting)
                 next_poll = time.monotonic() + self.poll_s
 
     def _send_waiting(self) -> bool:
         return not self.jobs.empty()
 
-    def _boost(self, on: bool) -> None:
-        """This thread's policy (sched_setscheduler(0) is per thread on Linux)."""
+    def _boost(self, on: bool, tid: int = 0) -> None:
+        """The sending thread's policy: sched_setscheduler is per thread on Linux (tid 0: the
+        calling thread, which is the sending thread unless put() passes its kernel id)."""
         if self.priority is None:
             return
         try:
             if on:
-                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.priority))
+                os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(self.priority))
             else:
-                os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+                os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
         except OSError:
             self.priority = None      # not allowed here: stay where we are
 

@@ -8,6 +8,9 @@ data (`describe_kind` -> `engine.config.KindSpec`).
 from __future__ import annotations
 
 import importlib
+import os
+import select
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -106,6 +109,13 @@ class RoleKind:
         records for the role's outbox.  Runs boosted: keep it short."""
         return []
 
+    def hold(self) -> tuple[int, float] | None:
+        """After a switch, before the role lowers itself: (fd, seconds) to wait, boosted and
+        off the GIL, until fd is readable or the seconds pass; None (the default) to lower at
+        once.  For a kind whose own thread carries on what the switch handed it (the
+        executor's sending thread): see `hold_for_kind`."""
+        return None
+
     def on_lost(self, ring: str, n: int) -> None:
         self.log.warning("fell a lap behind: records lost", ring=ring, lost=n)
 
@@ -114,6 +124,34 @@ class RoleKind:
 
     def on_stop(self) -> None:
         pass
+
+
+def hold_for_kind(kind: RoleKind | None, wake_fd: int, pending) -> int:
+    """Wait as Kind.hold asks, in the role's main thread, still boosted; the ns it took.
+
+    Why: lowered to the background class straight after a switch, the main thread runs its
+    tasks at nice 10 holding the GIL, and on a loaded machine it is descheduled while it holds
+    it; a boosted thread of the kind (the executor's sender, back from a socket) then waits for
+    the GIL until this thread gets a CPU again: a priority inversion, 2-5 ms at p99 (bench e2e,
+    DEVELOPING.md).  Waiting here in select() holds neither a CPU nor the GIL.  An interrupt or
+    an operator's signal ends the wait at once (the wake-up pipe: `pending()` is looked at
+    after the pipe is emptied, so a signal is never missed)."""
+    hold = kind.hold() if kind is not None else None
+    if hold is None:
+        return 0
+    fd, limit = hold
+    t0 = time.monotonic_ns()
+    try:
+        while os.read(wake_fd, 512):
+            pass
+    except (BlockingIOError, OSError):
+        pass
+    if not pending():
+        try:
+            select.select([wake_fd, fd], [], [], max(0.0, limit))
+        except (OSError, ValueError):
+            pass
+    return time.monotonic_ns() - t0
 
 
 def resolve_kind(path: str) -> type[RoleKind]:

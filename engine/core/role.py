@@ -10,8 +10,8 @@
     │                                     save task states (shared-memory staging page)
     │                                     kind.handle(events) → decisions → outbox ring
     │                                     interrupt the roles that take decisions
-    │                                     lower the scheduling boost, resume the very task
-    │                                     that was preempted, where it stopped
+    │                                     wait for the kind's thread if it asks (hold), lower
+    │                                     the boost, resume the preempted task where it stopped
     │   checkpoint due? ─► save (LMDB)   also SWITCH_COMMIT_S after a switch: what it staged
     │   one background slice (≤ slice budget, stops at the first safe point after an interrupt)
     └── nothing to do: sleep in select() on the signal wake-up fd and the tasks' fds
@@ -20,9 +20,8 @@ Every step is timed on CLOCK_MONOTONIC into the control block's histograms: sent
 (SIGNAL), seen → paused (PAUSE), paused → saved (SAVE), sent → handling (SWITCH), handling →
 decision (DECIDE), event written → decision (EVENT), decision → resumed (RESUME).
 
-`RoleKind` is the base of every role in roles/: it names its tasks and handles events.  The
-engine core never imports roles/: the supervisor builds a kind from the dotted path engine.toml
-gives.
+`RoleKind` (kind.py) is the base of every role in roles/: it names its tasks and handles
+events.  The engine core never imports roles/: engine.toml's dotted path names the kind.
 """
 from __future__ import annotations
 
@@ -56,8 +55,8 @@ DISCOVERY_COMMIT_S = 1.0   # discoveries wait at most this long for the checkpoi
 SWITCH_COMMIT_S = 1.0
 COMMIT_RETRY_S, COMMIT_TRIES = 0.05, 20   # that commit: inline only, retried; then queued
 
-
-from .kind import RoleKind, configure_tasks, describe_kind, resolve_kind  # noqa: F401  (re-exported)
+from .kind import (RoleKind, configure_tasks, describe_kind, hold_for_kind,  # noqa: F401
+                   resolve_kind)
 
 
 class RoleRuntime(OperatorHandlers):
@@ -341,14 +340,15 @@ class RoleRuntime(OperatorHandlers):
         # before this line handles them again: at-least-once, never lost).
         for _, reader in self.readers:
             reader.commit()
-        if not self.keep_priority:   # a source (it reads `reads` rings) is never boosted
+        held = 0   # a source (it reads `reads` rings) is never boosted; a kind's thread first
+        if not self.keep_priority:
+            held = hold_for_kind(self.kind, self._wake_r, lambda: self.interrupt[0] or self.ops)
             self._lower(sent_before)
-        if staged:
-            # Safe in the staging page; the LMDB commit waits for the loop.  Committed here it
-            # held up the *next* interrupt (p99 to 9 ms: DEVELOPING.md, "the atomic switch").
+        if staged:  # safe in the staging page; the LMDB commit waits for the loop (committed
+            # here it held up the *next* interrupt, p99 9 ms: DEVELOPING.md, "the atomic switch")
             self.commit_due = min(self.commit_due, time.monotonic() + SWITCH_COMMIT_S)
         slot.set_state(State.PAUSED if self.tm.paused else State.BACKGROUND)
-        t_resumed = time.monotonic_ns()
+        t_resumed = time.monotonic_ns() - held   # the kind's wait is not the switch's
         slot.add(F.SWITCHES)
         slot.add(F.EVENTS, len(events))
         if sent and t_seen >= sent:

@@ -4,6 +4,7 @@ Every opportunity is real: a big swap opens a gap, engine/arb finds and prices i
 record is what an agent publishes.  Profits are asserted to the wei, gas never."""
 from __future__ import annotations
 
+import select
 import time
 
 import orjson
@@ -399,13 +400,22 @@ def test_a_slow_node_holds_the_sending_thread_never_the_switch(arb, store):
             second, job2 = d.accept({**rec, "event": rec["event"] + ":next"})
             assert node.in_flight == 1 and second["state"] == "queued"   # the node still holds #1
             sender.put(job2)
+            assert job2.behind == "send"     # the thread was carrying the first one
+            # what the executor's main thread waits on after its switch (RoleKind.hold):
+            # not readable while a job handed over is unfinished
+            fd = sender.hold_fd()
+            assert fd is not None and not select.select([fd], [], [], 0)[0]
             done, end = [], time.monotonic() + 30
             while len([r for r in done if r["state"] in ("sent", "refused")]) < 2 \
                     and time.monotonic() < end:
                 done += sender.drain()
                 time.sleep(0.05)
+            assert select.select([fd], [], [], 5.0)[0] and sender.hold_fd() is None
         finally:
             sender.stop()
+    assert sender.hold_fd() is None
     states = {r["key"]: r["state"] for r in done if r["state"] in ("sent", "refused")}
     assert states[first["key"]] == "sent", done
     assert states[second["key"]] in ("sent", "refused")   # the gap may be closed by then
+    assert {r["behind"] for r in done if r["state"] == "sent"} <= {"idle", "heads", "receipts",
+                                                                   "send"}
