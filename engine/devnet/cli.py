@@ -98,14 +98,15 @@ def main(argv: list[str] | None = None) -> int:
         try:
             with Devnet.start(chains, base_port=args.base_port, seed=args.seed,
                               cache=not args.no_cache) as net:
-                path = net.write_manifest(args.manifest)
-                for name in net.chains:
-                    c = net.manifest["chains"][name]
-                    print(f"{name:<9} chain {c['chain_id']:<6} {c['rpc_url']}  "
-                          f"{len(c['tokens'])} tokens, {len(c['pools'])} pools", flush=True)
-                print(f"manifest {path}  (ready in {sum(net.timings.values()):.1f} s, "
-                      f"{', '.join(f'{n} {h}' for n, h in net.how.items())}; Ctrl-C stops)", flush=True)
-                try:
+                try:   # a stop that comes while it is written or printed removes it too
+                    path = net.write_manifest(args.manifest)
+                    for name in net.chains:
+                        c = net.manifest["chains"][name]
+                        print(f"{name:<9} chain {c['chain_id']:<6} {c['rpc_url']}  "
+                              f"{len(c['tokens'])} tokens, {len(c['pools'])} pools", flush=True)
+                    print(f"manifest {path}  (ready in {sum(net.timings.values()):.1f} s, "
+                          f"{', '.join(f'{n} {h}' for n, h in net.how.items())}; Ctrl-C stops)",
+                          flush=True)
                     if args.traffic > 0:
                         Traffic(net.manifest, rate=args.traffic, seed=args.seed,
                                 rival=_rival(net.manifest, args.rival, args.seed)

@@ -116,8 +116,11 @@ class Devnet:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.manifest, indent=2) + "\n")
-        os.replace(tmp, path)  # readers never see half a manifest
+        try:
+            tmp.write_text(json.dumps(self.manifest, indent=2) + "\n")
+            os.replace(tmp, path)  # readers never see half a manifest
+        finally:
+            tmp.unlink(missing_ok=True)   # a stop in the middle leaves no .tmp behind
         return path
 
     # -- lifetime
