@@ -19,8 +19,10 @@ out in order without a lock, and sends never overtake each other.
 Scheduling: the thread is created by the role's main thread in the background class (nice 10,
 per thread on Linux), where a loaded machine left it waiting for a CPU: record → sent p50 36 ms
 against 19 ms in the boosted switch (bench e2e, load 8).  So while it carries a job it runs
-at the switch's SCHED_FIFO priority (`priority`, when the engine may boost), and drops back to
-SCHED_OTHER when the job is done; it blocks on sockets most of that time.
+at the switch's SCHED_FIFO priority (`priority`, when the engine may boost): put() raises it
+before it wakes it, and it drops back to SCHED_OTHER when its queue is empty; it blocks on
+sockets most of that time.  The role's main thread waits for it after the switch
+(RoleKind.hold), so it never waits for the GIL behind a descheduled nice-10 thread.
 
 SIGKILL safety is the Desk's: nothing is sent before its "signed" record is committed, and a
 restart looks every open hash up (engine/chain/tracker.py) — the thread changes nothing there.
