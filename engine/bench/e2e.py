@@ -122,7 +122,8 @@ def stages_of(records: list[dict]) -> dict:
         k = by.setdefault(r["key"], {})
         k.setdefault("_states", []).append(r["state"])
         k[r["state"]] = r
-    out = {"stages": {s: [] for s in STAGES}, "log_to_sent": [], "record_to_sent": [],
+    out = {"stages": {s: [] for s in STAGES}, "log_to_sent": [], "log_to_handed": [],
+           "record_to_sent": [],
            "accept_ms": [], "sent": 0, "phases": {}, "wait_behind": {},
            "landed": 0, "profitable": 0, "reverted": 0, "refused": {}, "states": {}}
     firsts: dict[int, tuple[int, float]] = {}     # a log (t_origin) -> the first Action sent of it
@@ -153,6 +154,8 @@ def stages_of(records: list[dict]) -> dict:
             if wait is not None:
                 out["wait_behind"].setdefault(sent.get("behind") or "?", []).append(wait)
             out["log_to_sent"].append((t_acc - t_o) / 1e6 + sent["ms_sent"])
+            if sent.get("ms_handed") is not None:
+                out["log_to_handed"].append((t_acc - t_o) / 1e6 + sent["ms_handed"])
             first = firsts.get(t_o)
             if first is None or t_acc < first[0]:
                 firsts[t_o] = (t_acc, out["log_to_sent"][-1])
@@ -274,6 +277,13 @@ def run(trades: int = 100, interval: float = 0.4, seed: int = 3, *, baseline: bo
         if base else None, notes="same seed, same swaps, a fresh devnet each" + (
             f"; the baseline the first {baseline_trades} of {trades} swaps"
             if base and baseline_trades and baseline_trades < trades else ""))]
+    if ours["log_to_handed"]:
+        results.append(Comparison(
+            "e2e: swap log → the signed transaction's request on the endpoint's socket", "ms",
+            Summary.of("syndicate (log bytes on the socket →)", ours["log_to_handed"]), None,
+            notes="the same sends, timed when the request was written rather than when the "
+                  "endpoint answered: anvil (automine) mines the block before it answers "
+                  "eth_sendRawTransaction; the web3.py loop can only be timed at its answer"))
     results.append(Comparison(
         "e2e, the first Action sent of each swap log", "ms",
         Summary.of("syndicate (log bytes on the socket →)", ours["first_of_log"]),

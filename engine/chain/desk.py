@@ -361,6 +361,8 @@ class Desk(Tracking):
               "ms_signed": round((t_signed - job.t_accept) / 1e6, 3),
               "ms_submit": round((t_sent - t_signed) / 1e6, 3),
               "ms_sent": round((t_sent - job.t_accept) / 1e6, 3),
+              **({"ms_handed": round((res.handed_ns - job.t_accept) / 1e6, 3)}
+                 if t_signed <= res.handed_ns <= t_sent else {}),
               **({"behind": job.behind} if job.behind else {})}
         out = self._led(key, "sent", {"tx": tx_hash, "endpoint": res.endpoint, "chain": chain, **ms,
                                       **({"skipped": list(res.errors)} if res.errors else {})})

@@ -25,6 +25,7 @@ from __future__ import annotations
 import http.client
 import itertools
 import socket
+import time
 from typing import Any, Iterable
 from urllib.parse import urlsplit
 
@@ -72,6 +73,7 @@ class RpcClient:
         self._ids = itertools.count(1)
         self.requests = 0      # HTTP requests sent (statistics)
         self.errors = 0
+        self.written_ns = 0    # CLOCK_MONOTONIC ns when the last request was on the socket
 
     # ---- transport
     def _connection(self) -> http.client.HTTPConnection:
@@ -88,6 +90,7 @@ class RpcClient:
             conn = self._connection()
             try:
                 conn.request("POST", self._path, body, hdrs)
+                self.written_ns = time.monotonic_ns()
                 resp = conn.getresponse()
                 raw = resp.read()
                 break

@@ -65,6 +65,7 @@ class SubmitResult:
     endpoint: str = ""           # "kind url" of the one that took it
     tx_hash: str = ""
     errors: tuple[str, ...] = ()
+    handed_ns: int = 0           # CLOCK_MONOTONIC ns when its request was on that one's socket
 
     @property
     def error(self) -> str:
@@ -85,6 +86,7 @@ class SubmitPolicy:
     signer: object = None
     _sessions: dict = field(default_factory=dict)
     _rounds: dict = field(default_factory=dict)   # auction -> [round, next sequence number]
+    _tl: threading.local = field(default_factory=threading.local)   # this thread's last client
 
     @classmethod
     def from_config(cls, chain: str, chain_id: int, submit: dict, rpc: list[str],
@@ -119,15 +121,20 @@ class SubmitPolicy:
                     self._call(ep, "eth_sendRawTransaction", ["0x" + raw.hex()])
             except RpcFailure as e:
                 if _already_known(str(e)):
-                    return SubmitResult(True, name, tx_hash, tuple(errors))
+                    return SubmitResult(True, name, tx_hash, tuple(errors), self._written())
                 errors.append(f"{name}: {e}")
                 continue
-            return SubmitResult(True, name, tx_hash, tuple(errors))
+            return SubmitResult(True, name, tx_hash, tuple(errors), self._written())
         if not self.endpoints:
             errors.append(f"{self.chain}: no submission endpoint")
         return SubmitResult(False, "", tx_hash, tuple(errors))
 
     # -- the wire ------------------------------------------------------------------------------
+    def _written(self) -> int:
+        """When this thread's last request was on its endpoint's socket (monotonic ns)."""
+        client = getattr(self._tl, "written", None)
+        return client.written_ns if client is not None else 0
+
     def _call(self, ep: Endpoint, method: str, params, url: str | None = None):
         url = url or ep.url
         key = (threading.get_ident(), url, ep.timeout)    # one keep-alive connection each
@@ -143,6 +150,7 @@ class SubmitPolicy:
             if not auth:
                 raise RpcFailure(f"environment variable {ep.auth_env} (its Authorization) is not set")
             headers = {"Authorization": auth}
+        self._tl.written = client
         try:
             doc = client.post({"jsonrpc": "2.0", "id": 1, "method": method, "params": params},
                               method, headers)

@@ -80,6 +80,8 @@ def test_landed_trade_pays_the_predicted_profit_to_the_wei(arb, store):
     assert int(sent["max_fee_per_gas"]) == 2 * int(sent["base_fee"]) and sent["max_priority_fee_per_gas"] == "0"
     assert sent["head_block"] < sent["deadline_block"] <= sent["head_block"] + 100
     assert 0 < sent["ms_sent"] and sent["ms_signed"] <= sent["ms_sent"]
+    # the moment its request was on the node's socket: after signing, before the node's answer
+    assert sent["ms_signed"] <= sent["ms_handed"] <= sent["ms_sent"]
     info = d.info()
     assert info["counts"]["landed"] == 1 and info["profit"][c.name]["realised"] == str(gained)
     assert d.take(rec) is None          # the same (role, event) again: a duplicate, ignored

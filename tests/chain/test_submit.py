@@ -52,6 +52,8 @@ def test_polygon_private_first_priority_floor_and_public_fallback(arb, chains, s
     sent = d.take(rec2)
     assert sent["state"] == "sent" and sent["endpoint"].startswith("public "), sent
     assert "unreachable" in sent["skipped"][0]
+    # handed over when the public endpoint had its request, not at the failed private try
+    assert sent["ms_signed"] <= sent["ms_handed"] <= sent["ms_sent"]
     assert wait_final(d)[0]["state"] == "landed"
 
 
