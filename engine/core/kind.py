@@ -127,7 +127,7 @@ class RoleKind:
 
 
 def hold_for_kind(kind: RoleKind | None, wake_fd: int, pending) -> int:
-    """Wait as Kind.hold asks, in the role's main thread, still boosted; the ns it took.
+    """Wait as RoleKind.hold asks, in the role's main thread, still boosted; the ns it took.
 
     Why: lowered to the background class straight after a switch, the main thread runs its
     tasks at nice 10 holding the GIL, and on a loaded machine it is descheduled while it holds
