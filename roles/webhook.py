@@ -48,6 +48,7 @@ from engine.chain import moralis
 from engine.chain.hooks import (INBOX_PREFIX, SeenLogs, handoff_records, inbox_record,
                                 last_handoff)
 from engine.core.role import RoleKind
+from engine.core.signals import drain
 from engine.core.switch import EventPublisher, Interrupter
 from engine.core.tasks import Priority, Task, Wait
 
@@ -349,11 +350,7 @@ class MoralisReceiver(RoleKind):
                           "duplicates": self.stats.duplicates})
 
     def drain_wake(self) -> None:
-        try:
-            while os.read(self.wake_r, 4096):
-                pass
-        except BlockingIOError:
-            pass
+        drain(self.wake_r)
 
     # -- the hand-off (main thread) -----------------------------------------------------------
     def recover(self, state: dict):

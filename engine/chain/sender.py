@@ -36,6 +36,8 @@ import threading
 import time
 from collections import deque
 
+from engine.core.signals import drain
+
 SWITCH_INTERVAL_S = 0.0005
 _STOP = object()
 
@@ -53,7 +55,7 @@ class Sender:
         self.last_error = ""
         self.busy_since = 0.0           # monotonic s when the current job started (0: idle)
         self.doing = "idle"             # what the thread is doing: idle, send, receipts, heads
-        self.put_n = self.done_n = 0    # jobs handed over (main thread) / finished (this thread)
+        self.put_n = 0                  # jobs handed over (main thread); `carried`: finished
         self._done_r = self._done_w = -1    # a byte when the last job handed over is finished
 
     def start(self) -> None:
@@ -87,14 +89,10 @@ class Sender:
     def hold_fd(self) -> int | None:
         """While a job handed over is not finished: the fd that becomes readable when it is
         (the main thread waits on it after its switch: RoleKind.hold); None when idle."""
-        if self._done_r < 0:
+        if self._done_r < 0 or self.put_n == self.carried:   # idle: no syscall in the switch
             return None
-        try:
-            while os.read(self._done_r, 64):
-                pass
-        except BlockingIOError:
-            pass
-        return self._done_r if self.put_n != self.done_n else None
+        drain(self._done_r)    # a byte of an earlier job; looked at again after it is emptied
+        return self._done_r if self.put_n != self.carried else None
 
     def stop(self, timeout: float = 5.0) -> None:
         """Finish the job in hand (never cut a send in half), then end; queued jobs stay
@@ -136,8 +134,7 @@ class Sender:
                     self._boost(False)
                 self.busy_since = 0.0
                 self.carried += 1
-                self.done_n += 1
-                if self.done_n == self.put_n:
+                if self.carried == self.put_n:
                     try:
                         os.write(self._done_w, b"d")
                     except (BlockingIOError, OSError):

@@ -8,7 +8,6 @@ data (`describe_kind` -> `engine.config.KindSpec`).
 from __future__ import annotations
 
 import importlib
-import os
 import select
 import time
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from ..config import KindSpec
 from . import frame
+from .signals import drain
 from .tasks import Priority, Task
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -141,11 +141,7 @@ def hold_for_kind(kind: RoleKind | None, wake_fd: int, pending) -> int:
         return 0
     fd, limit = hold
     t0 = time.monotonic_ns()
-    try:
-        while os.read(wake_fd, 512):
-            pass
-    except (BlockingIOError, OSError):
-        pass
+    drain(wake_fd)
     if not pending():
         try:
             select.select([wake_fd, fd], [], [], max(0.0, limit))

@@ -40,7 +40,7 @@ from .checkpoint import restore
 from .control import F, H, State
 from .info import InfoFile
 from .role_ops import OperatorHandlers, Stop as _Stop
-from .signals import (FORK_BLOCKED, ROLE_SIGNALS, Background, set_parent_death_signal,
+from .signals import (FORK_BLOCKED, ROLE_SIGNALS, Background, drain, set_parent_death_signal,
                       set_realtime)
 from .switch import EventPublisher, Interrupter
 from .tasks import Task, TaskContext, TaskManager
@@ -429,11 +429,7 @@ class RoleRuntime(OperatorHandlers):
             except InterruptedError:
                 r = []
             if self._wake_r in r:
-                try:
-                    while os.read(self._wake_r, 512):
-                        pass
-                except BlockingIOError:
-                    pass
+                drain(self._wake_r)
             if idle_marked and (tm.has_runnable() or tm.paused):
                 idle_marked = False
                 slot.set_state(State.PAUSED if tm.paused else State.BACKGROUND)

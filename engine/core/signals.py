@@ -139,6 +139,16 @@ SIGNALS = (SUPERVISOR_SIGNALS, ROLE_SIGNALS)
 FORK_BLOCKED = SUPERVISOR_SIGNALS.handled() | ROLE_SIGNALS.handled()
 
 
+def drain(fd: int) -> None:
+    """Empty a non-blocking wake-up pipe (signal.set_wakeup_fd's, or a thread's "done" pipe)
+    without blocking: what it held only said "look again"."""
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
+
+
 def signame(sig: int) -> str:
     if signal.SIGRTMIN <= sig <= signal.SIGRTMAX:
         off = sig - signal.SIGRTMIN

@@ -40,7 +40,7 @@ from .owner import LOCK, OwnerLock, RunDir
 from .policy import RestartPolicy, describe_status
 from .reload import plan_reload
 from .ring import Ring
-from .signals import FORK_BLOCKED, SIG_CHECKPOINT, SUPERVISOR_SIGNALS, can_boost
+from .signals import FORK_BLOCKED, SIG_CHECKPOINT, SUPERVISOR_SIGNALS, can_boost, drain
 from .staging import Staging
 from .status import report
 from .watchdog import Watchdog
@@ -435,11 +435,7 @@ class Supervisor:
             except InterruptedError:
                 r = w = []
             self.metrics.step(r, w)
-            try:
-                while os.read(self._wake_r, 4096):
-                    pass
-            except BlockingIOError:
-                pass
+            drain(self._wake_r)
             while True:
                 try:
                     self.handle_signal(self.sigq.get_nowait())
