@@ -48,6 +48,11 @@ from .report import Comparison, Summary, emit, host_info
 
 CHAIN = "arbitrum"
 STAGES = ("detect", "decide", "accept", "sign", "send", "mined")
+# After each big swap the traffic generator (this process, web3.py) waits this long before it
+# reads the swap's receipt and the pool's new price: that work (~4 ms of CPU, and anvil's to
+# answer it) otherwise lands in the very milliseconds the engine reacts in, on the same two
+# cores; on a real chain the other traders' clients run on other machines.
+SETTLE_S = 0.1
 
 
 def _toml(name: str, state: Path, manifest: Path, thread: bool = True) -> str:
@@ -185,7 +190,7 @@ def run_ours(manifest: dict, trades: int, interval: float, seed: int, progress=N
         traffic = Traffic(manifest, seed=seed, chains=[CHAIN])
         for i in range(trades):
             t0 = time.monotonic()
-            traffic.step(big=True)
+            traffic.step(big=True, settle=SETTLE_S)
             if progress:
                 progress("ours", i + 1, trades)
             time.sleep(max(0.0, interval - (time.monotonic() - t0)))

@@ -104,8 +104,11 @@ class Traffic:
         sp = self._pool.contract(w3, pool["address"]).functions.slot0().call()[0]
         return (sp / Q96) ** 2
 
-    def step(self, big: bool | None = None) -> SwapRecord:
-        """Make one swap on a random pool of a random chain."""
+    def step(self, big: bool | None = None, settle: float = 0.0) -> SwapRecord:
+        """Make one swap on a random pool of a random chain.  `settle`: seconds to wait once
+        the swap is sent before reading its receipt and the price after, so that the moments
+        right after the swap are free of this client's work (`bench e2e` times an engine's
+        reaction in that window; a real chain's other traders run on other machines)."""
         rng = self.rng
         chain = rng.choice(sorted(self.chains))
         c = self.chains[chain]
@@ -133,6 +136,8 @@ class Traffic:
                                                      trader)
             token_in = pool["token0"] if zero_for_one else pool["token1"]
         tx_hash = fn.transact({"from": trader})
+        if settle > 0:
+            time.sleep(settle)
         receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=30, poll_latency=0.005)
         if receipt["status"] != 1:
             raise RuntimeError(f"traffic swap {tx_hash.hex()} on {pool['address']} reverted")

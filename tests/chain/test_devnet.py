@@ -122,6 +122,29 @@ def test_traffic_makes_small_and_big_swaps(devnet, arb):
     assert 1 <= n <= 200
 
 
+def test_a_settled_swap_is_sent_before_the_pause_and_measured_after_it(devnet, arb):
+    """bench e2e's traffic waits between sending a swap and reading its receipt and new price,
+    so its own work stays out of the engine's reaction window: the swap is mined before the
+    pause (automine), the record is read after it and is the same."""
+    from engine.devnet import Traffic
+    t = Traffic(devnet.manifest, seed=5, chains=["arbitrum"])
+    w3 = devnet.w3("arbitrum")
+    mined: list[int] = []
+    real_sleep = time.sleep
+
+    def sleep(s):       # the pause: by now the swap is in a block
+        mined.append(w3.eth.block_number)
+        real_sleep(s)
+    before = w3.eth.block_number
+    t0 = time.monotonic()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("engine.devnet.traffic.time.sleep", sleep)
+        rec = t.step(big=True, settle=0.3)
+    assert time.monotonic() - t0 >= 0.3
+    assert mined and mined[0] > before
+    assert abs(rec.price_move) >= 0.005 and rec.tx.startswith("0x")
+
+
 def test_traffic_goes_on_past_a_pool_at_the_end_of_its_liquidity(devnet, arb):
     """A V3 pool swapped to the periphery's price limit (every position crossed): the next swap
     the same way reverts with "SPL".  Traffic simulates V3 swaps first and turns them round
