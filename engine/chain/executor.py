@@ -24,7 +24,6 @@ from functools import lru_cache
 from typing import Any
 
 from eth_abi import decode as abi_decode
-from eth_abi import encode as abi_encode
 from eth_utils import function_abi_to_4byte_selector, keccak
 
 from engine.arb.types import Action, Loan, LoanSource, PoolKind, Route
@@ -64,11 +63,44 @@ def _execute_selector() -> bytes:
 
 
 def encode_execute(action: Action) -> bytes:
-    """Calldata of execute(hops, loan, minProfit, deadlineBlock) for `action` (eth_abi directly:
-    web3's contract encoder costs ~2 ms a call)."""
-    return _execute_selector() + abi_encode(
-        _EXECUTE_TYPES, [hops_arg(action.route), loan_arg(action.loan), action.min_profit,
-                         action.deadline_block])
+    """Calldata of execute(hops, loan, minProfit, deadlineBlock) for `action`, written word by
+    word: every type in it is static but the Hop[] (a head of 8 words, its offset first, then
+    the array), so this is byte for byte what eth_abi encodes (tests/chain/test_executor.py
+    checks it against eth_abi.encode with _EXECUTE_TYPES) in ~10 µs against eth_abi's ~120 µs
+    (web3's contract encoder: ~2 ms).  A value out of its type's range is a ValueError naming
+    the field."""
+    loan, hops = action.loan, action.route.hops
+    code, lender, token, amount, fee = loan_arg(loan)
+    out = [_execute_selector(), _HOPS_OFFSET, _uint(code, 8, "loan.source"),
+           _address(lender, "loan.lender"), _address(token, "loan.token"),
+           _uint(amount, 256, "loan.amount"), _uint(fee, 256, "loan.fee"),
+           _uint(action.min_profit, 256, "min_profit"),
+           _uint(action.deadline_block, 256, "deadline_block"), len(hops).to_bytes(32, "big")]
+    for i, (pool, t_in, t_out, kind, hop_fee) in enumerate(hops_arg(action.route)):
+        out += (_address(pool, f"hops[{i}].pool"), _address(t_in, f"hops[{i}].token_in"),
+                _address(t_out, f"hops[{i}].token_out"), _uint(kind, 8, f"hops[{i}].kind"),
+                _uint(hop_fee, 24, f"hops[{i}].fee"))
+    return b"".join(out)
+
+
+_HOPS_OFFSET = (8 * 32).to_bytes(32, "big")     # the head: this offset, loan (5 words), 2 uint256
+_PAD = bytes(12)
+
+
+def _uint(v, bits: int, what: str) -> bytes:
+    if type(v) is not int or v < 0 or v >> bits:
+        raise ValueError(f"calldata: {what} = {v!r} is not a uint{bits}")
+    return v.to_bytes(32, "big")
+
+
+def _address(a, what: str) -> bytes:
+    try:
+        raw = bytes.fromhex(a[2:]) if isinstance(a, str) and a[:2] in ("0x", "0X") else b""
+    except ValueError:
+        raw = b""
+    if len(raw) != 20 or len(a) != 42:
+        raise ValueError(f"calldata: {what} = {a!r} is not a 0x-prefixed 20-byte address")
+    return _PAD + raw
 
 
 # ---- reverts --------------------------------------------------------------------------------

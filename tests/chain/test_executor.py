@@ -6,6 +6,8 @@ wei.  Gas is never asserted.
 """
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -443,6 +445,52 @@ def test_calldata_matches_web3s_encoder_and_decodes_back():
     assert [h[3] for h in hops] == [0, 1] and hops[0][4] == 30 and hops[1][4] == 0
     assert loan == (3, p.lower(), a.lower(), 10**18, 5 * 10**14) and min_profit == 7
     assert deadline == 4242
+
+
+_ADDR = st.binary(min_size=20, max_size=20).map(lambda b: "0x" + b.hex())
+_U256 = st.integers(0, 2**256 - 1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(hops=st.lists(st.tuples(_ADDR, _ADDR, st.sampled_from([PoolKind.V2, PoolKind.V3]),
+                               st.integers(0, 2**24 - 1)), min_size=1, max_size=4), first=_ADDR,
+       src=st.sampled_from(list(LoanSource)), lender=_ADDR, token=_ADDR, amount=_U256, fee=_U256,
+       min_profit=_U256, deadline=_U256)
+def test_calldata_is_byte_for_byte_eth_abis(hops, first, src, lender, token, amount, fee,
+                                            min_profit, deadline):
+    from eth_abi import encode
+    from engine.chain.executor import (_EXECUTE_TYPES, _execute_selector, encode_execute,
+                                       hops_arg, loan_arg)
+    tokens = [first] + [out for _, out, _, _ in hops]     # each hop starts where the last ended
+    route = Route(tuple(Hop(p, k, tokens[i], out, f) for i, (p, out, k, f) in enumerate(hops)))
+    act = Action("arbitrum", route, 1, 0, Loan(src, lender, token, amount, fee), min_profit, 0,
+                 1, 1, 1, 1, deadline_block=deadline)
+    assert encode_execute(act) == _execute_selector() + encode(
+        _EXECUTE_TYPES, [hops_arg(route), loan_arg(act.loan), min_profit, deadline])
+
+
+@pytest.mark.parametrize("field, change", [
+    ("min_profit", {"min_profit": -1}), ("deadline_block", {"deadline_block": 2**256}),
+    ("loan.amount", {"loan": Loan(LoanSource.AAVE, "0x" + "11" * 20, "0x" + "22" * 20, -5, 0)}),
+    ("loan.lender", {"loan": Loan(LoanSource.AAVE, "0x" + "11" * 19, "0x" + "22" * 20, 5, 0)}),
+    ("hops[1].pool", {"route": Route((Hop("0x" + "33" * 20, PoolKind.V2, "0x" + "11" * 20,
+                                          "0x" + "22" * 20, 30),
+                                      Hop("0x" + "zz" * 20, PoolKind.V2, "0x" + "22" * 20,
+                                          "0x" + "11" * 20, 30)))}),
+    ("hops[0].fee", {"route": Route((Hop("0x" + "33" * 20, PoolKind.V2, "0x" + "11" * 20,
+                                         "0x" + "22" * 20, 2**24),))}),
+    ("hops[0].token_in", {"route": Route((Hop("0x" + "33" * 20, PoolKind.V2, "0x 11" + "11" * 18 + "1",
+                                              "0x" + "22" * 20, 30),))}),
+])
+def test_calldata_refuses_a_value_outside_its_type_naming_it(field, change):
+    from dataclasses import replace
+    from engine.chain.executor import encode_execute
+    a, b, p = "0x" + "11" * 20, "0x" + "22" * 20, "0x" + "33" * 20
+    act = Action("arbitrum", Route((Hop(p, PoolKind.V2, a, b, 30), Hop(b, PoolKind.V3, b, a, 500))),
+                 10**18, 0, Loan(LoanSource.AAVE, p, a, 10**18, 0), 7, 0, 1, 1, 1, 1,
+                 deadline_block=4242)
+    with pytest.raises(ValueError, match=rf"calldata: {re.escape(field)} = "):
+        encode_execute(replace(act, **change))
 
 
 def test_revert_decoding():
