@@ -77,13 +77,14 @@ class ChainDesk:
             raise RuntimeError(f"{method}: not a JSON-RPC answer")
         return doc
 
-    def batch(self, calls: list[tuple[str, list]]) -> list[dict | None] | None:
+    def batch(self, calls: list[tuple[str, list]], meanwhile=None) -> list[dict | None] | None:
         """Several JSON-RPC calls in one request: each one's whole answer, in order (None for
         one the node left out); None when the node does not batch (an HTTP error, or an answer
-        that is not a list)."""
+        that is not a list).  `meanwhile()` runs once the request is written (RpcClient.post)."""
         try:
             docs = self._client().post([{"jsonrpc": "2.0", "id": i, "method": m, "params": p}
-                                        for i, (m, p) in enumerate(calls)], "batch")
+                                        for i, (m, p) in enumerate(calls)], "batch",
+                                       meanwhile=meanwhile)
         except RpcError as e:
             if not e.answered:
                 raise                       # the node is unreachable: the caller says so
@@ -119,12 +120,15 @@ class ChainDesk:
         sender: the contract's profit, or its decoded revert."""
         return self._simulation(self.call("eth_call", [self._call_tx(action, data), "pending"]))
 
-    def simulate_and_count(self, action, data: bytes | None = None) -> tuple[Simulation, int | None]:
+    def simulate_and_count(self, action, data: bytes | None = None,
+                           meanwhile=None) -> tuple[Simulation, int | None]:
         """simulate() and our pending transaction count in one JSON-RPC batch (one round trip
         instead of two on the sending path); the count is None if the node failed that part.
-        A node that does not batch (an answer that is not a list of both) costs a second call."""
+        A node that does not batch (an answer that is not a list of both) costs a second call.
+        `meanwhile()` runs while the node works on the batch (the desk signs then)."""
         answers = self.batch([("eth_call", [self._call_tx(action, data), "pending"]),
-                              ("eth_getTransactionCount", [self.signer.address, "pending"])])
+                              ("eth_getTransactionCount", [self.signer.address, "pending"])],
+                             meanwhile)
         if answers is None or answers[0] is None:
             return self.simulate(action, data), None
         try:

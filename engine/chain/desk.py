@@ -14,11 +14,12 @@ the ledger (engine/chain/outcomes.py) before the next one happens.
       │ the head (number, base fee) ─► deadline block = head + the blocks left of the action's
       │ staleness limit; EIP-1559 fees from the live base fee and the gas tasks' priority
       │ eth_call on "pending" with the exact calldata (live: one JSON-RPC batch with our
-      │   pending transaction count, the nonce) ─────────────────────► refused "simulation: …"
+      │   pending transaction count, the nonce; while the node works, the transaction is
+      │   signed for the nonce we expect) ───────────────────────────► refused "simulation: …"
       │ simulated profit − gas at those fees (valued on the replica) ≤ 0 ─► refused "gas: …"
       │ paper mode ───────────────────────────────────────────────► paper (never signed)
       ▼ live
-    nonce ─► sign ─► ledger "signed" (tx hash, nonce), committed ─► submission policy
+    nonce ─► sign (unless signed during the eth_call for this nonce) ─► ledger "signed" (tx hash, nonce), committed ─► submission policy
     (engine/chain/submit.py) ─► "sent" | "rejected"
       ▼ later, `poll_receipts` (engine/chain/tracker.py, the same thread)
     "landed" | "reverted" | cancelled after replace_after blocks ("replaced") | "dropped"
@@ -95,6 +96,7 @@ class Desk(Tracking):
                        "signed": 0, "sent": 0, "landed": 0, "reverted": 0, "rejected": 0,
                        "dropped": 0, "replaced": 0, "refused": 0}
         self.refused: dict[str, int] = {}
+        self.presigned = 0      # sends whose signature was made during their eth_call
         self.profit: dict[str, dict] = {}       # chain -> {"predicted", "realised", "gas_wei"}
         self.by_token: dict[str, dict[str, int]] = {}   # chain -> token -> realised
         self.dedup_window = 100_000
@@ -287,11 +289,19 @@ class Desk(Tracking):
         base.update(deadline_block=deadline, head_block=head.number, base_fee=str(head.base_fee),
                     max_fee_per_gas=str(max_fee), max_priority_fee_per_gas=str(prio))
         data = encode_execute(action)
+        presigned: list = []
+
+        def presign():
+            # while the node works on the eth_call: sign for the nonce we expect (the node's
+            # count comes back with the simulation; _send signs again if it differs).  Never
+            # sent unless the simulation passes; it lives only in this frame.
+            if cd.nonce is not None:
+                presigned[:] = [cd.nonce, *self.signer.sign(self._tx(cd, action, data, cd.nonce))]
         try:
             if self.paper:
                 sim, count = cd.simulate(action, data), None
             else:     # the nonce comes back with the simulation: one round trip, not two
-                sim, count = cd.simulate_and_count(action, data)
+                sim, count = cd.simulate_and_count(action, data, meanwhile=presign)
             job.phases["simulate"] = self.mono_ns()
         except Exception as e:   # the node failed the call itself
             return self._refuse(key, base, f"simulation: {type(e).__name__}: {str(e)[:160]}")
@@ -313,21 +323,28 @@ class Desk(Tracking):
             rec = self._led(key, "paper", base)
             self._tally(rec)
             return rec
-        return self._send(key, base, action, cd, head, job, data, count)
+        return self._send(key, base, action, cd, head, job, data, count, presigned)
+
+    @staticmethod
+    def _tx(cd: ChainDesk, action, data: bytes, nonce: int) -> dict:
+        return {"type": 2, "chainId": cd.setup.chain_id, "nonce": nonce, "to": cd.contract.address,
+                "value": 0, "data": "0x" + data.hex(), "gas": action.gas_limit,
+                "maxFeePerGas": action.max_fee_per_gas,
+                "maxPriorityFeePerGas": action.max_priority_fee_per_gas}
 
     def _send(self, key: str, base: dict, action, cd: ChainDesk, head, job: Job, data: bytes,
-              count: int | None) -> dict:
+              count: int | None, presigned: list | None = None) -> dict:
         chain = action.chain
         self._sync_nonce(chain, count)
         if cd.nonce is None:
             return self._refuse(key, base, f"{chain}: no nonce ({self.down.get(chain)})")
         nonce = cd.nonce
         job.phases["nonce"] = self.mono_ns()
-        tx = {"type": 2, "chainId": cd.setup.chain_id, "nonce": nonce, "to": cd.contract.address,
-              "value": 0, "data": "0x" + data.hex(), "gas": action.gas_limit,
-              "maxFeePerGas": action.max_fee_per_gas,
-              "maxPriorityFeePerGas": action.max_priority_fee_per_gas}
-        raw, tx_hash = self.signer.sign(tx)
+        if presigned and presigned[0] == nonce:     # signed during the eth_call
+            raw, tx_hash = presigned[1], presigned[2]
+            self.presigned += 1
+        else:
+            raw, tx_hash = self.signer.sign(self._tx(cd, action, data, nonce))
         self._signing[key] = tx_hash
         job.phases["sign"] = self.mono_ns()
         if job.queued is not None:          # "queued" before "signed" on the ledger
@@ -483,4 +500,5 @@ class Desk(Tracking):
                 "profit_by_token": {ch: {t: str(v) for t, v in d.items()}
                                     for ch, d in self.by_token.items()},
                 "pending": len(self.pending), "down": dict(self.down), "halted": self.halted,
+                "presigned": self.presigned,
                 "endpoints": {ch: cd.policy.describe() for ch, cd in self.chains.items()}}

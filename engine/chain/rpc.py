@@ -4,8 +4,10 @@
       .call(method, params)              -> result            raises RpcError
       .batch([(method, params), ...])    -> [result | RpcError, ...]   (in the order asked)
       .eth_call(to, data_hex, block)     -> bytes             raises RpcError (a revert too)
-      .post(payload, label, headers)     -> the decoded answer, whatever its shape (the
-                                            executor's desk and submission endpoints)
+      .post(payload, label, headers, meanwhile)
+                                         -> the decoded answer, whatever its shape (the
+                                            executor's desk and submission endpoints);
+                                            meanwhile() runs while the node works
       .close()
 
 Why not web3.py here: pool loading issues thousands of `eth_call`s in JSON-RPC batches, and
@@ -82,8 +84,11 @@ class RpcClient:
             self._conn = cls(self._host, self._port, timeout=self.timeout)
         return self._conn
 
-    def _post(self, body: bytes, method: str, headers: dict[str, str] | None = None) -> Any:
-        """POST one JSON body, return the decoded JSON answer (RpcError on any failure)."""
+    def _post(self, body: bytes, method: str, headers: dict[str, str] | None = None,
+              meanwhile=None) -> Any:
+        """POST one JSON body, return the decoded JSON answer (RpcError on any failure).
+        `meanwhile()` runs once, when the request is first on the socket and before the answer
+        is read; if it raises, the connection is closed (its answer unread) and that goes on."""
         self.requests += 1
         hdrs = {**self._headers, **headers} if headers else self._headers
         for attempt in (0, 1):
@@ -91,6 +96,13 @@ class RpcClient:
             try:
                 conn.request("POST", self._path, body, hdrs)
                 self.written_ns = time.monotonic_ns()
+                if meanwhile is not None:
+                    fn, meanwhile = meanwhile, None
+                    try:
+                        fn()
+                    except BaseException:
+                        self.close()
+                        raise
                 resp = conn.getresponse()
                 raw = resp.read()
                 break
@@ -137,12 +149,14 @@ class RpcClient:
         return reply["result"]
 
     # ---- calls
-    def post(self, payload: Any, label: str, headers: dict[str, str] | None = None) -> Any:
+    def post(self, payload: Any, label: str, headers: dict[str, str] | None = None,
+             meanwhile=None) -> Any:
         """POST `payload` as JSON and return the decoded answer as it is (a JSON-RPC object, a
         batch's list, or anything else a node sent): for callers that read whole answers.
         RpcError (named `label`) when the transport failed, or the status was not 200 or the
-        body not JSON (`.answered`)."""
-        return self._post(orjson.dumps(payload), label, headers)
+        body not JSON (`.answered`).  `meanwhile()`, if given, runs while the node works: once,
+        after the request is written and before its answer is read (the executor signs then)."""
+        return self._post(orjson.dumps(payload), label, headers, meanwhile)
 
     def call(self, method: str, params: list | None = None) -> Any:
         rid = next(self._ids)

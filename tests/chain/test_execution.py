@@ -84,6 +84,7 @@ def test_landed_trade_pays_the_predicted_profit_to_the_wei(arb, store):
     assert sent["ms_signed"] <= sent["ms_handed"] <= sent["ms_sent"]
     info = d.info()
     assert info["counts"]["landed"] == 1 and info["profit"][c.name]["realised"] == str(gained)
+    assert info["presigned"] == 1       # signed while the node ran the eth_call
     assert d.take(rec) is None          # the same (role, event) again: a duplicate, ignored
     assert d.counts["duplicates"] == 1
 
@@ -105,6 +106,27 @@ def test_receipts_give_way_to_a_waiting_send_and_the_steps_are_timed(arb, store)
     assert asked == [1]                 # asked once, before the first lookup
     (done,) = wait_final(d)
     assert done["state"] == "landed", done
+
+
+def test_signed_during_the_simulation_and_again_when_the_nonce_moved_meanwhile(arb, store):
+    """The transaction is signed for the nonce the desk expects while the node runs the
+    eth_call; a transaction of ours sent elsewhere in between moves the node's count, so the
+    one signed early is thrown away and the trade is signed again for the node's nonce."""
+    c = arb
+    owner = c.m["accounts"]["executor_owner"]
+    d = desk(c, store)
+    first = d.take(approved(c, gap(c)))
+    assert first["state"] == "sent" and d.presigned == 1, first
+    wait_final(d)
+    c.w3.eth.send_transaction({"from": owner, "to": owner, "value": 0})   # not the desk's
+    count = tx_count(c, owner)
+    assert count == first["nonce"] + 2
+    second = d.take(approved(c, gap(c, quote="USDT"), quote="USDT"))
+    assert second["state"] == "sent" and second["nonce"] == count, second
+    assert d.presigned == 1             # the early signature was for first["nonce"] + 1
+    (done,) = wait_final(d)
+    assert done["state"] == "landed", done
+    assert c.w3.eth.get_transaction(second["tx"])["nonce"] == count
 
 
 def test_front_run_trade_reverts_on_chain_and_costs_only_gas(arb, store):

@@ -63,6 +63,9 @@ def test_bad_url():
 
 # ---- a server that answers garbage ----------------------------------------------------------
 
+_GATE = {"arrived": threading.Event(), "release": threading.Event()}
+
+
 class _Garbage(BaseHTTPRequestHandler):
     """Behaviour chosen by the first word of the JSON-RPC method name."""
     protocol_version = "HTTP/1.1"
@@ -87,6 +90,10 @@ class _Garbage(BaseHTTPRequestHandler):
         if mode == "slow":
             time.sleep(1.0)
             return self._send(orjson.dumps({"jsonrpc": "2.0", "id": first["id"], "result": 1}))
+        if mode == "gated":       # answers once the client's meanwhile() let it, or in 5 s
+            _GATE["arrived"].set()
+            released = _GATE["release"].wait(5.0)
+            return self._send(orjson.dumps({"jsonrpc": "2.0", "id": first["id"], "result": released}))
         if mode == "hangup":
             self.close_connection = True
             self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"js")
@@ -174,3 +181,25 @@ def test_post_gives_whole_answers_and_names_the_http_status(garbage):
     echo = {"jsonrpc": "2.0", "id": 3, "method": "echoauth"}
     assert garbage.post(echo, "e", {"Authorization": "tok"})["result"] == "tok"
     assert garbage.post(echo, "e")["result"] is None
+
+
+def test_meanwhile_runs_once_the_request_is_written_and_before_the_answer_is_read(garbage):
+    """post(meanwhile=): the executor signs while the node simulates.  The server answers only
+    after meanwhile() let it, and meanwhile() sees the request already at the server; one that
+    raises leaves no half-read answer on the connection."""
+    _GATE["arrived"].clear()
+    _GATE["release"].clear()
+    seen = []
+
+    def meanwhile():
+        seen.append(_GATE["arrived"].wait(2.0))
+        _GATE["release"].set()
+    out = garbage.post({"jsonrpc": "2.0", "id": 1, "method": "gated"}, "g", meanwhile=meanwhile)
+    assert seen == [True] and out["result"] is True
+
+    def boom():
+        raise KeyError("signer failed")
+    with pytest.raises(KeyError, match="signer failed"):
+        garbage.post({"jsonrpc": "2.0", "id": 2, "method": "fine"}, "f", meanwhile=boom)
+    assert garbage.call("fine", []) == "ok"          # a fresh connection, nothing left to read
+    assert garbage.batch([("fine", [1])]) == [1]     # (a batch answer of the "partial" kind)
