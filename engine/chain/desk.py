@@ -19,8 +19,9 @@ the ledger (engine/chain/outcomes.py) before the next one happens.
       │ simulated profit − gas at those fees (valued on the replica) ≤ 0 ─► refused "gas: …"
       │ paper mode ───────────────────────────────────────────────► paper (never signed)
       ▼ live
-    nonce ─► sign (unless signed during the eth_call for this nonce) ─► ledger "signed" (tx hash, nonce), committed ─► submission policy
-    (engine/chain/submit.py) ─► "sent" | "rejected"
+    nonce ─► sign (unless signed during the eth_call, for this nonce) ─► ledger "signed"
+    (tx hash, nonce), committed ─► submission policy (engine/chain/submit.py) ─► "sent" |
+    "rejected"
       ▼ later, `poll_receipts` (engine/chain/tracker.py, the same thread)
     "landed" | "reverted" | cancelled after replace_after blocks ("replaced") | "dropped"
 
@@ -293,10 +294,15 @@ class Desk(Tracking):
 
         def presign():
             # while the node works on the eth_call: sign for the nonce we expect (the node's
-            # count comes back with the simulation; _send signs again if it differs).  Never
-            # sent unless the simulation passes; it lives only in this frame.
-            if cd.nonce is not None:
-                presigned[:] = [cd.nonce, *self.signer.sign(self._tx(cd, action, data, cd.nonce))]
+            # count comes back with the simulation; _send signs again if it differs, and a
+            # signer that fails here fails there, named).  Never sent unless the simulation
+            # passes; it lives only in this frame.
+            try:
+                if cd.nonce is not None:
+                    presigned[:] = [cd.nonce, *self.signer.sign(self._tx(cd, action, data,
+                                                                         cd.nonce))]
+            except Exception:
+                presigned.clear()
         try:
             if self.paper:
                 sim, count = cd.simulate(action, data), None

@@ -129,6 +129,28 @@ def test_signed_during_the_simulation_and_again_when_the_nonce_moved_meanwhile(a
     assert c.w3.eth.get_transaction(second["tx"])["nonce"] == count
 
 
+def test_a_signer_failing_during_the_simulation_is_asked_again_after_it(arb, store):
+    """A signature that fails while the node simulates is not the simulation's failure: the
+    desk signs again once the simulation passed, and the trade lands."""
+    c = arb
+
+    class Flaky(LocalSigner):
+        calls = 0
+
+        def sign(self, tx):
+            Flaky.calls += 1
+            if Flaky.calls == 1:
+                raise RuntimeError("signer busy")
+            return super().sign(tx)
+    d = Desk({c.name: setup_of(c)}, Ledger(store, "flash-loan-executor"), signer=Flaky(OWNER_KEY),
+             stale_factor=100.0)
+    d.start()
+    sent = d.take(approved(c, gap(c)))
+    assert sent["state"] == "sent" and d.presigned == 0 and Flaky.calls == 2, sent
+    (done,) = wait_final(d)
+    assert done["state"] == "landed", done
+
+
 def test_front_run_trade_reverts_on_chain_and_costs_only_gas(arb, store):
     """The executor sends while the gap is open; a trader's swap that closes it is mined ahead
     of ours (higher priority fee, same block): ours reverts, and only gas is spent."""
