@@ -3,7 +3,8 @@ signed transaction → its receipt, in a real engine in live mode, beside a plai
 
     phase 1, ours: `syndicate run` (live, the devnet owner's key in the environment) with
       monitor-arbitrum ─► arbitrum-spotter ─► flash-loan-executor (receipt_poll 20 ms)
-      this process makes one big swap every --interval s (the devnet's traffic generator) and
+      this process makes one big swap every --interval s (the devnet's traffic generator,
+      which reads each swap's receipt SETTLE_S later, out of the engine's way) and
       reads the executor's ledger at the end (`outcomes`: every stage is stamped there)
         detect   log bytes on the socket → pool record in events.arbitrum   (CLOCK_MONOTONIC)
         decide   that record → the agent's Action in its outbox
