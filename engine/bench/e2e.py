@@ -21,7 +21,7 @@ Success rate = landed with a realised profit > 0 / sent.  Stage figures in ms; `
 what `syndicate bench all` calls.  The load (os.getloadavg) is printed beside the figures.
 
     syndicate bench e2e [--trades 100] [--baseline-trades N] [--interval 0.4] [--seed 3]
-                        [--no-baseline] [--json]
+                        [--no-baseline] [--json] [--dump FILE]
 
 The baseline handles one swap at a time (~1.5-2 s each: its filter, its re-reads, its receipt
 wait), so `--baseline-trades` gives it the first N of the same swaps (default: all of them)
@@ -129,10 +129,10 @@ def stages_of(records: list[dict]) -> dict:
         k.setdefault("_states", []).append(r["state"])
         k[r["state"]] = r
     out = {"stages": {s: [] for s in STAGES}, "log_to_sent": [], "log_to_handed": [],
-           "record_to_sent": [],
+           "record_to_sent": [], "rows": [],
            "accept_ms": [], "sent": 0, "phases": {}, "wait_behind": {},
            "landed": 0, "profitable": 0, "reverted": 0, "refused": {}, "states": {}}
-    firsts: dict[int, tuple[int, float]] = {}     # a log (t_origin) -> the first Action sent of it
+    firsts: dict[int, dict] = {}     # a log (t_origin) -> the row of the first Action sent of it
     for key, k in by.items():
         final = k["_states"][-1]
         out["states"][final] = out["states"].get(final, 0) + 1
@@ -159,12 +159,20 @@ def stages_of(records: list[dict]) -> dict:
             wait = (sent.get("ms_phases") or {}).get("wait")
             if wait is not None:
                 out["wait_behind"].setdefault(sent.get("behind") or "?", []).append(wait)
-            out["log_to_sent"].append((t_acc - t_o) / 1e6 + sent["ms_sent"])
-            if sent.get("ms_handed") is not None:
-                out["log_to_handed"].append((t_acc - t_o) / 1e6 + sent["ms_handed"])
+            row = {"key": key, "t_origin": t_o, "t_accept": t_acc,
+                   "log_to_sent": (t_acc - t_o) / 1e6 + sent["ms_sent"],
+                   "log_to_handed": (t_acc - t_o) / 1e6 + sent["ms_handed"]
+                   if sent.get("ms_handed") is not None else None,
+                   "stages": {"detect": st["detect"][-1], "decide": st["decide"][-1],
+                              "accept": st["accept"][-1]},
+                   "phases": sent.get("ms_phases") or {}, "behind": sent.get("behind")}
+            out["rows"].append(row)
+            out["log_to_sent"].append(row["log_to_sent"])
+            if row["log_to_handed"] is not None:
+                out["log_to_handed"].append(row["log_to_handed"])
             first = firsts.get(t_o)
-            if first is None or t_acc < first[0]:
-                firsts[t_o] = (t_acc, out["log_to_sent"][-1])
+            if first is None or t_acc < first["t_accept"]:
+                firsts[t_o] = row
         end = k.get("landed") or k.get("reverted")
         if end is not None:
             out["stages"]["mined"].append((end["t"] - sent["t"]) * 1e3)
@@ -174,7 +182,11 @@ def stages_of(records: list[dict]) -> dict:
                 out["profitable"] += 1
         elif final == "reverted":
             out["reverted"] += 1
-    out["first_of_log"] = [ms for _, ms in firsts.values()]
+    for row in out["rows"]:
+        row["first_of_log"] = firsts[row["t_origin"]] is row
+    out["first_of_log"] = [r["log_to_sent"] for r in firsts.values()]
+    out["first_of_log_handed"] = [r["log_to_handed"] for r in firsts.values()
+                                  if r["log_to_handed"] is not None]
     return out
 
 
@@ -226,6 +238,9 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--in-switch", action="store_true",
                     help="also a run with the executor sending inside its switch (as before the "
                          "sending thread), for its record → sent and switch figures")
+    ap.add_argument("--dump", type=Path, metavar="FILE",
+                    help="write one JSON line per Action sent (stages, the sending thread's "
+                         "steps, first of its log or not)")
     try:
         args = ap.parse_args(argv)
     except SystemExit as e:
@@ -251,7 +266,8 @@ def main(argv: list[str]) -> int:
             print(f"\r  {phase}: {i}/{n} swaps", end="", file=sys.stderr, flush=True)
 
     doc = run(args.trades, args.interval, args.seed, baseline=not args.no_baseline,
-              progress=progress, in_switch=args.in_switch, baseline_trades=args.baseline_trades)
+              progress=progress, in_switch=args.in_switch, baseline_trades=args.baseline_trades,
+              dump=args.dump)
     if not args.json and sys.stderr.isatty():
         print("", file=sys.stderr)
     emit("e2e", doc["results"], args.json, doc["extra"])
@@ -259,14 +275,20 @@ def main(argv: list[str]) -> int:
 
 
 def run(trades: int = 100, interval: float = 0.4, seed: int = 3, *, baseline: bool = True,
-        progress=None, in_switch: bool = False, baseline_trades: int | None = None) -> dict:
-    """Both phases; {"results": [Comparison], "extra": {...}} (for `bench all`)."""
+        progress=None, in_switch: bool = False, baseline_trades: int | None = None,
+        dump: Path | None = None) -> dict:
+    """Both phases; {"results": [Comparison], "extra": {...}} (for `bench all`).  `dump`: a
+    file for one JSON line per Action sent in our phase (its stages, the sending thread's
+    steps, whether it was the first of its log), to find what a slow one was waiting for."""
     from engine.devnet import Devnet
 
     from .e2e_web3 import run_baseline
     args = ("--prune-history", "256")
     with Devnet.start((CHAIN,), seed=0, anvil_args=args) as net:
         ours = run_ours(net.manifest, trades, interval, seed, progress)
+    if dump is not None:
+        dump.write_bytes(b"".join(orjson.dumps(r) + b"\n"
+                                  for r in sorted(ours["rows"], key=lambda r: r["t_accept"])))
     inline = None
     if in_switch:
         with Devnet.start((CHAIN,), seed=0, anvil_args=args) as net:
@@ -276,27 +298,34 @@ def run(trades: int = 100, interval: float = 0.4, seed: int = 3, *, baseline: bo
         with Devnet.start((CHAIN,), seed=0, anvil_args=args) as net:
             base = run_baseline(net.manifest, baseline_trades or trades, interval, seed,
                                 DEVNET_OWNER_KEY, progress)
-    results = [Comparison(
-        "e2e: swap log → signed transaction handed to the endpoint", "ms",
-        Summary.of("syndicate (log bytes on the socket →)", ours["log_to_sent"]),
-        Summary.of("web3.py loop (log returned by its filter →)", base["log_to_sent"])
-        if base else None, notes="same seed, same swaps, a fresh devnet each" + (
-            f"; the baseline the first {baseline_trades} of {trades} swaps"
-            if base and baseline_trades and baseline_trades < trades else ""))]
+    same = "same seed, same swaps, a fresh devnet each" + (
+        f"; the baseline the first {baseline_trades} of {trades} swaps"
+        if base and baseline_trades and baseline_trades < trades else "")
+    results = []
     if ours["log_to_handed"]:
         results.append(Comparison(
-            "e2e: swap log → the signed transaction's request on the endpoint's socket", "ms",
+            "e2e: swap log → signed transaction handed to the endpoint", "ms",
             Summary.of("syndicate (log bytes on the socket →)", ours["log_to_handed"]), None,
-            notes="the same sends, timed when the request was written rather than when the "
-                  "endpoint answered: anvil (automine) mines the block before it answers "
-                  "eth_sendRawTransaction; the web3.py loop can only be timed at its answer"))
+            notes="until the eth_sendRawTransaction request is on the endpoint's socket "
+                  "(`ms_handed`); the web3.py loop can only be timed at the endpoint's answer: "
+                  "below"))
     results.append(Comparison(
-        "e2e, the first Action sent of each swap log", "ms",
-        Summary.of("syndicate (log bytes on the socket →)", ours["first_of_log"]),
+        "e2e: swap log → the endpoint's answer to the signed transaction", "ms",
+        Summary.of("syndicate (log bytes on the socket →)", ours["log_to_sent"]),
         Summary.of("web3.py loop (log returned by its filter →)", base["log_to_sent"])
         if base else None,
-        notes="a later Action of the same log waits for the earlier one to be sent (its "
-              "eth_call on pending must see it); the baseline sends one per swap"))
+        notes=same + "; anvil (automine) mines the block before it answers"))
+    if ours["first_of_log_handed"]:
+        results.append(Comparison(
+            "e2e, the first Action sent of each swap log, handed to the endpoint", "ms",
+            Summary.of("syndicate (log bytes on the socket →)", ours["first_of_log_handed"]),
+            None, notes="a later Action of the same log waits for the earlier one to be sent "
+                        "(its eth_call on pending must see it)"))
+    results.append(Comparison(
+        "e2e, the first Action sent of each swap log, at the endpoint's answer", "ms",
+        Summary.of("syndicate (log bytes on the socket →)", ours["first_of_log"]),
+        Summary.of("web3.py loop (log returned by its filter →)", base["log_to_sent"])
+        if base else None, notes="the baseline sends one per swap"))
     if inline:
         results.append(Comparison(
             "e2e, the executor sending in its switch instead", "ms",

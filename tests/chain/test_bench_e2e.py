@@ -20,11 +20,13 @@ def bench(*args, timeout=600) -> subprocess.CompletedProcess:
                           cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
-def test_json_has_every_stage_of_every_sent_trade_and_the_baseline():
+def test_json_has_every_stage_of_every_sent_trade_and_the_baseline(tmp_path):
     why = toolchain_missing()
     if why:
         pytest.skip(why)
-    r = bench("--trades", "6", "--baseline-trades", "5", "--interval", "0.3", "--json")
+    dump = tmp_path / "sent.jsonl"
+    r = bench("--trades", "6", "--baseline-trades", "5", "--interval", "0.3", "--json",
+              "--dump", str(dump))
     assert r.returncode == 0, r.stderr[-3000:]
     doc = json.loads(r.stdout)
     assert doc["bench"] == "e2e"
@@ -33,8 +35,13 @@ def test_json_has_every_stage_of_every_sent_trade_and_the_baseline():
     assert ours["sent"] >= 1 and ours["landed"] + ours["reverted"] == ours["sent"]
     assert base["sent"] >= 1 and base["landed"] + base["reverted"] == base["sent"]
     by = {c["name"]: c for c in doc["results"]}
-    e2e = by["e2e: swap log → signed transaction handed to the endpoint"]
+    # the figure ends when the request is on the endpoint's socket; the comparison
+    # with the web3.py loop, which can only be timed at the answer, ends at the answer
+    handed = by["e2e: swap log → signed transaction handed to the endpoint"]
+    e2e = by["e2e: swap log → the endpoint's answer to the signed transaction"]
+    assert handed["ours"]["n"] == ours["sent"] and handed["baseline"] is None
     assert e2e["ours"]["n"] == ours["sent"] and e2e["baseline"]["n"] == base["sent"]
+    assert handed["ours"]["p50"] <= e2e["ours"]["p50"]
     for stage in ("detect", "decide", "accept", "sign", "send", "mined"):
         assert by[f"stage {stage}"]["ours"]["n"] == ours["sent"], stage
     # the sending thread's steps (record accepted → sent), each measured for every trade sent
@@ -42,9 +49,19 @@ def test_json_has_every_stage_of_every_sent_trade_and_the_baseline():
     for step in steps:
         assert by[f"executor step {step}"]["ours"]["n"] == ours["sent"], step
     assert "first 5 of 6 swaps" in e2e["notes"]
-    firsts = by["e2e, the first Action sent of each swap log"]
+    firsts = by["e2e, the first Action sent of each swap log, at the endpoint's answer"]
     assert 1 <= firsts["ours"]["n"] <= ours["sent"]
     assert firsts["ours"]["p50"] <= e2e["ours"]["max"]
+    firsts_handed = by["e2e, the first Action sent of each swap log, handed to the endpoint"]
+    assert firsts_handed["ours"]["n"] == firsts["ours"]["n"]
+    # the dump: one line per Action sent, in the order accepted, the same figures
+    rows = [json.loads(ln) for ln in dump.read_text().splitlines()]
+    assert len(rows) == ours["sent"]
+    assert [r["t_accept"] for r in rows] == sorted(r["t_accept"] for r in rows)
+    assert sum(r["first_of_log"] for r in rows) == firsts["ours"]["n"]
+    assert max(r["log_to_handed"] for r in rows) == pytest.approx(handed["ours"]["max"], abs=0.01)
+    for row in rows:
+        assert set(steps) <= set(row["phases"]) and row["log_to_handed"] <= row["log_to_sent"]
     assert "DEVNET" not in r.stdout and "59c6995e998f97a5" not in r.stdout + r.stderr
 
 
